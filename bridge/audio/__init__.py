@@ -1,0 +1,1 @@
+"""The sans-I/O audio pipeline: ring buffer, framer, stream resampler, VAD, playback pacing."""

@@ -1,0 +1,51 @@
+"""Output pacing on a monotonic deadline clock: real-time frames with a bounded lead, no bursts.
+
+The bot plays whatever it receives at once and at real-time speed, with no feedback. The
+pacer models the bot's playhead: `play_end` is the clock time at which everything sent so
+far will have played. A frame may go out only while play_end stays within `lead` of now,
+so an interruption is heard at most `lead` later, and lateness is never repaid in a burst.
+"""
+
+from __future__ import annotations
+
+
+class OutputPacer:
+    """Decides when the next frame may be sent; counts underruns (gaps mid-stream)."""
+
+    def __init__(self, sample_rate: int, lead_ms: float) -> None:
+        if lead_ms <= 0:
+            raise ValueError("lead_ms must be positive")
+        self.sample_rate = sample_rate
+        self.lead = lead_ms / 1000
+        self._origin = 0.0  # clock time at which the current run of audio began playing
+        self._samples = 0  # samples sent since origin: integer, so the clock never drifts
+        self._streaming = False  # a stream is open: running dry now is an underrun
+        self.underruns = 0
+        self.samples_sent = 0
+
+    def play_end(self) -> float:
+        """Clock time at which the audio sent so far finishes playing."""
+        return self._origin + self._samples / self.sample_rate
+
+    def lead_at(self, now: float) -> float:
+        """Seconds of audio sent but not yet played at `now` (never negative)."""
+        return max(0.0, self.play_end() - now)
+
+    def send_at(self, now: float, samples: int) -> float:
+        """Earliest clock time at which a frame of `samples` may be sent (now if it may)."""
+        start = max(self.play_end(), now)
+        return max(now, start + samples / self.sample_rate - self.lead)
+
+    def sent(self, now: float, samples: int) -> None:
+        """Account a frame sent at `now`; a gap since the last one is an underrun mid-stream."""
+        if self.play_end() < now:
+            if self._streaming and self._samples:
+                self.underruns += 1
+            self._origin, self._samples = now, 0
+        self._samples += samples
+        self.samples_sent += samples
+        self._streaming = True
+
+    def end_stream(self) -> None:
+        """Nothing more is coming for now: the silence that follows is not an underrun."""
+        self._streaming = False

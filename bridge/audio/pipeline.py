@@ -1,0 +1,65 @@
+"""The input side of a session: bot-rate chunks in, speech events and listener frames out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from bridge.audio.framer import Framer, frame_samples
+from bridge.audio.resample import Quality, StreamResampler
+from bridge.audio.vad import VAD_RATE, SpeechEvent, VoiceActivityDetector
+
+
+class FrameStream:
+    """Resample a chunk stream to one rate (state kept across chunks) and cut fixed frames."""
+
+    def __init__(
+        self, in_rate: int, out_rate: int, frame_ms: int, capacity_ms: int, quality: Quality
+    ) -> None:
+        self.resampler = StreamResampler(in_rate, out_rate, quality)
+        size = frame_samples(out_rate, frame_ms)
+        self.framer = Framer(size, max(size, out_rate * capacity_ms // 1000))
+
+    def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
+        """Yield the frames this chunk completes (views of one reused array)."""
+        return self.framer.feed(self.resampler.process(chunk))
+
+
+class InputPipeline:
+    """Runs VAD at 16 kHz and frames audio at the listener's rate, sharing work when they match.
+
+    feed() yields speech events and listener frames; frames are reused views, copy to keep.
+    """
+
+    def __init__(
+        self,
+        bot_rate: int,
+        listen_rate: int,
+        frame_ms: int,
+        vad: VoiceActivityDetector,
+        capacity_ms: int,
+        quality: Quality = "HQ",
+    ) -> None:
+        self.vad = vad
+        self._vad_stream = FrameStream(bot_rate, VAD_RATE, frame_ms, capacity_ms, quality)
+        self._listen_stream = (
+            None
+            if listen_rate == VAD_RATE
+            else FrameStream(bot_rate, listen_rate, frame_ms, capacity_ms, quality)
+        )
+        self.samples_in = 0
+        self.speech_segments = 0
+
+    def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray | SpeechEvent]:
+        """Push one bot chunk through VAD and framing."""
+        self.samples_in += len(chunk)
+        for frame in self._vad_stream.feed(chunk):
+            event = self.vad.process(frame)
+            if event is not None:
+                self.speech_segments += not self.vad.speaking
+                yield event
+            if self._listen_stream is None:
+                yield frame
+        if self._listen_stream is not None:
+            yield from self._listen_stream.feed(chunk)

@@ -1,0 +1,81 @@
+"""Voice activity: webrtcvad per frame, smoothed into speech start/stop events with hangover."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+VAD_RATE = 16000
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """Speech began at `at_ms` of the session's input stream."""
+
+    at_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """Speech ended at `at_ms`; the segment lasted `duration_ms`."""
+
+    at_ms: float
+    duration_ms: float
+
+
+SpeechEvent = SpeechStarted | SpeechStopped
+
+
+class VoiceActivityDetector:
+    """Speech starts when most frames of the start window are voiced, stops after a quiet window.
+
+    Feed 16 kHz s16 frames of exactly frame_ms; events lag the audio by up to one window.
+    """
+
+    START_RATIO = 0.8  # voiced share of the start window that opens a segment
+    STOP_RATIO = 0.9  # unvoiced share of the stop window that closes it
+
+    def __init__(
+        self, frame_ms: int, aggressiveness: int = 3, start_ms: int = 200, stop_ms: int = 500
+    ) -> None:
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._frame_ms = frame_ms
+        self._start = deque[bool](maxlen=max(1, start_ms // frame_ms))
+        self._stop = deque[bool](maxlen=max(1, stop_ms // frame_ms))
+        self._frames = 0
+        self._started_at = 0.0
+        self.speaking = False
+
+    @property
+    def position_ms(self) -> float:
+        """Stream time at the end of the last frame processed."""
+        return self._frames * self._frame_ms
+
+    def process(self, frame: np.ndarray) -> SpeechEvent | None:
+        """Classify one frame; returns an event when the speaking state changes."""
+        voiced = self._vad.is_speech(frame.tobytes(), VAD_RATE)
+        self._frames += 1
+        window = self._stop if self.speaking else self._start
+        window.append(voiced)
+        if not self.speaking:
+            if len(window) == window.maxlen and sum(window) >= self.START_RATIO * window.maxlen:
+                return self._begin(len(window))
+            return None
+        if len(window) == window.maxlen and window.count(False) >= self.STOP_RATIO * window.maxlen:
+            return self._end(len(window))
+        return None
+
+    def _begin(self, window_frames: int) -> SpeechStarted:
+        self.speaking = True
+        self._start.clear()
+        self._started_at = self.position_ms - window_frames * self._frame_ms
+        return SpeechStarted(self._started_at)
+
+    def _end(self, window_frames: int) -> SpeechStopped:
+        self.speaking = False
+        self._stop.clear()
+        at = self.position_ms - window_frames * self._frame_ms
+        return SpeechStopped(at, at - self._started_at)

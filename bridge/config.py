@@ -1,0 +1,36 @@
+"""Every setting of the server, each bound named, with its default and its limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.audio.resample import Quality
+
+
+class BridgeConfig(BaseModel):
+    """Server settings; the CLI fills them from flags or SPEAKBRIDGE_* environment variables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    public_url: str | None = Field(None, description="ws(s)://host[:port] the bot can reach")
+    rate: Literal[16000, 24000] = Field(24000, description="sample rate when the URL sets none")
+    frame_ms: Literal[10, 20, 30] = 20
+    lead_ms: float = Field(40.0, gt=0, le=500, description="audio sent ahead of the bot's playback")
+    grace_s: float = Field(30.0, ge=0, description="how long a session outlives its sockets")
+    max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
+    max_sessions: int = Field(1000, ge=1)
+    input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
+    responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
+    playback_buffer_s: float = Field(60.0, gt=0, description="queued speech awaiting pacing")
+    max_pending_utterances: int = Field(32, ge=1)
+    resample_quality: Quality = "HQ"
+    vad_aggressiveness: Literal[0, 1, 2, 3] = 3
+    vad_start_ms: int = Field(200, ge=10, description="speech window that opens a segment")
+    vad_stop_ms: int = Field(500, ge=10, description="quiet window that closes a segment")
+    barge_in: bool = True
+    ping_interval_s: float = Field(20.0, gt=0)
+    ping_timeout_s: float = Field(20.0, gt=0)

@@ -1,0 +1,171 @@
+"""The output side of a session: responders' audio, resampled to the bot's rate and paced out.
+
+Audio is produced by `speak()` (any rate; bytes, arrays or an async iterator of chunks),
+queued in a bounded PlaybackQueue and sent by `run()` frame by frame on the pacer's
+deadline clock to whatever sink the session currently has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable
+
+import numpy as np
+
+from bridge.audio.framer import frame_samples
+from bridge.audio.pacer import OutputPacer
+from bridge.audio.playback import PlaybackQueue, PlaybackReport
+from bridge.audio.resample import Quality, StreamResampler
+from bridge.codecs.pcm import to_s16
+
+log = logging.getLogger(__name__)
+
+AudioChunk = bytes | bytearray | memoryview | np.ndarray
+AudioSource = AudioChunk | AsyncIterable[AudioChunk]
+Send = Callable[[bytes], Awaitable[None]]
+
+
+class Utterance:
+    """A handle on queued speech: await it for its PlaybackReport (played or interrupted)."""
+
+    def __init__(self) -> None:
+        self.id = 0  # set when it reaches the queue
+        self.report: asyncio.Future[PlaybackReport] = asyncio.get_running_loop().create_future()
+
+    def __await__(self):  # noqa: ANN204 - generator type of Future.__await__
+        return self.report.__await__()
+
+    def settle(self, report: PlaybackReport) -> None:
+        if not self.report.done():
+            self.report.set_result(report)
+
+
+class Playout:
+    """Queues, resamples and paces a session's outgoing speech; interrupt() is barge-in."""
+
+    def __init__(
+        self,
+        sample_rate: int,
+        frame_ms: int,
+        lead_ms: float,
+        capacity_s: float,
+        max_pending: int,
+        quality: Quality = "HQ",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.pacer = OutputPacer(sample_rate, lead_ms)
+        self.queue = PlaybackQueue(int(sample_rate * capacity_s))
+        self._frame = np.zeros(frame_samples(sample_rate, frame_ms), dtype="<i2")
+        self._quality: Quality = quality
+        self._clock = clock
+        self._max_pending = max_pending
+        self._pending: dict[asyncio.Task[None], Utterance] = {}
+        self._order = asyncio.Lock()  # utterances enter the queue in the order spoken
+        self._audio_ready = asyncio.Event()
+        self._space_freed = asyncio.Event()
+        self._by_id: dict[int, Utterance] = {}
+        self.samples_out = 0
+
+    @property
+    def speaking(self) -> bool:
+        """Speech is queued or still being produced."""
+        return bool(self._pending) or not self.queue.idle
+
+    def speak(self, audio: AudioSource, sample_rate: int | None = None) -> Utterance:
+        """Queue audio at sample_rate (default: the bot's); returns at once with its Utterance."""
+        if len(self._pending) >= self._max_pending:
+            raise RuntimeError(f"more than {self._max_pending} utterances pending (max_pending)")
+        utterance = Utterance()
+        task = asyncio.create_task(self._feed(utterance, audio, sample_rate or self.sample_rate))
+        self._pending[task] = utterance
+        task.add_done_callback(self._feeder_done)
+        return utterance
+
+    def interrupt(self) -> list[PlaybackReport]:
+        """Drop all queued and pending speech; returns a report for each utterance cut short."""
+        reports = self.queue.clear()
+        for report in reports:
+            self._settle(report)
+        for task, utterance in list(self._pending.items()):
+            task.cancel()
+            if utterance.id == 0:
+                utterance.settle(PlaybackReport(0, 0, 0, interrupted=True))
+        self.pacer.end_stream()
+        self._space_freed.set()
+        return reports
+
+    async def run(self, sink: Callable[[], Send | None], sink_ready: asyncio.Event) -> None:
+        """Pace queued audio out to the current sink until cancelled; waits while there is none."""
+        frame_size = len(self._frame)
+        while True:
+            if not self._frame_ready(frame_size):
+                if self.queue.idle:
+                    self.pacer.end_stream()
+                self._audio_ready.clear()
+                await self._audio_ready.wait()
+                continue
+            send = sink()
+            if send is None:
+                self.pacer.end_stream()
+                await sink_ready.wait()
+                continue
+            now = self._clock()
+            due = self.pacer.send_at(now, frame_size)
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            n, reports = self.queue.read(self._frame)
+            self._space_freed.set()
+            await send(self._frame[:n].tobytes())
+            self.pacer.sent(now, n)
+            self.samples_out += n
+            for report in reports:
+                self._settle(report)
+
+    def _frame_ready(self, frame_size: int) -> bool:
+        available = self.queue.available
+        return available >= frame_size or (available > 0 and not self.queue.producing)
+
+    async def _feed(self, utterance: Utterance, source: AudioSource, rate: int) -> None:
+        async with self._order:
+            utterance.id = self.queue.open()
+            self._by_id[utterance.id] = utterance
+            resampler = StreamResampler(rate, self.sample_rate, self._quality)
+            try:
+                async for chunk in _chunks(source):
+                    await self._enqueue(utterance.id, resampler.process(to_s16(chunk)))
+                await self._enqueue(utterance.id, resampler.flush())
+            finally:
+                for report in self.queue.close(utterance.id):
+                    self._settle(report)
+                self._audio_ready.set()
+
+    async def _enqueue(self, utterance_id: int, samples: np.ndarray) -> None:
+        while len(samples):
+            taken = self.queue.write(utterance_id, samples)
+            samples = samples[taken:]
+            self._audio_ready.set()
+            if len(samples):
+                self._space_freed.clear()
+                await self._space_freed.wait()
+
+    def _settle(self, report: PlaybackReport) -> None:
+        utterance = self._by_id.pop(report.utterance_id, None)
+        if utterance is not None:
+            utterance.settle(report)
+
+    def _feeder_done(self, task: asyncio.Task[None]) -> None:
+        self._pending.pop(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("speech source failed, its audio ends here: %r", task.exception())
+
+
+async def _chunks(source: AudioSource) -> AsyncIterable[AudioChunk]:
+    if isinstance(source, bytes | bytearray | memoryview | np.ndarray):
+        yield source
+    else:
+        async for chunk in source:
+            yield chunk

@@ -1,0 +1,1 @@
+"""Responder plugins: the interface, the registry and the built-in responders."""

@@ -1,0 +1,56 @@
+"""Find responders by name (entry points, group `speakbridge.responders`) or `module:Class`."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from pydantic import ValidationError
+
+from bridge.plugins.base import Responder
+
+GROUP = "speakbridge.responders"
+
+
+class ResponderError(ValueError):
+    """A responder that cannot be found, loaded or configured; the message says which."""
+
+
+def available() -> list[str]:
+    """Names of the responders installed as entry points."""
+    return sorted(ep.name for ep in entry_points(group=GROUP))
+
+
+def load(spec: str) -> type[Responder]:
+    """The Responder class named by an entry-point name or a `module:Class` path."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ResponderError(f"cannot load responder {spec!r}: {exc}") from None
+    else:
+        matches = entry_points(group=GROUP, name=spec)
+        if not matches:
+            raise ResponderError(f"no responder named {spec!r}; installed: {', '.join(available())}")
+        cls = next(iter(matches)).load()
+    if not (isinstance(cls, type) and issubclass(cls, Responder)):
+        raise ResponderError(f"{spec!r} is not a subclass of bridge.plugins.base.Responder")
+    return cls
+
+
+def parse_options(cls: type[Responder], pairs: list[str]) -> object:
+    """Validate `key=value` strings against the responder's Options model."""
+    raw: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ResponderError(f"option {pair!r} is not key=value")
+        raw[key.strip()] = value
+    try:
+        return cls.Options.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ResponderError(f"bad options for responder {cls.__name__}: {problems}") from None

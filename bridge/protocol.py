@@ -1,0 +1,146 @@
+"""The Meeting BaaS streaming protocol, sans-I/O: URL routes, bot messages and close codes.
+
+Nothing here touches a socket; the server feeds it strings and bytes and acts on what
+comes back, so every rule of the wire format is testable on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SUPPORTED_RATES = (16000, 24000)
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+PathRole = Literal["dual", "output", "input"]
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the bridge sends; 1xxx are RFC 6455, 4xxx are ours."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # the server is shutting down
+    MESSAGE_TOO_BIG = 1009  # a frame above max_message_bytes (sent by websockets itself)
+    INTERNAL_ERROR = 1011
+    REPLACED = 4000  # a newer socket took this socket's URL (a bot reconnect)
+    SECOND_SOURCE = 4003  # another socket of the session already sends the meeting audio
+    SESSION_ENDED = 4004  # the session was ended while this socket was open
+
+
+class ProtocolError(ValueError):
+    """A message from the bot that breaks the protocol; `reason` names it for metrics."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class RouteError(ValueError):
+    """A request the server refuses before the WebSocket upgrade, with its HTTP status."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a socket belongs: its session, the URL it used and the rate it asked for."""
+
+    session_id: str
+    path_role: PathRole
+    sample_rate: int | None
+
+
+class Hello(BaseModel):
+    """The first text frame of the meeting-audio socket."""
+
+    model_config = ConfigDict(extra="allow")
+
+    protocol_version: int
+    bot_id: str
+    offset: float = 0.0
+
+
+class SpeakerState(BaseModel):
+    """One participant's speaking state, as the bot reports it when speaking changes."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str
+    id: int
+    timestamp: int  # milliseconds since the epoch
+    is_speaking: bool = Field(alias="isSpeaking")
+
+
+class SpeakerUpdate(BaseModel):
+    """A text frame holding a JSON array of speaker states."""
+
+    speakers: list[SpeakerState]
+
+
+BotText = Hello | SpeakerUpdate
+
+
+def parse_route(target: str) -> Route:
+    """Map a request target (`/bots/{id}[/output|/input][?rate=N]`) to a Route or raise."""
+    parts = urlsplit(target)
+    segments = parts.path.strip("/").split("/")
+    if len(segments) not in (2, 3) or segments[0] != "bots":
+        raise RouteError(404, f"unknown path {parts.path!r}; expected /bots/{{session_id}}")
+    session_id = segments[1]
+    if not SESSION_ID.fullmatch(session_id):
+        raise RouteError(400, "session id must be 1-128 of [A-Za-z0-9_.-], starting alnum")
+    path_role: PathRole = "dual"
+    if len(segments) == 3:
+        if segments[2] not in ("output", "input"):
+            raise RouteError(404, f"unknown path {parts.path!r}; the suffix is /output or /input")
+        path_role = segments[2]  # type: ignore[assignment]
+    return Route(session_id, path_role, _parse_rate(parts.query))
+
+
+def _parse_rate(query: str) -> int | None:
+    values = parse_qs(query).get("rate")
+    if not values:
+        return None
+    try:
+        rate = int(values[-1])
+    except ValueError:
+        rate = -1
+    if rate not in SUPPORTED_RATES:
+        raise RouteError(400, f"rate must be one of {SUPPORTED_RATES}, got {values[-1]!r}")
+    return rate
+
+
+def parse_text(text: str) -> BotText:
+    """Parse a text frame from the bot: the hello object or an array of speaker states."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError("invalid_json", f"text frame is not JSON ({exc.msg})") from None
+    try:
+        if isinstance(value, dict):
+            return Hello.model_validate(value)
+        if isinstance(value, list):
+            return SpeakerUpdate(speakers=value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ProtocolError("invalid_message", f"{where}: {first['msg']}") from None
+    raise ProtocolError("unknown_message", f"expected an object or array, got {type(value).__name__}")
+
+
+def parse_audio(data: bytes) -> np.ndarray:
+    """View a binary frame as s16le samples (no copy); odd byte counts are refused."""
+    if len(data) % 2:
+        raise ProtocolError("odd_length", f"{len(data)} bytes is not a whole number of samples")
+    return np.frombuffer(data, dtype="<i2")

@@ -1,0 +1,105 @@
+"""The WebSocket server: routes each request to its session before the upgrade, then pumps frames."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from bridge.config import BridgeConfig
+from bridge.protocol import RouteError, parse_route
+from bridge.session import Link, ResponderFactory
+from bridge.sessions import SessionTable
+
+log = logging.getLogger(__name__)
+
+
+class BridgeServer:
+    """Owns the listening socket and the session table; start() then serve_forever or close()."""
+
+    def __init__(self, config: BridgeConfig, make_responder: ResponderFactory) -> None:
+        self.config = config
+        self.sessions = SessionTable(config, make_responder)
+        self._server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        assert self._server is not None, "start() first"
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> Server:
+        """Listen; audio frames go uncompressed (deflate costs CPU and saves little on PCM)."""
+        c = self.config
+        self._server = await serve(
+            self._handle,
+            c.host,
+            c.port,
+            process_request=self._admit,
+            compression=None,
+            max_size=c.max_message_bytes,
+            ping_interval=c.ping_interval_s,
+            ping_timeout=c.ping_timeout_s,
+            logger=logging.getLogger("bridge.websockets"),
+        )
+        return self._server
+
+    async def close(self) -> None:
+        """Stop listening and end every session."""
+        if self._server is not None:
+            self._server.close(close_connections=False)
+            await self.sessions.close_all("server shutting down")
+            await self._server.wait_closed()
+
+    def base_url(self) -> str:
+        return self.config.public_url or f"ws://{self.config.host}:{self.port}"
+
+    def banner(self) -> str:
+        """The URLs to give a bot, with an example session id."""
+        base, example = self.base_url(), uuid.uuid4().hex[:12]
+        return (
+            f"speakbridge listening on {base} (default rate {self.config.rate} Hz)\n"
+            f"  one socket both ways:  streaming.input = streaming.output = {base}/bots/{{session_id}}\n"
+            f"  split sockets:         streaming.output = {base}/bots/{{session_id}}/output\n"
+            f"                         streaming.input  = {base}/bots/{{session_id}}/input\n"
+            f"  add ?rate=16000 for a bot launched with audio_frequency 16khz; e.g. "
+            f"{base}/bots/{example}?rate=16000"
+        )
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            self.sessions.admit(parse_route(request.path))
+        except RouteError as exc:
+            log.warning("refused %s from %s: %d %s", request.path.split("?")[0],
+                        _peer(connection), exc.status, exc.detail)
+            return connection.respond(exc.status, exc.detail + "\n")
+        return None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        route = parse_route(connection.request.path)  # type: ignore[union-attr]
+        link = Link(connection, route.path_role)
+        try:
+            session = await self.sessions.join(route, link)
+        except RouteError as exc:  # the session changed between admission and upgrade
+            log.warning("refused %s from %s after upgrade: %s", route.session_id,
+                        _peer(connection), exc.detail)
+            await connection.close(4000 + exc.status, exc.detail)
+            return
+        try:
+            async for message in connection:
+                if isinstance(message, str):
+                    await session.receive_text(link, message)
+                else:
+                    await session.receive_audio(link, message)
+        except ConnectionClosed as exc:
+            log.info("session %s: %s socket lost (%s)", route.session_id, route.path_role, exc)
+        finally:
+            session.detach(link)
+
+
+def _peer(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return f"{address[0]}:{address[1]}" if address else "?"
