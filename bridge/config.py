@@ -31,6 +31,9 @@ class BridgeConfig(BaseModel):
     vad_aggressiveness: Literal[0, 1, 2, 3] = 3
     vad_start_ms: int = Field(200, ge=10, description="speech window that opens a segment")
     vad_stop_ms: int = Field(500, ge=10, description="quiet window that closes a segment")
+    vad_max_flatness: float = Field(
+        0.1, gt=0, le=1, description="spectral flatness above which a frame is noise (1: off)"
+    )
     barge_in: bool = True
     ping_interval_s: float = Field(20.0, gt=0)
     ping_timeout_s: float = Field(20.0, gt=0)

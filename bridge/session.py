@@ -83,7 +83,11 @@ class Session:
         self.handle = SessionHandle(session_id, sample_rate, self.playout)
         responder = make_responder(self.handle)
         vad = VoiceActivityDetector(
-            config.frame_ms, config.vad_aggressiveness, config.vad_start_ms, config.vad_stop_ms
+            config.frame_ms,
+            config.vad_aggressiveness,
+            config.vad_start_ms,
+            config.vad_stop_ms,
+            config.vad_max_flatness,
         )
         self.pipeline = InputPipeline(
             sample_rate,

@@ -29,19 +29,34 @@ class SpeechStopped:
 SpeechEvent = SpeechStarted | SpeechStopped
 
 
+def spectral_flatness(frame: np.ndarray, window: np.ndarray) -> float:
+    """Geometric over arithmetic mean of the power spectrum: near 0 for voice, high for noise."""
+    power = np.abs(np.fft.rfft(frame * window)[2:]) ** 2 + 1e-9  # bins 0-1 hold DC and hum
+    return float(np.exp(np.mean(np.log(power))) / np.mean(power))
+
+
 class VoiceActivityDetector:
     """Speech starts when most frames of the start window are voiced, stops after a quiet window.
 
-    Feed 16 kHz s16 frames of exactly frame_ms; events lag the audio by up to one window.
+    A frame is voiced when webrtcvad says so and its spectrum is not flat: webrtcvad alone
+    fires on steady broadband noise (fans, hiss), whose spectral flatness is far above
+    voice's. Feed 16 kHz s16 frames of exactly frame_ms; events lag the audio by one window.
     """
 
     START_RATIO = 0.8  # voiced share of the start window that opens a segment
     STOP_RATIO = 0.9  # unvoiced share of the stop window that closes it
 
     def __init__(
-        self, frame_ms: int, aggressiveness: int = 3, start_ms: int = 200, stop_ms: int = 500
+        self,
+        frame_ms: int,
+        aggressiveness: int = 3,
+        start_ms: int = 200,
+        stop_ms: int = 500,
+        max_flatness: float = 0.1,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
+        self._window = np.hanning(VAD_RATE * frame_ms // 1000)
+        self._max_flatness = max_flatness
         self._frame_ms = frame_ms
         self._start = deque[bool](maxlen=max(1, start_ms // frame_ms))
         self._stop = deque[bool](maxlen=max(1, stop_ms // frame_ms))
@@ -56,7 +71,9 @@ class VoiceActivityDetector:
 
     def process(self, frame: np.ndarray) -> SpeechEvent | None:
         """Classify one frame; returns an event when the speaking state changes."""
-        voiced = self._vad.is_speech(frame.tobytes(), VAD_RATE)
+        voiced = self._vad.is_speech(frame.tobytes(), VAD_RATE) and (
+            self._max_flatness >= 1 or spectral_flatness(frame, self._window) <= self._max_flatness
+        )
         self._frames += 1
         window = self._stop if self.speaking else self._start
         window.append(voiced)

@@ -1,0 +1,36 @@
+# speakbridge: `make demo` and `make test` work on a fresh machine (Debian, Python 3.11+).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEB_PACKAGES := espeak-ng sox alsa-utils
+
+.PHONY: setup system-packages test lint demo clean
+
+setup: system-packages $(VENV)/.installed
+
+# Debian packages: espeak-ng and sox for speech, alsa-utils for the recordings in
+# /usr/share/sounds/alsa that the demo and the tests speak. Installed when run as root.
+system-packages:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check bridge tests benchmarks scripts
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
