@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from bridge.cli import responder_factory
+from bridge.config import BridgeConfig
+from bridge.server import BridgeServer
+
+StartBridge = Callable[..., Awaitable[BridgeServer]]
+
+
+@pytest.fixture
+async def start_bridge() -> AsyncIterator[StartBridge]:
+    """Start real bridge servers on loopback (port 0); all are closed after the test."""
+    servers: list[BridgeServer] = []
+
+    async def start(responder: str = "echo", options: tuple[str, ...] = (), **settings) -> BridgeServer:
+        settings.setdefault("grace_s", 5.0)
+        server = BridgeServer(BridgeConfig(port=0, **settings), responder_factory(responder, list(options)))
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()

@@ -1,0 +1,69 @@
+"""Responders used by the tests: real plugins, loaded through the registry like a user's."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from bridge.audio.playback import PlaybackReport
+from bridge.audio.vad import SpeechStarted, SpeechStopped
+from bridge.plugins.base import Responder
+from bridge.protocol import SpeakerState
+
+
+class HookLog(Responder):
+    """Writes every hook call into `calls[session_id]`."""
+
+    calls: ClassVar[dict[str, list[tuple[str, object]]]] = {}
+
+    def _log(self, hook: str, arg: object = None) -> None:
+        self.calls.setdefault(self.session.session_id, []).append((hook, arg))
+
+    async def on_start(self) -> None:
+        self._log("start")
+
+    async def on_audio(self, frame: np.ndarray) -> None:
+        self._log("audio", len(frame))
+
+    async def on_speakers(self, speakers: list[SpeakerState]) -> None:
+        self._log("speakers", [(s.name, s.is_speaking) for s in speakers])
+
+    async def on_speech_start(self, event: SpeechStarted) -> None:
+        self._log("speech_start", event)
+
+    async def on_speech_stop(self, event: SpeechStopped) -> None:
+        self._log("speech_stop", event)
+
+    async def on_interrupted(self, report: PlaybackReport) -> None:
+        self._log("interrupted", report)
+
+    async def on_stop(self) -> None:
+        self._log("stop", self.session.bot_id)
+
+
+class ToneOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 3.0
+    freq: float = 440.0
+
+
+class Monologue(HookLog):
+    """Speaks a long tone at 16 kHz as soon as the session starts, then logs like HookLog."""
+
+    Options = ToneOptions
+    options: ToneOptions
+    sample_rate = 16000
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        t = np.arange(int(self.options.seconds * 16000)) / 16000
+        self.utterance = self.session.speak(0.3 * np.sin(2 * np.pi * self.options.freq * t), 16000)
+
+
+class Crashes(HookLog):
+    """Raises in on_audio: the session must go on regardless."""
+
+    async def on_audio(self, frame: np.ndarray) -> None:
+        raise RuntimeError("responder bug")

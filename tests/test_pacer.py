@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from bridge.audio.pacer import OutputPacer
+
+RATE, FRAME = 24000, 480  # 20 ms frames
+
+
+def run(pacer: OutputPacer, until: float, jitter_s: float, seed: int = 0, start: float = 100.0):
+    """A virtual event loop: wake when the pacer says, late by up to jitter, send a frame."""
+    rng = np.random.default_rng(seed)
+    now, leads, sends = start, [], []
+    while now < start + until:
+        due = pacer.send_at(now, FRAME)
+        if due > now:
+            now = due + rng.uniform(0, jitter_s)
+            continue
+        pacer.sent(now, FRAME)
+        leads.append(pacer.lead_at(now))
+        sends.append(now)
+    return now, leads, sends
+
+
+def test_holds_real_time_within_a_millisecond_over_a_minute():
+    pacer = OutputPacer(RATE, lead_ms=40)
+    now, leads, sends = run(pacer, until=60.0, jitter_s=0.005)
+    played = pacer.samples_sent / RATE
+    elapsed = now - sends[0]
+    # audio sent = wall time elapsed + the lead, to within a millisecond after a minute
+    assert abs(played - elapsed - pacer.lead_at(now)) < 0.001
+    assert pacer.play_end() - sends[0] == pytest.approx(played, abs=1e-9)  # integer clock, no drift
+    assert pacer.underruns == 0
+    assert max(leads) <= 0.040 + 1e-9
+
+
+def test_never_exceeds_its_lead():
+    for lead_ms in (20, 30, 40, 80):
+        pacer = OutputPacer(RATE, lead_ms=lead_ms)
+        _, leads, _ = run(pacer, until=10.0, jitter_s=0.003, seed=lead_ms)
+        assert max(leads) <= lead_ms / 1000 + 1e-9
+
+
+def test_first_frames_go_at_once_up_to_the_lead():
+    pacer = OutputPacer(RATE, lead_ms=40)
+    assert pacer.send_at(5.0, FRAME) == 5.0
+    pacer.sent(5.0, FRAME)
+    assert pacer.send_at(5.0, FRAME) == 5.0  # 20 ms queued: one more fits in 40 ms
+    pacer.sent(5.0, FRAME)
+    assert pacer.send_at(5.0, FRAME) == pytest.approx(5.02)  # the third waits a frame
+
+
+def test_a_stall_is_an_underrun_and_is_not_repaid_in_a_burst():
+    pacer = OutputPacer(RATE, lead_ms=40)
+    now, _, _ = run(pacer, until=1.0, jitter_s=0.0)
+    stalled = now + 0.25  # the loop was blocked for 250 ms
+    sent = 0
+    while pacer.send_at(stalled, FRAME) <= stalled:
+        pacer.sent(stalled, FRAME)
+        sent += 1
+    assert pacer.underruns == 1
+    assert sent == 2  # only the lead's worth, not the 250 ms missed
+    assert pacer.lead_at(stalled) == pytest.approx(0.040)
+
+
+def test_silence_after_the_end_of_a_stream_is_not_an_underrun():
+    pacer = OutputPacer(RATE, lead_ms=40)
+    now, _, _ = run(pacer, until=0.5, jitter_s=0.0)
+    pacer.end_stream()
+    pacer.sent(now + 3.0, FRAME)
+    assert pacer.underruns == 0
+    assert pacer.lead_at(now + 3.0) == pytest.approx(0.020)
+
+
+def test_lead_must_be_positive():
+    with pytest.raises(ValueError):
+        OutputPacer(RATE, lead_ms=0)

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from bridge.audio.ring import RingBuffer
+
+
+def read(ring: RingBuffer, n: int) -> list[int]:
+    out = np.zeros(n, dtype=np.int16)
+    got = ring.read_into(out)
+    return out[:got].tolist()
+
+
+def test_write_then_read_in_order():
+    ring = RingBuffer(8)
+    assert ring.write(np.arange(5, dtype=np.int16)) == 5
+    assert ring.available == 5 and ring.free == 3
+    assert read(ring, 3) == [0, 1, 2]
+    assert read(ring, 10) == [3, 4]
+    assert ring.available == 0
+
+
+def test_wrap_around_keeps_order():
+    ring = RingBuffer(5)
+    ring.write(np.array([1, 2, 3, 4], dtype=np.int16))
+    assert read(ring, 3) == [1, 2, 3]
+    # write index is at 4: the next 4 samples wrap past the end
+    assert ring.write(np.array([5, 6, 7, 8], dtype=np.int16)) == 4
+    assert ring.available == 5
+    assert read(ring, 5) == [4, 5, 6, 7, 8]
+
+
+def test_read_across_the_end_many_times():
+    ring = RingBuffer(7)
+    expected, produced = [], 0
+    for step in range(50):
+        n = (step % 5) + 1
+        chunk = np.arange(produced, produced + n, dtype=np.int16)
+        produced += ring.write(chunk)
+        expected.extend(read(ring, (step % 3) + 2))
+    expected.extend(read(ring, 7))
+    assert expected == list(range(produced))
+
+
+def test_overflow_is_refused_and_counted():
+    ring = RingBuffer(4)
+    assert ring.write(np.arange(6, dtype=np.int16)) == 4
+    assert ring.overflowed == 2
+    assert ring.write(np.array([9], dtype=np.int16)) == 0
+    assert ring.overflowed == 3
+    assert read(ring, 4) == [0, 1, 2, 3]  # the oldest audio is kept, never overwritten
+
+
+def test_clear_reports_dropped():
+    ring = RingBuffer(4)
+    ring.write(np.arange(3, dtype=np.int16))
+    assert ring.clear() == 3
+    assert ring.available == 0 and ring.free == 4
+
+
+def test_capacity_must_be_positive():
+    with pytest.raises(ValueError):
+        RingBuffer(0)
