@@ -40,22 +40,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakbridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"speakbridge {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get(f"{ENV_PREFIX}LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get(f"{ENV_PREFIX}LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the bridge server")
     _add_config_flags(serve)
-    serve.add_argument("--responder", default=os.environ.get(f"{ENV_PREFIX}RESPONDER", "echo"),
-                       help="entry-point name or module:Class (env SPEAKBRIDGE_RESPONDER)")
-    serve.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                       help="a responder option; repeat for several")
+    serve.add_argument(
+        "--responder",
+        default=os.environ.get(f"{ENV_PREFIX}RESPONDER", "echo"),
+        help="entry-point name or module:Class (env SPEAKBRIDGE_RESPONDER)",
+    )
+    serve.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a responder option; repeat for several",
+    )
     serve.set_defaults(run=_serve)
 
     sim = commands.add_parser("simulate", help="act as a Meeting BaaS bot against a bridge")
-    sim.add_argument("urls", nargs="+", metavar="URL",
-                     help="one URL (one socket both ways) or two: the output URL, then the input URL")
-    sim.add_argument("--wav", action="append", required=True, help="a recording to speak; repeatable")
+    sim.add_argument(
+        "urls",
+        nargs="+",
+        metavar="URL",
+        help="one URL (one socket both ways) or two: the output URL, then the input URL",
+    )
+    sim.add_argument(
+        "--wav", action="append", required=True, help="a recording to speak; repeatable"
+    )
     sim.add_argument("--rate", type=int, default=24000, choices=[16000, 24000])
     sim.add_argument("--chunk-ms", type=int, default=20)
     sim.add_argument("--burst-chunks", type=int, default=10)
@@ -75,13 +93,17 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = os.environ.get(env, info.default)
         helptext = f"{info.description or ''} (env {env}, default {info.default})".strip()
         if isinstance(info.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                default=str(default).lower() in ("1", "true", "yes", "on"),
-                                help=helptext)
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=str(default).lower() in ("1", "true", "yes", "on"),
+                help=helptext,
+            )
         else:
             kind = type(info.default) if info.default is not None else str
-            parser.add_argument(flag, type=kind, default=None if default is None else kind(default),
-                                help=helptext)
+            parser.add_argument(
+                flag, type=kind, default=None if default is None else kind(default), help=helptext
+            )
 
 
 def _config(args: argparse.Namespace) -> BridgeConfig:
@@ -111,12 +133,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _serve_until_signalled(config: BridgeConfig, factory: ResponderFactory) -> int:
     server = BridgeServer(config, factory)
-    await server.start()
-    print(server.banner(), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    print(server.banner(), flush=True)
     await stop.wait()
     log.info("shutting down: ending %d sessions", len(server.sessions.sessions))
     await server.close()
@@ -127,8 +149,11 @@ def _simulate(args: argparse.Namespace) -> int:
     if len(args.urls) > 2:
         raise ValueError("give one URL (both ways) or two (output, then input)")
     opts = SimulatorOptions(
-        sample_rate=args.rate, chunk_ms=args.chunk_ms, burst_chunks=args.burst_chunks,
-        gap_s=args.gap_s, listen_s=args.listen_s,
+        sample_rate=args.rate,
+        chunk_ms=args.chunk_ms,
+        burst_chunks=args.burst_chunks,
+        gap_s=args.gap_s,
+        listen_s=args.listen_s,
     )
     report = asyncio.run(simulate(args.urls, args.wav, opts, args.out))
     print(report)

@@ -136,7 +136,9 @@ def parse_text(text: str) -> BotText:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ProtocolError("invalid_message", f"{where}: {first['msg']}") from None
-    raise ProtocolError("unknown_message", f"expected an object or array, got {type(value).__name__}")
+    raise ProtocolError(
+        "unknown_message", f"expected an object or array, got {type(value).__name__}"
+    )
 
 
 def parse_audio(data: bytes) -> np.ndarray:

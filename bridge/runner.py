@@ -35,7 +35,10 @@ class ResponderRunner:
                 log.warning(
                     "session %s: responder %s is behind, its queue of %d is full; dropping %s "
                     "(further drops are counted, not logged)",
-                    self._session_id, type(self.responder).__name__, self._queue.maxsize, hook,
+                    self._session_id,
+                    type(self.responder).__name__,
+                    self._queue.maxsize,
+                    hook,
                 )
             self.dropped[hook] += 1
             return False
@@ -48,8 +51,11 @@ class ResponderRunner:
                 await self._queue.put(_STOP)
                 await asyncio.shield(self._task)
         except TimeoutError:
-            log.error("session %s: responder did not stop within %.1f s; cancelled",
-                      self._session_id, timeout)
+            log.error(
+                "session %s: responder did not stop within %.1f s; cancelled",
+                self._session_id,
+                timeout,
+            )
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -68,5 +74,9 @@ class ResponderRunner:
             await (method() if arg is None else method(arg))
         except Exception:
             self.errors += 1
-            log.exception("session %s: responder %s raised in on_%s; the session goes on",
-                          self._session_id, type(self.responder).__name__, hook)
+            log.exception(
+                "session %s: responder %s raised in on_%s; the session goes on",
+                self._session_id,
+                type(self.responder).__name__,
+                hook,
+            )

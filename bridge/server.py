@@ -1,4 +1,4 @@
-"""The WebSocket server: routes each request to its session before the upgrade, then pumps frames."""
+"""The WebSocket server: routes each request to its session before the upgrade, pumps frames."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
-from bridge.protocol import RouteError, parse_route
+from bridge.protocol import CloseCode, RouteError, parse_route
 from bridge.session import Link, ResponderFactory
 from bridge.sessions import SessionTable
 
 log = logging.getLogger(__name__)
+WEBSOCKETS_LOG = logging.getLogger("bridge.websockets")
+WEBSOCKETS_LOG.setLevel(logging.WARNING)  # per-connection chatter; sessions log their own lines
 
 
 class BridgeServer:
@@ -43,7 +45,7 @@ class BridgeServer:
             max_size=c.max_message_bytes,
             ping_interval=c.ping_interval_s,
             ping_timeout=c.ping_timeout_s,
-            logger=logging.getLogger("bridge.websockets"),
+            logger=WEBSOCKETS_LOG,
         )
         return self._server
 
@@ -62,7 +64,8 @@ class BridgeServer:
         base, example = self.base_url(), uuid.uuid4().hex[:12]
         return (
             f"speakbridge listening on {base} (default rate {self.config.rate} Hz)\n"
-            f"  one socket both ways:  streaming.input = streaming.output = {base}/bots/{{session_id}}\n"
+            f"  one socket both ways:  streaming.output = streaming.input = "
+            f"{base}/bots/{{session_id}}\n"
             f"  split sockets:         streaming.output = {base}/bots/{{session_id}}/output\n"
             f"                         streaming.input  = {base}/bots/{{session_id}}/input\n"
             f"  add ?rate=16000 for a bot launched with audio_frequency 16khz; e.g. "
@@ -73,8 +76,13 @@ class BridgeServer:
         try:
             self.sessions.admit(parse_route(request.path))
         except RouteError as exc:
-            log.warning("refused %s from %s: %d %s", request.path.split("?")[0],
-                        _peer(connection), exc.status, exc.detail)
+            log.warning(
+                "refused %s from %s: %d %s",
+                request.path.split("?")[0],
+                _peer(connection),
+                exc.status,
+                exc.detail,
+            )
             return connection.respond(exc.status, exc.detail + "\n")
         return None
 
@@ -84,8 +92,12 @@ class BridgeServer:
         try:
             session = await self.sessions.join(route, link)
         except RouteError as exc:  # the session changed between admission and upgrade
-            log.warning("refused %s from %s after upgrade: %s", route.session_id,
-                        _peer(connection), exc.detail)
+            log.warning(
+                "refused %s from %s after upgrade: %s",
+                route.session_id,
+                _peer(connection),
+                exc.detail,
+            )
             await connection.close(4000 + exc.status, exc.detail)
             return
         try:
@@ -95,7 +107,15 @@ class BridgeServer:
                 else:
                     await session.receive_audio(link, message)
         except ConnectionClosed as exc:
-            log.info("session %s: %s socket lost (%s)", route.session_id, route.path_role, exc)
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                log.warning(
+                    "session %s: closed the %s socket: a frame exceeded max_message_bytes (%d)",
+                    route.session_id,
+                    route.path_role,
+                    self.config.max_message_bytes,
+                )
+            else:
+                log.info("session %s: %s socket lost (%s)", route.session_id, route.path_role, exc)
         finally:
             session.detach(link)
 

@@ -113,7 +113,9 @@ class Session:
         self.links[link.path_role] = link
         self.stats.sockets += 1
         self._update_sink()
-        log.info("session %s: %s socket connected (%d open)", self.id, link.path_role, len(self.links))
+        log.info(
+            "session %s: %s socket connected (%d open)", self.id, link.path_role, len(self.links)
+        )
         return replaced
 
     def detach(self, link: Link) -> None:
@@ -131,7 +133,7 @@ class Session:
     # messages
 
     async def receive_text(self, link: Link, text: str) -> None:
-        """Handle a text frame: the hello or speaker states; anything else is counted and ignored."""
+        """Handle a text frame: the hello or speaker states; anything else is counted, ignored."""
         try:
             message = parse_text(text)
         except ProtocolError as exc:
@@ -141,8 +143,12 @@ class Session:
             if not await self._claim_source(link):
                 return
             self.handle.bot_id = message.bot_id
-            log.info("session %s: bot %s says hello (protocol %d)",
-                     self.id, message.bot_id, message.protocol_version)
+            log.info(
+                "session %s: bot %s says hello (protocol %d)",
+                self.id,
+                message.bot_id,
+                message.protocol_version,
+            )
         else:
             self.runner.offer("speakers", message.speakers)
 

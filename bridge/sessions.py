@@ -30,7 +30,8 @@ class SessionTable:
             return
         if route.sample_rate and route.sample_rate != session.sample_rate:
             raise RouteError(
-                409, f"session {route.session_id} runs at {session.sample_rate} Hz, "
+                409,
+                f"session {route.session_id} runs at {session.sample_rate} Hz, "
                 f"not {route.sample_rate}",
             )
         if route.path_role not in session.links and len(session.links) >= MAX_SOCKETS_PER_SESSION:

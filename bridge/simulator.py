@@ -103,11 +103,15 @@ class SimulationReport:
             "messages",
         ]
         for u in self.utterances:
-            heard = "no reply" if u.reply_latency_ms is None else (
-                f"reply {u.reply_latency_ms:.0f} ms after it ended"
+            heard = (
+                "no reply"
+                if u.reply_latency_ms is None
+                else (f"reply {u.reply_latency_ms:.0f} ms after it ended")
             )
             if u.echo_correlation is not None:
-                heard += f", echo delay {u.echo_delay_ms:.0f} ms, correlation {u.echo_correlation:.3f}"
+                heard += (
+                    f", echo delay {u.echo_delay_ms:.0f} ms, correlation {u.echo_correlation:.3f}"
+                )
             lines.append(f"  {u.name}: {len(u.samples) / self.sample_rate:.2f} s spoken; {heard}")
         if self.leads_ms:
             lines.append(
@@ -195,7 +199,8 @@ async def _speak(
 ) -> None:
     """Send the timeline: chunk k is due at origin + its time, so the first ones go in a burst."""
     marks = sorted(
-        [(u.start, True, u) for u in utterances] + [(u.start + len(u.samples), False, u) for u in utterances],
+        [(u.start, True, u) for u in utterances]
+        + [(u.start + len(u.samples), False, u) for u in utterances],
         key=lambda m: m[0],
     )
     for start in range(0, len(timeline), chunk):

@@ -16,9 +16,13 @@ async def start_bridge() -> AsyncIterator[StartBridge]:
     """Start real bridge servers on loopback (port 0); all are closed after the test."""
     servers: list[BridgeServer] = []
 
-    async def start(responder: str = "echo", options: tuple[str, ...] = (), **settings) -> BridgeServer:
+    async def start(
+        responder: str = "echo", options: tuple[str, ...] = (), **settings
+    ) -> BridgeServer:
         settings.setdefault("grace_s", 5.0)
-        server = BridgeServer(BridgeConfig(port=0, **settings), responder_factory(responder, list(options)))
+        server = BridgeServer(
+            BridgeConfig(port=0, **settings), responder_factory(responder, list(options))
+        )
         await server.start()
         servers.append(server)
         return server

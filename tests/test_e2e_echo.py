@@ -49,7 +49,9 @@ async def test_rate_defaults_to_the_server_setting(start_bridge):
     assert server.sessions.sessions["default-rate"].sample_rate == 16000
 
 
-@pytest.mark.parametrize("order", [("output", "input"), ("input", "output")], ids=["split", "swapped"])
+@pytest.mark.parametrize(
+    "order", [("output", "input"), ("input", "output")], ids=["split", "swapped"]
+)
 async def test_split_sockets_in_either_order(start_bridge, order):
     """Two sockets: audio on one, playback on the other, whichever URL the user put where."""
     server = await start_bridge()

@@ -29,7 +29,12 @@ def test_chunks_of_any_length_become_exact_frames():
 
 def test_flush_pads_the_last_frame():
     framer = Framer(frame_size=4, capacity=8)
-    assert list(framer.feed(np.array([1, 2, 3, 4, 5, 6], dtype=np.int16)))[0].tolist() == [1, 2, 3, 4]
+    assert next(framer.feed(np.array([1, 2, 3, 4, 5, 6], dtype=np.int16))).tolist() == [
+        1,
+        2,
+        3,
+        4,
+    ]
     last = framer.flush()
     assert last is not None and last.tolist() == [5, 6, 0, 0]
     assert framer.flush() is None

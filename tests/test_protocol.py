@@ -54,14 +54,18 @@ def test_hello():
 
 
 def test_speaker_states():
-    text = json.dumps([
-        {"name": "Alice", "id": 2, "timestamp": 1732467000123, "isSpeaking": True},
-        {"name": "Bob", "id": 3, "timestamp": 1732467000124, "isSpeaking": False},
-    ])
+    text = json.dumps(
+        [
+            {"name": "Alice", "id": 2, "timestamp": 1732467000123, "isSpeaking": True},
+            {"name": "Bob", "id": 3, "timestamp": 1732467000124, "isSpeaking": False},
+        ]
+    )
     message = parse_text(text)
     assert isinstance(message, SpeakerUpdate)
     assert [(s.name, s.id, s.is_speaking) for s in message.speakers] == [
-        ("Alice", 2, True), ("Bob", 3, False)]
+        ("Alice", 2, True),
+        ("Bob", 3, False),
+    ]
 
 
 @pytest.mark.parametrize(

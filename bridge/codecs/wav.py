@@ -33,10 +33,11 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
 
 
 class WavWriter:
-    """Appends mono s16 to a WAV; the header is rewritten on each write, so a crash leaves it valid."""
+    """Appends mono s16 to a WAV; each write patches the header, so a crash leaves a valid file."""
 
     def __init__(self, path: str | Path, sample_rate: int) -> None:
-        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - closed by close()
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._wav = wave.open(self._file, "wb")  # noqa: SIM115
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(sample_rate)
@@ -44,10 +45,12 @@ class WavWriter:
 
     def write(self, samples: np.ndarray) -> None:
         self._wav.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+        self._file.flush()
         self.samples += len(samples)
 
     def close(self) -> None:
         self._wav.close()
+        self._file.close()
 
     def __enter__(self) -> WavWriter:
         return self

@@ -27,7 +27,9 @@ class SessionHandle:
         self.session_id = session_id
         self.bot_rate = bot_rate
         self.bot_id: str | None = None  # known once the bot's hello arrives
-        self.log = logging.LoggerAdapter(logging.getLogger("bridge.responder"), {"session": session_id})
+        self.log = logging.LoggerAdapter(
+            logging.getLogger("bridge.responder"), {"session": session_id}
+        )
         self._playout = playout
 
     def speak(self, audio: AudioSource, sample_rate: int | None = None) -> Utterance:

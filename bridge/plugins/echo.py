@@ -1,4 +1,4 @@
-"""The `echo` responder: says back what it heard, once the speaker pauses (or live, frame by frame)."""
+"""The `echo` responder: says back what it heard when the speaker pauses (or live, per frame)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ def load(spec: str) -> type[Responder]:
     else:
         matches = entry_points(group=GROUP, name=spec)
         if not matches:
-            raise ResponderError(f"no responder named {spec!r}; installed: {', '.join(available())}")
+            raise ResponderError(
+                f"no responder named {spec!r}; installed: {', '.join(available())}"
+            )
         cls = next(iter(matches)).load()
     if not (isinstance(cls, type) and issubclass(cls, Responder)):
         raise ResponderError(f"{spec!r} is not a subclass of bridge.plugins.base.Responder")

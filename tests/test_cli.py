@@ -1,0 +1,92 @@
+"""The command line as a user runs it: real processes, real signals."""
+
+import re
+import signal
+import subprocess
+import sys
+
+from tests.audio import ALSA
+
+
+def speakbridge(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", *args],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
+
+
+def test_serve_simulate_and_stop_on_sigterm():
+    server = speakbridge("serve", "--port", "0", "--grace-s", "0.2")
+    banner = server.stdout.readline()
+    port = re.search(r"ws://127\.0\.0\.1:(\d+)", banner).group(1)
+    lines = [server.stdout.readline() for _ in range(4)]
+    assert any("/bots/{session_id}/output" in line for line in lines)
+    sim = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "simulate",
+            f"ws://127.0.0.1:{port}/bots/cli",
+            "--wav",
+            str(ALSA / "Front_Left.wav"),
+            "--rate",
+            "16000",
+            "--gap-s",
+            "2.5",
+            "--listen-s",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sim.returncode == 0, sim.stderr
+    assert re.search(r"Front_Left: 1\.48 s spoken; reply \d+ ms", sim.stdout)
+    server.send_signal(signal.SIGTERM)
+    _, err = server.communicate(timeout=10)
+    assert server.returncode == 0
+    assert re.search(r"session cli ended .* 16000 Hz, audio in .* 1 speech segments", err)
+
+
+def test_environment_sets_flags():
+    server = speakbridge(
+        "serve", "--port", "0", env={"SPEAKBRIDGE_RATE": "16000", "PATH": "/usr/bin:/bin"}
+    )
+    assert "default rate 16000 Hz" in server.stdout.readline()
+    server.send_signal(signal.SIGINT)
+    assert server.wait(timeout=10) == 0
+
+
+def test_clear_errors_for_bad_settings():
+    bad = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve", "--lead-ms", "-5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "--lead-ms: Input should be greater than 0" in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve", "--responder", "echo", "-o", "mode=loud"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "bad options for responder EchoResponder: mode" in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve", "--responder", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "no responder named 'nope'" in bad.stderr
+
+
+def test_responders_lists_echo():
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "responders"], capture_output=True, text=True, timeout=30
+    )
+    assert "echo" in out.stdout.split()
