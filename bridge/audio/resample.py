@@ -28,7 +28,7 @@ class StreamResampler:
 
     @property
     def delay_ms(self) -> float:
-        """Algorithmic delay the filter adds, in milliseconds of output."""
+        """Algorithmic delay the filter adds, in ms of output (0 until the first chunk fills it)."""
         return 0.0 if self._stream is None else self._stream.delay() * 1000 / self.out_rate
 
     def process(self, chunk: np.ndarray) -> np.ndarray:

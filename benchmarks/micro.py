@@ -1,0 +1,208 @@
+"""Micro-benchmarks of the per-frame hot path: cost per 20 ms frame and "x real time".
+
+    .venv/bin/python -m benchmarks.micro [--rounds 30] [--out benchmarks/results/FILE.json]
+
+Each case runs `frames` frames per round; the figure is the median (and p95) over rounds
+of the time per frame, so one noisy round on a shared machine does not move it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bridge.audio.framer import Framer
+from bridge.audio.pacer import OutputPacer
+from bridge.audio.resample import StreamResampler
+from bridge.audio.ring import RingBuffer
+from bridge.audio.vad import VoiceActivityDetector
+from bridge.codecs.pcm import f32_to_s16, s16_to_f32
+from bridge.codecs.wav import read_wav
+from bridge.protocol import parse_audio, parse_text
+
+FRAME_MS = 20
+SPEECH = Path("/usr/share/sounds/alsa/Front_Left.wav")
+
+
+def frames_of(rate: int, n: int) -> list[np.ndarray]:
+    """n consecutive 20 ms frames of real speech (looped) at rate."""
+    speech, _ = read_wav(SPEECH, rate)
+    size = rate * FRAME_MS // 1000
+    reps = n * size // len(speech) + 1
+    looped = np.tile(speech, reps)
+    return [looped[i * size : (i + 1) * size] for i in range(n)]
+
+
+def case_ring(frames: list[np.ndarray]) -> Callable[[], None]:
+    ring, out = RingBuffer(4800), np.zeros(len(frames[0]), dtype=np.int16)
+
+    def run() -> None:
+        for f in frames:
+            ring.write(f)
+            ring.read_into(out)
+
+    return run
+
+
+def case_framer(frames: list[np.ndarray]) -> Callable[[], None]:
+    framer = Framer(len(frames[0]), 4800)
+    chunks = [f[:-7] for f in frames]  # odd sizes: frames straddle chunks
+
+    def run() -> None:
+        for c in chunks:
+            for _ in framer.feed(c):
+                pass
+
+    return run
+
+
+def case_resample(frames: list[np.ndarray], src: int, dst: int, quality: str):
+    resampler = StreamResampler(src, dst, quality)  # type: ignore[arg-type]
+
+    def run() -> None:
+        for f in frames:
+            resampler.process(f)
+
+    return run, resampler
+
+
+def case_vad(frames16: list[np.ndarray], max_flatness: float) -> Callable[[], None]:
+    vad = VoiceActivityDetector(FRAME_MS, max_flatness=max_flatness)
+
+    def run() -> None:
+        for f in frames16:
+            vad.process(f)
+
+    return run
+
+
+def case_parse_audio(frames: list[np.ndarray]) -> Callable[[], None]:
+    payloads = [f.tobytes() for f in frames]
+
+    def run() -> None:
+        for p in payloads:
+            parse_audio(p)
+
+    return run
+
+
+def case_parse_speakers(n: int) -> Callable[[], None]:
+    text = json.dumps([{"name": "Alice", "id": 2, "timestamp": 1732467000123, "isSpeaking": True}])
+
+    def run() -> None:
+        for _ in range(n):
+            parse_text(text)
+
+    return run
+
+
+def case_pcm(frames: list[np.ndarray]) -> Callable[[], None]:
+    def run() -> None:
+        for f in frames:
+            f32_to_s16(s16_to_f32(f))
+
+    return run
+
+
+def case_pacer(n: int) -> Callable[[], None]:
+    pacer, clock = OutputPacer(24000, 40), [0.0]
+
+    def run() -> None:
+        for _ in range(n):
+            now = clock[0]
+            due = pacer.send_at(now, 480)
+            if due <= now:
+                pacer.sent(now, 480)
+            clock[0] = max(due, now)
+
+    return run
+
+
+def measure(run: Callable[[], None], frames: int, rounds: int) -> dict[str, float]:
+    run()  # warm up
+    per_frame = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run()
+        per_frame.append((time.perf_counter() - start) / frames)
+    median, p95 = np.percentile(per_frame, [50, 95])
+    return {
+        "us_per_frame_p50": median * 1e6,
+        "us_per_frame_p95": p95 * 1e6,
+        "x_real_time": FRAME_MS / 1000 / median,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=500)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    n, rounds = args.frames, args.rounds
+    f24, f16 = frames_of(24000, n), frames_of(16000, n)
+
+    cases: dict[str, tuple[Callable[[], None], StreamResampler | None]] = {
+        "ring buffer write+read (24 kHz)": (case_ring(f24), None),
+        "framer, unaligned chunks (24 kHz)": (case_framer(f24), None),
+        "parse_audio (24 kHz frame)": (case_parse_audio(f24), None),
+        "parse_text (speaker array)": (case_parse_speakers(n), None),
+        "s16 -> f32 -> s16 (24 kHz)": (case_pcm(f24), None),
+        "pacer decision": (case_pacer(n), None),
+        "VAD, webrtcvad only (16 kHz)": (case_vad(f16, 1.0), None),
+        "VAD with flatness gate (16 kHz)": (case_vad(f16, 0.1), None),
+    }
+    for quality in ("QQ", "LQ", "MQ", "HQ", "VHQ"):
+        for src, dst in ((24000, 16000), (16000, 24000)):
+            frames = f24 if src == 24000 else f16
+            run, resampler = case_resample(frames, src, dst, quality)
+            cases[f"resample {src // 1000}k->{dst // 1000}k {quality}"] = (run, resampler)
+
+    results = {}
+    print(f"{'case':42} {'us/frame p50':>13} {'p95':>8} {'x real time':>12}  extra")
+    for name, (run, resampler) in cases.items():
+        r = measure(run, n, rounds)
+        more = ""
+        if resampler is not None:  # the filter has filled: its delay is the steady one
+            r["delay_ms"] = resampler.delay_ms
+            more = f"delay {resampler.delay_ms:.2f} ms"
+        results[name] = r
+        print(
+            f"{name:42} {r['us_per_frame_p50']:13.2f} {r['us_per_frame_p95']:8.2f} "
+            f"{r['x_real_time']:12.0f}  {more}"
+        )
+    if args.out:
+        machine = {
+            "host": socket.gethostname(),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        }
+        document = {
+            "date": datetime.date.today().isoformat(),
+            "machine": machine,
+            "frame_ms": FRAME_MS,
+            "frames_per_round": n,
+            "rounds": rounds,
+            "results": results,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
