@@ -20,6 +20,9 @@ class BridgeConfig(BaseModel):
     rate: Literal[16000, 24000] = Field(24000, description="sample rate when the URL sets none")
     frame_ms: Literal[10, 20, 30] = 20
     lead_ms: float = Field(40.0, gt=0, le=500, description="audio sent ahead of the bot's playback")
+    prebuffer_ms: float = Field(
+        40.0, ge=0, le=1000, description="speech streamed in is held this long before it starts"
+    )
     grace_s: float = Field(30.0, ge=0, description="how long a session outlives its sockets")
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
     max_sessions: int = Field(1000, ge=1)

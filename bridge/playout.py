@@ -52,6 +52,7 @@ class Playout:
         lead_ms: float,
         capacity_s: float,
         max_pending: int,
+        prebuffer_ms: float = 0.0,
         quality: Quality = "HQ",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -59,6 +60,7 @@ class Playout:
         self.pacer = OutputPacer(sample_rate, lead_ms)
         self.queue = PlaybackQueue(int(sample_rate * capacity_s))
         self._frame = np.zeros(frame_samples(sample_rate, frame_ms), dtype="<i2")
+        self._prebuffer = max(len(self._frame), int(sample_rate * prebuffer_ms / 1000))
         self._quality: Quality = quality
         self._clock = clock
         self._max_pending = max_pending
@@ -126,8 +128,11 @@ class Playout:
                 self._settle(report)
 
     def _frame_ready(self, frame_size: int) -> bool:
+        """A whole frame is queued (after a gap: the prebuffer), or the rest of a finished one."""
         available = self.queue.available
-        return available >= frame_size or (available > 0 and not self.queue.producing)
+        if not self.queue.producing:
+            return available > 0
+        return available >= (frame_size if self.pacer.streaming else self._prebuffer)
 
     async def _feed(self, utterance: Utterance, source: AudioSource, rate: int) -> None:
         async with self._order:

@@ -78,6 +78,7 @@ class Session:
             config.lead_ms,
             config.playback_buffer_s,
             config.max_pending_utterances,
+            config.prebuffer_ms,
             config.resample_quality,
         )
         self.handle = SessionHandle(session_id, sample_rate, self.playout)

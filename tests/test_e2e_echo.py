@@ -127,3 +127,16 @@ async def test_reconnect_keeps_the_session_and_its_queued_speech(start_bridge):
     _, correlation = best_alignment(tail, speech)
     assert correlation is not None and correlation > 0.99
     assert session.stats.bytes_in == len(burst) * 2
+
+
+async def test_live_echo_loops_frames_straight_back(start_bridge):
+    server = await start_bridge("echo", ("mode=live",))
+    url = f"ws://127.0.0.1:{server.port}/bots/live"
+    report = await simulate([url], [FRONT_LEFT], opts(24000, gap_s=0.5, burst_chunks=0))
+    (utterance,) = report.utterances
+    assert utterance.echo_correlation is not None and utterance.echo_correlation > 0.99
+    # one frame of framing plus the playout's prebuffer (40 ms), give or take loopback jitter
+    assert utterance.echo_delay_ms is not None and utterance.echo_delay_ms < 100
+    assert report.underruns == 0
+    assert report.bytes_received == report.bytes_sent // 960 * 960  # whole 20 ms frames
+    assert server.sessions.sessions["live"].stats.barge_ins == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +20,16 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SessionLog(logging.LoggerAdapter):
+    """A logger that puts the session id in front of every line."""
+
+    def __init__(self, logger: logging.Logger, session_id: str) -> None:
+        super().__init__(logger, {"session": session_id})
+
+    def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
+        return f"session {self.extra['session']}: {msg}", kwargs  # type: ignore[index]
+
+
 class SessionHandle:
     """A responder's view of its session: who it is, and how to speak or stop speaking."""
 
@@ -27,9 +37,7 @@ class SessionHandle:
         self.session_id = session_id
         self.bot_rate = bot_rate
         self.bot_id: str | None = None  # known once the bot's hello arrives
-        self.log = logging.LoggerAdapter(
-            logging.getLogger("bridge.responder"), {"session": session_id}
-        )
+        self.log = SessionLog(logging.getLogger("bridge.responder"), session_id)
         self._playout = playout
 
     def speak(self, audio: AudioSource, sample_rate: int | None = None) -> Utterance:

@@ -55,7 +55,7 @@ class EchoResponder(Responder):
         self._frame_ms = 1000 * len(frame) / self.session.bot_rate
         if self.options.mode == "live":
             if self._live.full():
-                self.frames_dropped += 1
+                self._drop("the live echo queue is full (playback is behind)")
             else:
                 self._live.put_nowait(frame)
             return
@@ -68,7 +68,12 @@ class EchoResponder(Responder):
         elif len(self._segment) * self._frame_ms < self.options.max_utterance_s * 1000:
             self._segment.append(entry)
         else:
-            self.frames_dropped += 1
+            self._drop(f"speech longer than max_utterance_s={self.options.max_utterance_s}")
+
+    def _drop(self, why: str) -> None:
+        if not self.frames_dropped:
+            self.session.log.warning("echo drops frames: %s (further drops counted)", why)
+        self.frames_dropped += 1
 
     async def on_speech_start(self, event: SpeechStarted) -> None:
         if self.options.mode == "utterance":
@@ -86,8 +91,10 @@ class EchoResponder(Responder):
             self.session.speak(np.concatenate(frames))
 
     async def on_stop(self) -> None:
-        if self.options.mode == "live":
-            await self._live.put(None)
+        if self.frames_dropped:
+            self.session.log.warning("echo dropped %d frames in all", self.frames_dropped)
+        if self.options.mode == "live" and not self._live.full():
+            self._live.put_nowait(None)  # ends the live utterance
 
     async def _live_frames(self) -> AsyncIterator[np.ndarray]:
         while (frame := await self._live.get()) is not None:
