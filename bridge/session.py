@@ -71,6 +71,7 @@ class Session:
         self.ended = False
         self._on_end = on_end
         self._grace: asyncio.TimerHandle | None = None
+        self._ending: asyncio.Task[None] | None = None
         self._sink_ready = asyncio.Event()
         self.playout = Playout(
             sample_rate,
@@ -127,9 +128,10 @@ class Session:
         self._update_sink()
         log.info("session %s: %s socket closed (%d open)", self.id, link.path_role, len(self.links))
         if not self.links and not self.ended:
-            self._grace = asyncio.get_running_loop().call_later(
-                self.config.grace_s, lambda: asyncio.create_task(self.end("grace period over"))
-            )
+            self._grace = asyncio.get_running_loop().call_later(self.config.grace_s, self._expire)
+
+    def _expire(self) -> None:
+        self._ending = asyncio.create_task(self.end("grace period over"))
 
     # messages
 

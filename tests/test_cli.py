@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.audio import ALSA
 
 
@@ -61,32 +63,29 @@ def test_environment_sets_flags():
     assert server.wait(timeout=10) == 0
 
 
-def test_clear_errors_for_bad_settings():
-    bad = subprocess.run(
-        [sys.executable, "-m", "bridge", "serve", "--lead-ms", "-5"],
-        capture_output=True,
-        text=True,
-        timeout=30,
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args], capture_output=True, text=True, timeout=30
     )
-    assert bad.returncode == 2 and "--lead-ms: Input should be greater than 0" in bad.stderr
-    bad = subprocess.run(
-        [sys.executable, "-m", "bridge", "serve", "--responder", "echo", "-o", "mode=loud"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert bad.returncode == 2 and "bad options for responder EchoResponder: mode" in bad.stderr
-    bad = subprocess.run(
-        [sys.executable, "-m", "bridge", "serve", "--responder", "nope"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert bad.returncode == 2 and "no responder named 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--lead-ms", "-5"), "--lead-ms: Input should be greater than 0"),
+        (
+            ("--responder", "echo", "-o", "mode=loud"),
+            "bad options for responder EchoResponder: mode",
+        ),
+        (("--responder", "nope"), "no responder named 'nope'"),
+        (("--resample-quality", "best"), "--resample-quality: Input should be"),
+    ],
+)
+def test_clear_errors_for_bad_settings(args, message):
+    bad = run_cli("serve", *args)
+    assert bad.returncode == 2 and message in bad.stderr
 
 
 def test_responders_lists_echo():
-    out = subprocess.run(
-        [sys.executable, "-m", "bridge", "responders"], capture_output=True, text=True, timeout=30
-    )
+    out = run_cli("responders")
     assert "echo" in out.stdout.split()
