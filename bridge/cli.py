@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 from bridge import __version__
 from bridge.config import BridgeConfig
+from bridge.launch import DEFAULT_BASE_URL, ApiError, BotSpec, MeetingBaasClient
+from bridge.launcher import launch, session_urls
 from bridge.plugins import registry
 from bridge.plugins.base import Responder, SessionHandle
 from bridge.server import BridgeServer
@@ -30,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request; ours say more
     try:
         return args.run(args)
     except (registry.ResponderError, ValueError, OSError) as exc:
@@ -49,19 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the bridge server")
     _add_config_flags(serve)
-    serve.add_argument(
-        "--responder",
-        default=os.environ.get(f"{ENV_PREFIX}RESPONDER", "echo"),
-        help="entry-point name or module:Class (env SPEAKBRIDGE_RESPONDER)",
-    )
-    serve.add_argument(
-        "--option",
-        "-o",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a responder option; repeat for several",
-    )
+    _add_responder_flags(serve)
     serve.set_defaults(run=_serve)
 
     sim = commands.add_parser("simulate", help="act as a Meeting BaaS bot against a bridge")
@@ -82,9 +73,77 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", help="write what came back (on the bot's playback timeline) to a WAV")
     sim.set_defaults(run=_simulate)
 
+    launch = commands.add_parser(
+        "launch", help="send a Meeting BaaS bot into a meeting, streaming to this bridge"
+    )
+    launch.add_argument("meeting_url", metavar="MEETING_URL")
+    _add_api_flags(launch)
+    launch.add_argument("--bot-name", default="speakbridge")
+    launch.add_argument(
+        "--split",
+        action="store_true",
+        help="two sockets (output and input URLs) instead of one both ways",
+    )
+    launch.add_argument("--entry-message")
+    launch.add_argument("--bot-image")
+    launch.add_argument("--recording-mode", choices=["speaker_view", "gallery_view", "audio_only"])
+    launch.add_argument("--webhook-url")
+    launch.add_argument("--webhook-secret", default=os.environ.get("MEETING_BAAS_WEBHOOK_SECRET"))
+    launch.add_argument("--waiting-room-timeout", type=int)
+    launch.add_argument("--noone-joined-timeout", type=int)
+    launch.add_argument(
+        "--leave-after",
+        type=float,
+        metavar="SECONDS",
+        help="remove the bot after this long (default: at Ctrl-C)",
+    )
+    launch.add_argument("--serve", action="store_true", help="also run the bridge in this process")
+    _add_config_flags(launch)
+    _add_responder_flags(launch)
+    launch.set_defaults(run=_launch)
+
+    leave = commands.add_parser("leave", help="remove a Meeting BaaS bot from its meeting")
+    leave.add_argument("bot_id", metavar="BOT_ID")
+    _add_api_flags(leave)
+    leave.set_defaults(run=_leave)
+
     listing = commands.add_parser("responders", help="list the installed responders")
     listing.set_defaults(run=lambda _: print("\n".join(registry.available())) or 0)
     return parser
+
+
+def _add_responder_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--responder",
+        default=os.environ.get(f"{ENV_PREFIX}RESPONDER", "echo"),
+        help="entry-point name or module:Class (env SPEAKBRIDGE_RESPONDER)",
+    )
+    parser.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a responder option; repeat for several",
+    )
+
+
+def _add_api_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api-version", choices=["v1", "v2"], default="v2")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("MEETING_BAAS_API_KEY"),
+        help="Meeting BaaS API key (env MEETING_BAAS_API_KEY)",
+    )
+    parser.add_argument(
+        "--api-base-url",
+        default=os.environ.get("MEETING_BAAS_API_URL", DEFAULT_BASE_URL),
+        help=f"API base URL (env MEETING_BAAS_API_URL, default {DEFAULT_BASE_URL})",
+    )
+
+
+def _client(args: argparse.Namespace) -> MeetingBaasClient:
+    return MeetingBaasClient(args.api_key or "", args.api_version, args.api_base_url)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -133,16 +192,73 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _serve_until_signalled(config: BridgeConfig, factory: ResponderFactory) -> int:
     server = BridgeServer(config, factory)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     await server.start()
     print(server.banner(), flush=True)
     await stop.wait()
     log.info("shutting down: ending %d sessions", len(server.sessions.sessions))
     await server.close()
     return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    config = _config(args)
+    urls = session_urls(config, args.split)
+    spec = BotSpec(
+        meeting_url=args.meeting_url,
+        bot_name=args.bot_name,
+        output_url=urls.output_url,
+        input_url=urls.input_url,
+        sample_rate=config.rate,
+        entry_message=args.entry_message,
+        bot_image=args.bot_image,
+        recording_mode=args.recording_mode,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        waiting_room_timeout=args.waiting_room_timeout,
+        noone_joined_timeout=args.noone_joined_timeout,
+    )
+    server = None
+    if args.serve:
+        server = BridgeServer(config, responder_factory(args.responder, args.option))
+    print(f"session {urls.session_id}", flush=True)
+    return asyncio.run(_launch_until_signalled(_client(args), spec, args.leave_after, server))
+
+
+async def _launch_until_signalled(
+    client: MeetingBaasClient, spec: BotSpec, leave_after: float | None, server: BridgeServer | None
+) -> int:
+    stop = _stop_on_signals()
+    async with client:
+        try:
+            await launch(client, spec, stop, leave_after, server)
+        except ApiError as exc:
+            print(f"speakbridge: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _leave(args: argparse.Namespace) -> int:
+    async def leave() -> int:
+        async with _client(args) as client:
+            try:
+                await client.remove_bot(args.bot_id)
+            except ApiError as exc:
+                print(f"speakbridge: {exc}", file=sys.stderr)
+                return 1
+        print(f"bot {args.bot_id} is leaving")
+        return 0
+
+    return asyncio.run(leave())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (call inside the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def _simulate(args: argparse.Namespace) -> int:

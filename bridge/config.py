@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bridge.audio.resample import Quality
 
@@ -26,6 +26,13 @@ class BridgeConfig(BaseModel):
     grace_s: float = Field(30.0, ge=0, description="how long a session outlives its sockets")
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
     max_sessions: int = Field(1000, ge=1)
+    max_sockets_per_session: int = Field(2, ge=1, le=8, description="a bot opens one or two")
+    secret: SecretStr | None = Field(None, description="HMAC key: only signed URLs are admitted")
+    token_ttl_s: float = Field(86400.0, gt=0, description="lifetime of URLs the launcher signs")
+    handshake_failures: int = Field(
+        20, ge=1, description="failed handshakes per address and window before it gets 429"
+    )
+    handshake_failures_window_s: float = Field(60.0, gt=0)
     input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
     responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
     playback_buffer_s: float = Field(60.0, gt=0, description="queued speech awaiting pacing")

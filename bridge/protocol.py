@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -59,6 +59,7 @@ class Route:
     session_id: str
     path_role: PathRole
     sample_rate: int | None
+    token: str | None = field(default=None, repr=False)
 
 
 class Hello(BaseModel):
@@ -92,7 +93,7 @@ BotText = Hello | SpeakerUpdate
 
 
 def parse_route(target: str) -> Route:
-    """Map a request target (`/bots/{id}[/output|/input][?rate=N]`) to a Route or raise."""
+    """Map a request target (`/bots/{id}[/output|/input][?rate=N&token=T]`) to a Route or raise."""
     parts = urlsplit(target)
     segments = parts.path.strip("/").split("/")
     if len(segments) not in (2, 3) or segments[0] != "bots":
@@ -105,11 +106,13 @@ def parse_route(target: str) -> Route:
         if segments[2] not in ("output", "input"):
             raise RouteError(404, f"unknown path {parts.path!r}; the suffix is /output or /input")
         path_role = segments[2]  # type: ignore[assignment]
-    return Route(session_id, path_role, _parse_rate(parts.query))
+    query = parse_qs(parts.query)
+    token = query.get("token", [None])[-1]
+    return Route(session_id, path_role, _parse_rate(query), token)
 
 
-def _parse_rate(query: str) -> int | None:
-    values = parse_qs(query).get("rate")
+def _parse_rate(query: dict[str, list[str]]) -> int | None:
+    values = query.get("rate")
     if not values:
         return None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -10,9 +11,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
+from bridge.limits import FailureLimiter
 from bridge.protocol import CloseCode, RouteError, parse_route
 from bridge.session import Link, ResponderFactory
 from bridge.sessions import SessionTable
+from bridge.signing import verify
 
 log = logging.getLogger(__name__)
 WEBSOCKETS_LOG = logging.getLogger("bridge.websockets")
@@ -25,6 +28,7 @@ class BridgeServer:
     def __init__(self, config: BridgeConfig, make_responder: ResponderFactory) -> None:
         self.config = config
         self.sessions = SessionTable(config, make_responder)
+        self.limiter = FailureLimiter(config.handshake_failures, config.handshake_failures_window_s)
         self._server: Server | None = None
 
     @property
@@ -36,6 +40,10 @@ class BridgeServer:
     async def start(self) -> Server:
         """Listen; audio frames go uncompressed (deflate costs CPU and saves little on PCM)."""
         c = self.config
+        if c.secret is None:
+            log.warning(
+                "no --secret set: anyone who can reach %s:%s can open sessions", c.host, c.port
+            )
         self._server = await serve(
             self._handle,
             c.host,
@@ -73,13 +81,24 @@ class BridgeServer:
         )
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Route, authenticate and admit a request before the upgrade; refusals are logged once."""
+        address, now = _peer(connection), time.monotonic()
         try:
-            self.sessions.admit(parse_route(request.path))
+            if self.limiter.blocked(address, now):
+                self.limiter.refused += 1
+                raise RouteError(429, "too many failed handshakes from this address; retry later")
+            route = parse_route(request.path)
+            if self.config.secret is not None:
+                secret = self.config.secret.get_secret_value()
+                verify(secret, route.token, route.session_id, route.path_role, time.time())
+            self.sessions.admit(route)
         except RouteError as exc:
+            if exc.status != 429:
+                self.limiter.record_failure(address, now)
             log.warning(
                 "refused %s from %s: %d %s",
-                request.path.split("?")[0],
-                _peer(connection),
+                request.path.split("?")[0],  # never the token
+                address,
                 exc.status,
                 exc.detail,
             )
@@ -121,5 +140,6 @@ class BridgeServer:
 
 
 def _peer(connection: ServerConnection) -> str:
+    """The client's IP address (the rate limiter's key)."""
     address = connection.remote_address
-    return f"{address[0]}:{address[1]}" if address else "?"
+    return str(address[0]) if address else "?"

@@ -8,8 +8,6 @@ from bridge.config import BridgeConfig
 from bridge.protocol import CloseCode, Route, RouteError
 from bridge.session import Link, ResponderFactory, Session
 
-MAX_SOCKETS_PER_SESSION = 2  # the bot opens one socket, or two when input and output differ
-
 
 class SessionTable:
     """Sessions by id; refuses what cannot join (with an HTTP status) before the upgrade."""
@@ -34,10 +32,9 @@ class SessionTable:
                 f"session {route.session_id} runs at {session.sample_rate} Hz, "
                 f"not {route.sample_rate}",
             )
-        if route.path_role not in session.links and len(session.links) >= MAX_SOCKETS_PER_SESSION:
-            raise RouteError(
-                409, f"session {route.session_id} already has {MAX_SOCKETS_PER_SESSION} sockets"
-            )
+        limit = self.config.max_sockets_per_session
+        if route.path_role not in session.links and len(session.links) >= limit:
+            raise RouteError(409, f"session {route.session_id} already has {limit} sockets")
 
     async def join(self, route: Route, link: Link) -> Session:
         """Attach link to its session, creating it; a socket it replaces is closed with 4000."""

@@ -1,0 +1,32 @@
+"""Rate limiting of failed handshakes per client address, in bounded memory."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+
+class FailureLimiter:
+    """Blocks an address once it has failed `limit` handshakes within `window_s` seconds.
+
+    Remembers at most `max_addresses` addresses; the least recently seen are forgotten first.
+    """
+
+    def __init__(self, limit: int, window_s: float, max_addresses: int = 10_000) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_addresses = max_addresses
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.refused = 0  # handshakes refused because their address was blocked
+
+    def blocked(self, address: str, now: float) -> bool:
+        """Whether address is over its limit at clock time now."""
+        times = self._failures.get(address)
+        return times is not None and len(times) == self.limit and now - times[0] < self.window_s
+
+    def record_failure(self, address: str, now: float) -> None:
+        """Count one failed handshake of address."""
+        times = self._failures.pop(address, None) or deque(maxlen=self.limit)
+        times.append(now)
+        self._failures[address] = times
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
