@@ -115,8 +115,9 @@ def _parser() -> argparse.ArgumentParser:
 def _add_responder_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--responder",
-        default=os.environ.get(f"{ENV_PREFIX}RESPONDER", "echo"),
-        help="entry-point name or module:Class (env SPEAKBRIDGE_RESPONDER)",
+        action="append",
+        help="entry-point name or module:Class; repeat for several (env SPEAKBRIDGE_RESPONDER, "
+        "comma-separated; default echo)",
     )
     parser.add_argument(
         "--option",
@@ -124,7 +125,7 @@ def _add_responder_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a responder option; repeat for several",
+        help="an option of the first responder, or NAME.KEY=VALUE of the responder NAME",
     )
 
 
@@ -174,9 +175,13 @@ def _config(args: argparse.Namespace) -> BridgeConfig:
 
 
 def responder_factory(spec: str, options: list[str]) -> ResponderFactory:
-    """Load and validate a responder once; the factory builds one per session."""
+    """Load, validate and check a responder once; the factory builds one per session."""
     cls = registry.load(spec)
     validated = registry.parse_options(cls, options)
+    try:
+        cls.check(validated)
+    except ValueError as exc:
+        raise registry.ResponderError(f"responder {spec!r} cannot start: {exc}") from None
 
     def make(session: SessionHandle) -> Responder:
         return cls(validated, session)  # type: ignore[arg-type]
@@ -184,14 +189,32 @@ def responder_factory(spec: str, options: list[str]) -> ResponderFactory:
     return make
 
 
+def responder_factories(specs: list[str], options: list[str]) -> list[ResponderFactory]:
+    """One factory per --responder; `-o name.key=value` goes to the responder `name`,
+    a plain `-o key=value` to the first one."""
+    scoped: dict[str, list[str]] = {spec: [] for spec in specs}
+    for option in options:
+        name, dot, rest = option.partition(".")
+        if dot and name in scoped and "=" in rest and "=" not in name:
+            scoped[name].append(rest)
+        else:
+            scoped[specs[0]].append(option)
+    return [responder_factory(spec, scoped[spec]) for spec in specs]
+
+
+def _responders(args: argparse.Namespace) -> list[ResponderFactory]:
+    env = os.environ.get(f"{ENV_PREFIX}RESPONDER")
+    specs = args.responder or (env.split(",") if env else ["echo"])
+    return responder_factories(specs, args.option)
+
+
 def _serve(args: argparse.Namespace) -> int:
     config = _config(args)
-    factory = responder_factory(args.responder, args.option)
-    return asyncio.run(_serve_until_signalled(config, factory))
+    return asyncio.run(_serve_until_signalled(config, _responders(args)))
 
 
-async def _serve_until_signalled(config: BridgeConfig, factory: ResponderFactory) -> int:
-    server = BridgeServer(config, factory)
+async def _serve_until_signalled(config: BridgeConfig, factories: list[ResponderFactory]) -> int:
+    server = BridgeServer(config, factories)
     stop = _stop_on_signals()
     await server.start()
     print(server.banner(), flush=True)
@@ -220,7 +243,7 @@ def _launch(args: argparse.Namespace) -> int:
     )
     server = None
     if args.serve:
-        server = BridgeServer(config, responder_factory(args.responder, args.option))
+        server = BridgeServer(config, _responders(args))
     print(f"session {urls.session_id}", flush=True)
     return asyncio.run(_launch_until_signalled(_client(args), spec, args.leave_after, server))
 

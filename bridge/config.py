@@ -35,6 +35,7 @@ class BridgeConfig(BaseModel):
     handshake_failures_window_s: float = Field(60.0, gt=0)
     input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
     responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
+    event_queue_size: int = Field(1000, ge=1, description="events awaiting a control client")
     playback_buffer_s: float = Field(60.0, gt=0, description="queued speech awaiting pacing")
     max_pending_utterances: int = Field(32, ge=1)
     resample_quality: Quality = "HQ"

@@ -70,6 +70,8 @@ class Playout:
         self._space_freed = asyncio.Event()
         self._by_id: dict[int, Utterance] = {}
         self.samples_out = 0
+        self.on_sent: Callable[[np.ndarray], None] | None = None  # each frame, once sent
+        self.on_finished: Callable[[PlaybackReport], None] | None = None  # each utterance
 
     @property
     def speaking(self) -> bool:
@@ -124,6 +126,8 @@ class Playout:
             await send(self._frame[:n].tobytes())
             self.pacer.sent(now, n)
             self.samples_out += n
+            if self.on_sent is not None:
+                self.on_sent(self._frame[:n])
             for report in reports:
                 self._settle(report)
 
@@ -161,6 +165,8 @@ class Playout:
         utterance = self._by_id.pop(report.utterance_id, None)
         if utterance is not None:
             utterance.settle(report)
+        if self.on_finished is not None:
+            self.on_finished(report)
 
     def _feeder_done(self, task: asyncio.Task[None]) -> None:
         self._pending.pop(task)

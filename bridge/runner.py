@@ -12,7 +12,7 @@ from bridge.plugins.base import Responder
 
 log = logging.getLogger(__name__)
 
-_STOP = ("stop", None)
+_STOP: tuple[str, tuple[Any, ...]] = ("stop", ())
 
 
 class ResponderRunner:
@@ -20,16 +20,16 @@ class ResponderRunner:
 
     def __init__(self, responder: Responder, queue_size: int, session_id: str) -> None:
         self.responder = responder
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue(maxsize=queue_size)
         self._session_id = session_id
         self.dropped: Counter[str] = Counter()
         self.errors = 0
         self._task = asyncio.create_task(self._run(), name=f"responder-{session_id}")
 
-    def offer(self, hook: str, arg: Any = None) -> bool:
+    def offer(self, hook: str, *args: Any) -> bool:
         """Queue a hook call without waiting; False (and counted) when the queue is full."""
         try:
-            self._queue.put_nowait((hook, arg))
+            self._queue.put_nowait((hook, args))
         except asyncio.QueueFull:
             if not self.dropped:
                 log.warning(
@@ -61,17 +61,17 @@ class ResponderRunner:
                 await self._task
 
     async def _run(self) -> None:
-        await self._call("start", None)
+        await self._call("start", ())
         while True:
-            hook, arg = await self._queue.get()
-            await self._call(hook, arg)
+            hook, args = await self._queue.get()
+            await self._call(hook, args)
             if hook == "stop":
                 return
 
-    async def _call(self, hook: str, arg: Any) -> None:
+    async def _call(self, hook: str, args: tuple[Any, ...]) -> None:
         method = getattr(self.responder, f"on_{hook}")
         try:
-            await (method() if arg is None else method(arg))
+            await method(*args)
         except Exception:
             self.errors += 1
             log.exception(

@@ -25,9 +25,9 @@ WEBSOCKETS_LOG.setLevel(logging.WARNING)  # per-connection chatter; sessions log
 class BridgeServer:
     """Owns the listening socket and the session table; start() then serve_forever or close()."""
 
-    def __init__(self, config: BridgeConfig, make_responder: ResponderFactory) -> None:
+    def __init__(self, config: BridgeConfig, make_responders: list[ResponderFactory]) -> None:
         self.config = config
-        self.sessions = SessionTable(config, make_responder)
+        self.sessions = SessionTable(config, make_responders)
         self.limiter = FailureLimiter(config.handshake_failures, config.handshake_failures_window_s)
         self._server: Server | None = None
 

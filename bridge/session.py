@@ -18,10 +18,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from bridge.audio.pipeline import InputPipeline
+from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped, VoiceActivityDetector
 from bridge.config import BridgeConfig
+from bridge.events import Event, EventHub
 from bridge.playout import Playout, Send
-from bridge.plugins.base import Responder, SessionHandle
+from bridge.plugins.base import Responder, SessionHandle, SessionInfo
 from bridge.protocol import CloseCode, Hello, PathRole, ProtocolError, parse_audio, parse_text
 from bridge.runner import ResponderRunner
 
@@ -53,14 +55,14 @@ class SessionStats:
 
 
 class Session:
-    """Routes one bot's sockets through the pipeline to its responder and paces the reply."""
+    """Routes one bot's sockets through the pipeline to its responders and paces their speech."""
 
     def __init__(
         self,
         session_id: str,
         sample_rate: int,
         config: BridgeConfig,
-        make_responder: ResponderFactory,
+        make_responders: list[ResponderFactory],
         on_end: Callable[[Session], None],
     ) -> None:
         self.id = session_id
@@ -73,6 +75,8 @@ class Session:
         self._grace: asyncio.TimerHandle | None = None
         self._ending: asyncio.Task[None] | None = None
         self._sink_ready = asyncio.Event()
+        self.info = SessionInfo(session_id, sample_rate)
+        self.events = EventHub(session_id, config.event_queue_size)
         self.playout = Playout(
             sample_rate,
             config.frame_ms,
@@ -82,8 +86,9 @@ class Session:
             config.prebuffer_ms,
             config.resample_quality,
         )
-        self.handle = SessionHandle(session_id, sample_rate, self.playout)
-        responder = make_responder(self.handle)
+        self.playout.on_sent = self._bot_audio
+        self.playout.on_finished = self._utterance_finished
+        self.runners = [self._start_responder(make) for make in make_responders]
         vad = VoiceActivityDetector(
             config.frame_ms,
             config.vad_aggressiveness,
@@ -93,16 +98,23 @@ class Session:
         )
         self.pipeline = InputPipeline(
             sample_rate,
-            responder.sample_rate or sample_rate,
+            {r.responder.sample_rate or sample_rate for r in self.runners},
             config.frame_ms,
             vad,
             config.input_buffer_ms,
             config.resample_quality,
         )
-        self.runner = ResponderRunner(responder, config.responder_queue_frames, session_id)
+        self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
+        self.events.listen(self._tell_responders)
         self._playout_task = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
         )
+
+    def _start_responder(self, make: ResponderFactory) -> ResponderRunner:
+        handle = SessionHandle(self.info, self.playout, self.events)
+        responder = make(handle)
+        handle.owner = responder
+        return ResponderRunner(responder, self.config.responder_queue_frames, self.id)
 
     # sockets
 
@@ -145,15 +157,24 @@ class Session:
         if isinstance(message, Hello):
             if not await self._claim_source(link):
                 return
-            self.handle.bot_id = message.bot_id
+            self.info.bot_id = message.bot_id
             log.info(
                 "session %s: bot %s says hello (protocol %d)",
                 self.id,
                 message.bot_id,
                 message.protocol_version,
             )
+            self.events.publish("hello", bot_id=message.bot_id)
         else:
-            self.runner.offer("speakers", message.speakers)
+            for speaker in message.speakers:
+                self.info.speakers[speaker.id] = speaker
+            for runner in self.runners:
+                runner.offer("speakers", message.speakers)
+            self.events.publish(
+                "speakers",
+                at_ms=self.position_ms(),
+                speakers=[s.model_dump(by_alias=True) for s in message.speakers],
+            )
 
     async def receive_audio(self, link: Link, data: bytes) -> None:
         """Handle a binary frame of meeting audio."""
@@ -167,27 +188,60 @@ class Session:
         self.stats.bytes_in += len(data)
         self._hear(samples)
 
+    def position_ms(self) -> float:
+        """Milliseconds of meeting audio heard so far: the session's timeline."""
+        return self.pipeline.samples_in * 1000 / self.sample_rate
+
     def _hear(self, samples: np.ndarray) -> None:
         for item in self.pipeline.feed(samples):
-            if isinstance(item, np.ndarray):
-                self.runner.offer("audio", item.copy())
+            if isinstance(item, tuple):
+                rate, frame = item
+                for runner in self.runners:
+                    if (runner.responder.sample_rate or self.sample_rate) == rate:
+                        runner.offer("audio", frame.copy())
             elif isinstance(item, SpeechStarted):
-                self._barge_in()
-                self.runner.offer("speech_start", item)
+                if self.config.barge_in and all(r.responder.interruptible for r in self.runners):
+                    self.interrupt("barge-in")
+                self._offer_all("speech_start", item)
+                self.events.publish("speech_start", at_ms=item.at_ms)
             elif isinstance(item, SpeechStopped):
-                self.runner.offer("speech_stop", item)
+                self._offer_all("speech_stop", item)
+                self.events.publish("speech_stop", at_ms=item.at_ms, duration_ms=item.duration_ms)
 
-    def _barge_in(self) -> None:
-        if not (self.config.barge_in and self.runner.responder.interruptible):
-            return
+    def interrupt(self, reason: str) -> None:
+        """Stop the bot speaking (barge-in or a command); responders hear what was cut."""
         if not self.playout.speaking:
             return
         reports = self.playout.interrupt()
-        self.stats.barge_ins += 1
+        self.stats.barge_ins += reason == "barge-in"
         dropped_ms = sum(r.dropped for r in reports) * 1000 / self.sample_rate
-        log.info("session %s: barge-in, %.0f ms of queued speech dropped", self.id, dropped_ms)
+        log.info("session %s: %s, %.0f ms of queued speech dropped", self.id, reason, dropped_ms)
         for report in reports:
-            self.runner.offer("interrupted", report)
+            self._offer_all("interrupted", report)
+
+    def _offer_all(self, hook: str, *args: object) -> None:
+        for runner in self.runners:
+            runner.offer(hook, *args)
+
+    def _tell_responders(self, event: Event, source: object) -> None:
+        for runner in self.runners:
+            if runner.responder is not source:
+                runner.offer("event", event)
+
+    def _bot_audio(self, frame: np.ndarray) -> None:
+        for runner in self._hears_bot:
+            runner.offer("bot_audio", frame.copy(), self.pipeline.samples_in)
+
+    def _utterance_finished(self, report: PlaybackReport) -> None:
+        ms = 1000 / self.sample_rate
+        self.events.publish(
+            "utterance_end",
+            utterance=report.utterance_id,
+            at_ms=self.position_ms(),
+            sent_ms=report.sent * ms,
+            dropped_ms=report.dropped * ms,
+            interrupted=report.interrupted,
+        )
 
     async def _claim_source(self, link: Link) -> bool:
         """Make link the meeting-audio source, unless another socket already is (then close it)."""
@@ -247,7 +301,8 @@ class Session:
         for link in list(self.links.values()):
             await link.connection.close(code, reason)
         self._playout_task.cancel()
-        await self.runner.stop(RESPONDER_STOP_TIMEOUT_S)
+        await asyncio.gather(*(r.stop(RESPONDER_STOP_TIMEOUT_S) for r in self.runners))
+        self.events.publish("session_end", reason=reason)
         self._on_end(self)
         log.info("session %s ended (%s): %s", self.id, reason, self.summary())
 
@@ -256,12 +311,15 @@ class Session:
         rate = self.sample_rate
         stats = self.stats
         out = self.playout.samples_out
-        dropped = dict(stats.dropped + self.runner.dropped) or "none"
+        dropped = sum((r.dropped for r in self.runners), stats.dropped)
+        if self.events.dropped:
+            dropped["event"] = self.events.dropped
         return (
-            f"{time.monotonic() - stats.started:.1f} s, bot {self.handle.bot_id or '?'}, "
+            f"{time.monotonic() - stats.started:.1f} s, bot {self.info.bot_id or '?'}, "
             f"{rate} Hz, audio in {stats.bytes_in / 2 / rate:.2f} s ({stats.bytes_in} B), "
             f"out {out / rate:.2f} s ({out * 2} B), "
             f"{self.pipeline.speech_segments + self.pipeline.vad.speaking} speech segments, "
             f"{stats.barge_ins} barge-ins, {self.playout.pacer.underruns} underruns, "
-            f"dropped {dropped}, responder errors {self.runner.errors}, sockets {stats.sockets}"
+            f"dropped {dict(dropped) or 'none'}, "
+            f"responder errors {sum(r.errors for r in self.runners)}, sockets {stats.sockets}"
         )

@@ -12,9 +12,9 @@ from bridge.session import Link, ResponderFactory, Session
 class SessionTable:
     """Sessions by id; refuses what cannot join (with an HTTP status) before the upgrade."""
 
-    def __init__(self, config: BridgeConfig, make_responder: ResponderFactory) -> None:
+    def __init__(self, config: BridgeConfig, make_responders: list[ResponderFactory]) -> None:
         self.config = config
-        self._make_responder = make_responder
+        self._make_responders = make_responders
         self.sessions: dict[str, Session] = {}
         self.total = 0
         self._closing: set[asyncio.Task[None]] = set()
@@ -45,7 +45,7 @@ class SessionTable:
                 route.session_id,
                 route.sample_rate or self.config.rate,
                 self.config,
-                self._make_responder,
+                self._make_responders,
                 self._forget,
             )
             self.sessions[session.id] = session

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from bridge.cli import responder_factory
+from bridge.cli import responder_factories
 from bridge.config import BridgeConfig
 from bridge.server import BridgeServer
 
@@ -21,7 +21,8 @@ async def start_bridge() -> AsyncIterator[StartBridge]:
     ) -> BridgeServer:
         settings.setdefault("grace_s", 5.0)
         server = BridgeServer(
-            BridgeConfig(port=0, **settings), responder_factory(responder, list(options))
+            BridgeConfig(port=0, **settings),
+            responder_factories(responder.split(","), list(options)),
         )
         await server.start()
         servers.append(server)

@@ -134,7 +134,7 @@ async def test_same_url_again_replaces_the_old_socket(start_bridge):
         assert old.close_code == CloseCode.REPLACED
         await new.send(HELLO)
         session = server.sessions.sessions["replace"]
-        await eventually(lambda: session.handle.bot_id == "b")
+        await eventually(lambda: session.info.bot_id == "b")
     assert session.stats.sockets == 2
 
 

@@ -27,15 +27,15 @@ class FrameStream:
 
 
 class InputPipeline:
-    """Runs VAD at 16 kHz and frames audio at the listener's rate, sharing work when they match.
+    """Runs VAD at 16 kHz and frames audio at each listener rate (16 kHz shares the VAD's frames).
 
-    feed() yields speech events and listener frames; frames are reused views, copy to keep.
+    feed() yields speech events and (rate, frame) pairs; frames are reused views: copy to keep.
     """
 
     def __init__(
         self,
         bot_rate: int,
-        listen_rate: int,
+        listen_rates: set[int],
         frame_ms: int,
         vad: VoiceActivityDetector,
         capacity_ms: int,
@@ -43,15 +43,15 @@ class InputPipeline:
     ) -> None:
         self.vad = vad
         self._vad_stream = FrameStream(bot_rate, VAD_RATE, frame_ms, capacity_ms, quality)
-        self._listen_stream = (
-            None
-            if listen_rate == VAD_RATE
-            else FrameStream(bot_rate, listen_rate, frame_ms, capacity_ms, quality)
-        )
+        self._share_vad_frames = VAD_RATE in listen_rates
+        self._listen_streams = {
+            rate: FrameStream(bot_rate, rate, frame_ms, capacity_ms, quality)
+            for rate in listen_rates - {VAD_RATE}
+        }
         self.samples_in = 0
         self.speech_segments = 0
 
-    def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray | SpeechEvent]:
+    def feed(self, chunk: np.ndarray) -> Iterator[SpeechEvent | tuple[int, np.ndarray]]:
         """Push one bot chunk through VAD and framing."""
         self.samples_in += len(chunk)
         for frame in self._vad_stream.feed(chunk):
@@ -59,7 +59,8 @@ class InputPipeline:
             if event is not None:
                 self.speech_segments += not self.vad.speaking
                 yield event
-            if self._listen_stream is None:
-                yield frame
-        if self._listen_stream is not None:
-            yield from self._listen_stream.feed(chunk)
+            if self._share_vad_frames:
+                yield VAD_RATE, frame
+        for rate, stream in self._listen_streams.items():
+            for frame in stream.feed(chunk):
+                yield rate, frame

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped
+from bridge.events import Event, EventHub
 from bridge.playout import AudioSource, Playout, Utterance
 from bridge.protocol import SpeakerState
 
@@ -30,15 +32,41 @@ class SessionLog(logging.LoggerAdapter):
         return f"session {self.extra['session']}: {msg}", kwargs  # type: ignore[index]
 
 
-class SessionHandle:
-    """A responder's view of its session: who it is, and how to speak or stop speaking."""
+@dataclass
+class SessionInfo:
+    """What is known of the session, shared by its responders and kept current by the session."""
 
-    def __init__(self, session_id: str, bot_rate: int, playout: Playout) -> None:
-        self.session_id = session_id
-        self.bot_rate = bot_rate
-        self.bot_id: str | None = None  # known once the bot's hello arrives
-        self.log = SessionLog(logging.getLogger("bridge.responder"), session_id)
+    session_id: str
+    bot_rate: int
+    bot_id: str | None = None
+    speakers: dict[int, SpeakerState] = field(default_factory=dict)  # by participant id
+
+    def speaking(self) -> list[SpeakerState]:
+        """Participants the bot last reported as speaking."""
+        return [s for s in self.speakers.values() if s.is_speaking]
+
+
+class SessionHandle:
+    """A responder's view of its session: who is in it, and how to speak, stop or tell."""
+
+    def __init__(self, info: SessionInfo, playout: Playout, events: EventHub) -> None:
+        self.info = info
+        self.log = SessionLog(logging.getLogger("bridge.responder"), info.session_id)
         self._playout = playout
+        self._events = events
+        self.owner: object = None  # the responder, set by the session
+
+    @property
+    def session_id(self) -> str:
+        return self.info.session_id
+
+    @property
+    def bot_rate(self) -> int:
+        return self.info.bot_rate
+
+    @property
+    def bot_id(self) -> str | None:
+        return self.info.bot_id
 
     def speak(self, audio: AudioSource, sample_rate: int | None = None) -> Utterance:
         """Queue speech (s16le bytes, an s16 or float array, or an async iterator of them).
@@ -55,21 +83,30 @@ class SessionHandle:
     def speaking(self) -> bool:
         return self._playout.speaking
 
+    def emit(self, kind: str, **fields: Any) -> Event:
+        """Publish an event to the control channel and the session's other responders."""
+        return self._events.publish(kind, self.owner, **fields)
+
 
 class Responder:
     """Base class of responder plugins; override the hooks you need (all default to no-op).
 
-    Hooks run one at a time, in order, in the session's responder task: a slow hook delays
-    only this responder's input, whose queue is bounded (overflowing frames are counted).
+    Hooks run one at a time, in order, in the responder's own task: a slow hook delays
+    only this responder's input, whose queue is bounded (overflowing items are counted).
     """
 
     Options: ClassVar[type[BaseModel]] = NoOptions
     sample_rate: int | None = None  # rate of the frames on_audio gets; None: the bot's rate
-    interruptible: bool = True  # user speech while this responder speaks triggers barge-in
+    interruptible: bool = True  # user speech while the bot speaks triggers barge-in
+    hears_bot: bool = False  # on_bot_audio gets every frame sent to the bot
 
     def __init__(self, options: BaseModel, session: SessionHandle) -> None:
         self.options = options
         self.session = session
+
+    @classmethod
+    def check(cls, options: BaseModel) -> None:
+        """Raise ValueError at start if the responder cannot work here (a missing program)."""
 
     async def on_start(self) -> None:
         """The session began (its first socket connected)."""
@@ -88,6 +125,12 @@ class Responder:
 
     async def on_interrupted(self, report: PlaybackReport) -> None:
         """Barge-in cut an utterance short; report says how much of it reached the bot."""
+
+    async def on_bot_audio(self, frame: np.ndarray, at_sample: int) -> None:
+        """A frame sent to the bot (bot rate), at_sample: meeting samples heard by then."""
+
+    async def on_event(self, event: Event) -> None:
+        """Any session event (speakers, speech, utterances, transcripts...) not emitted by self."""
 
     async def on_stop(self) -> None:
         """The session ended; release resources here."""
