@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -45,6 +46,7 @@ class BridgeConfig(BaseModel):
     vad_max_flatness: float = Field(
         0.1, gt=0, le=1, description="spectral flatness above which a frame is noise (1: off)"
     )
+    media_dir: Path | None = Field(None, description="WAVs the control channel may play by path")
     barge_in: bool = True
     ping_interval_s: float = Field(20.0, gt=0)
     ping_timeout_s: float = Field(20.0, gt=0)

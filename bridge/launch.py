@@ -7,22 +7,16 @@ never appears in logs, errors or reprs.
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
-import logging
-import random
-import time
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-log = logging.getLogger(__name__)
+from bridge.retry import HttpError, RetryPolicy, send
 
 ApiVersion = Literal["v1", "v2"]
 DEFAULT_BASE_URL = "https://api.meetingbaas.com"
 API_KEY_HEADER = "x-meeting-baas-api-key"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 ERROR_HINTS = {
     401: "check --api-key or MEETING_BAAS_API_KEY",
     403: "the key may not use this endpoint or bot",
@@ -244,9 +238,7 @@ class MeetingBaasClient:
         if not api_key:
             raise ValueError("a Meeting BaaS API key is needed: --api-key or MEETING_BAAS_API_KEY")
         self.api_version = api_version
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.max_retry_after_s = max_retry_after_s
+        self.policy = RetryPolicy(retries, backoff_s, max_retry_after_s)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={API_KEY_HEADER: api_key, "accept": "application/json"},
@@ -283,53 +275,7 @@ class MeetingBaasClient:
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> httpx.Response:
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            try:
-                response = await self._http.request(method, path, json=body)
-            except httpx.TransportError as exc:
-                if last:
-                    raise ApiError(method, path, 0, f"cannot reach the API: {exc!r}") from None
-                delay = self._backoff(attempt)
-                log.warning("%s %s failed (%r); retrying in %.1f s", method, path, exc, delay)
-            else:
-                if response.is_success:
-                    return response
-                if response.status_code not in RETRY_STATUSES or last:
-                    raise ApiError(method, path, response.status_code, _message(response))
-                delay = self._retry_after(response) or self._backoff(attempt)
-                log.warning(
-                    "%s %s -> %d; retrying in %.1f s", method, path, response.status_code, delay
-                )
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> float:
-        return self.backoff_s * 2**attempt * random.uniform(0.5, 1.0)
-
-    def _retry_after(self, response: httpx.Response) -> float | None:
-        value = response.headers.get("retry-after")
-        if value is None:
-            return None
         try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                return None
-        return min(max(seconds, 0.0), self.max_retry_after_s)
-
-
-def _message(response: httpx.Response) -> str:
-    """The API's own words: `message`, `error` or `detail` of a JSON body, else its text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300] or response.reason_phrase
-    if isinstance(body, dict):
-        for key in ("message", "error", "detail"):
-            if body.get(key):
-                value = body[key]
-                return value if isinstance(value, str) else str(value)[:300]
-    return str(body)[:300]
+            return await send(self._http, method, path, self.policy, json=body)
+        except HttpError as exc:
+            raise ApiError(method, path, exc.status, exc.message) from None

@@ -124,6 +124,15 @@ def _parse_rate(query: dict[str, list[str]]) -> int | None:
     return rate
 
 
+def parse_control_route(target: str) -> tuple[str, str | None]:
+    """`/control/{session_id}?token=T` to (session_id, token), or raise RouteError."""
+    parts = urlsplit(target)
+    segments = parts.path.strip("/").split("/")
+    if len(segments) != 2 or segments[0] != "control" or not SESSION_ID.fullmatch(segments[1]):
+        raise RouteError(404, f"unknown control path {parts.path!r}; expected /control/{{id}}")
+    return segments[1], parse_qs(parts.query).get("token", [None])[-1]
+
+
 def parse_text(text: str) -> BotText:
     """Parse a text frame from the bot: the hello object or an array of speaker states."""
     try:

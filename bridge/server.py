@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
+from bridge.control import serve_control
 from bridge.limits import FailureLimiter
-from bridge.protocol import CloseCode, RouteError, parse_route
+from bridge.protocol import CloseCode, RouteError, parse_control_route, parse_route
 from bridge.session import Link, ResponderFactory
 from bridge.sessions import SessionTable
 from bridge.signing import verify
@@ -83,21 +87,28 @@ class BridgeServer:
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Route, authenticate and admit a request before the upgrade; refusals are logged once."""
         address, now = _peer(connection), time.monotonic()
+        path = request.path.split("?")[0]
         try:
             if self.limiter.blocked(address, now):
                 self.limiter.refused += 1
                 raise RouteError(429, "too many failed handshakes from this address; retry later")
+            if path == "/sessions":
+                return self._listing(connection, request)
+            if path.startswith("/control/"):
+                session_id, token = parse_control_route(request.path)
+                self._authenticate(token, session_id, "control")
+                if session_id not in self.sessions.sessions:
+                    raise RouteError(404, f"no session {session_id}")
+                return None
             route = parse_route(request.path)
-            if self.config.secret is not None:
-                secret = self.config.secret.get_secret_value()
-                verify(secret, route.token, route.session_id, route.path_role, time.time())
+            self._authenticate(route.token, route.session_id, route.path_role)
             self.sessions.admit(route)
         except RouteError as exc:
             if exc.status != 429:
                 self.limiter.record_failure(address, now)
             log.warning(
                 "refused %s from %s: %d %s",
-                request.path.split("?")[0],  # never the token
+                path,  # never the token
                 address,
                 exc.status,
                 exc.detail,
@@ -105,8 +116,42 @@ class BridgeServer:
             return connection.respond(exc.status, exc.detail + "\n")
         return None
 
+    def _authenticate(self, token: str | None, session_id: str, role: str) -> None:
+        if self.config.secret is not None:
+            secret = self.config.secret.get_secret_value()
+            verify(secret, token, session_id, role, time.time())  # type: ignore[arg-type]
+
+    def _listing(self, connection: ServerConnection, request: Request) -> Response:
+        """GET /sessions: the live sessions as JSON (needs a token for "sessions" with a secret)."""
+        self._authenticate(
+            parse_qs(urlsplit(request.path).query).get("token", [None])[-1], "sessions", "control"
+        )
+        now = time.monotonic()
+        body = [
+            {
+                "session": s.id,
+                "rate": s.sample_rate,
+                "bot_id": s.info.bot_id,
+                "sockets": len(s.links),
+                "speaking": s.playout.speaking,
+                "age_s": round(now - s.stats.started, 1),
+            }
+            for s in self.sessions.sessions.values()
+        ]
+        headers = Headers([("Content-Type", "application/json")])
+        return Response(200, "OK", headers, json.dumps(body).encode() + b"\n")
+
     async def _handle(self, connection: ServerConnection) -> None:
-        route = parse_route(connection.request.path)  # type: ignore[union-attr]
+        target = connection.request.path  # type: ignore[union-attr]
+        if target.startswith("/control/"):
+            session_id, _ = parse_control_route(target)
+            session = self.sessions.sessions.get(session_id)
+            if session is None:
+                await connection.close(CloseCode.SESSION_ENDED, "the session has ended")
+                return
+            await serve_control(connection, session, self.config.media_dir)
+            return
+        route = parse_route(target)
         link = Link(connection, route.path_role)
         try:
             session = await self.sessions.join(route, link)

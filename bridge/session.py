@@ -71,6 +71,7 @@ class Session:
         self.links: dict[PathRole, Link] = {}
         self.stats = SessionStats()
         self.ended = False
+        self.end_reason: str | None = None
         self._on_end = on_end
         self._grace: asyncio.TimerHandle | None = None
         self._ending: asyncio.Task[None] | None = None
@@ -143,7 +144,7 @@ class Session:
             self._grace = asyncio.get_running_loop().call_later(self.config.grace_s, self._expire)
 
     def _expire(self) -> None:
-        self._ending = asyncio.create_task(self.end("grace period over"))
+        self.request_end("grace period over")
 
     # messages
 
@@ -218,6 +219,18 @@ class Session:
         log.info("session %s: %s, %.0f ms of queued speech dropped", self.id, reason, dropped_ms)
         for report in reports:
             self._offer_all("interrupted", report)
+
+    def delegate(self, command_type: str, command: Event) -> bool:
+        """Hand a control command to the responders that handle its type; False if none do."""
+        handlers = [r for r in self.runners if command_type in r.responder.commands]
+        for runner in handlers:
+            runner.offer("command", command)
+        return bool(handlers)
+
+    def request_end(self, reason: str) -> None:
+        """End the session soon, from code that must not wait for it (a command, a timer)."""
+        if self._ending is None:
+            self._ending = asyncio.create_task(self.end(reason))
 
     def _offer_all(self, hook: str, *args: object) -> None:
         for runner in self.runners:
@@ -302,6 +315,7 @@ class Session:
             await link.connection.close(code, reason)
         self._playout_task.cancel()
         await asyncio.gather(*(r.stop(RESPONDER_STOP_TIMEOUT_S) for r in self.runners))
+        self.end_reason = reason
         self.events.publish("session_end", reason=reason)
         self._on_end(self)
         log.info("session %s ended (%s): %s", self.id, reason, self.summary())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from bridge.config import BridgeConfig
 from bridge.protocol import CloseCode, Route, RouteError
@@ -18,6 +19,7 @@ class SessionTable:
         self.sessions: dict[str, Session] = {}
         self.total = 0
         self._closing: set[asyncio.Task[None]] = set()
+        self.on_end: list[Callable[[Session], None]] = []  # called as each session ends
 
     def admit(self, route: Route) -> None:
         """Raise RouteError if a socket on this route could not join its session."""
@@ -68,3 +70,5 @@ class SessionTable:
     def _forget(self, session: Session) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
+        for callback in self.on_end:
+            callback(session)

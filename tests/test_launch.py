@@ -191,7 +191,7 @@ async def test_5xx_is_retried_with_backoff_then_gives_up(api):
 async def test_unreachable_api_is_a_clear_error():
     c = MeetingBaasClient(API_KEY, "v2", "http://127.0.0.1:9", retries=1, backoff_s=0.01)
     async with c:
-        with pytest.raises(ApiError, match="cannot reach the API"):
+        with pytest.raises(ApiError, match="cannot reach the server"):
             await c.remove_bot("b")
 
 

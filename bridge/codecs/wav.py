@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from bridge.audio.resample import StreamResampler
 
 
-def read_wav(path: str | Path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+def read_wav(path: str | Path | BinaryIO, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Mono s16 samples of a 16-bit PCM WAV (channels averaged), resampled if sample_rate is set."""
-    with wave.open(str(path), "rb") as wav:
+    with wave.open(path if hasattr(path, "read") else str(path), "rb") as wav:  # type: ignore[arg-type]
         if wav.getsampwidth() != 2:
             raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
         channels, rate = wav.getnchannels(), wav.getframerate()

@@ -99,6 +99,7 @@ class Responder:
     sample_rate: int | None = None  # rate of the frames on_audio gets; None: the bot's rate
     interruptible: bool = True  # user speech while the bot speaks triggers barge-in
     hears_bot: bool = False  # on_bot_audio gets every frame sent to the bot
+    commands: ClassVar[frozenset[str]] = frozenset()  # control commands it handles ("say"...)
 
     def __init__(self, options: BaseModel, session: SessionHandle) -> None:
         self.options = options
@@ -131,6 +132,9 @@ class Responder:
 
     async def on_event(self, event: Event) -> None:
         """Any session event (speakers, speech, utterances, transcripts...) not emitted by self."""
+
+    async def on_command(self, command: Event) -> None:
+        """A control-channel command of a type listed in `commands`, already validated."""
 
     async def on_stop(self) -> None:
         """The session ended; release resources here."""

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.audio.segments import SegmentCollector
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.plugins.base import Responder, SessionHandle
+
+LIVE_QUEUE_FRAMES = 50
 
 
 class EchoOptions(BaseModel):
@@ -36,11 +38,8 @@ class EchoResponder(Responder):
 
     def __init__(self, options: EchoOptions, session: SessionHandle) -> None:
         super().__init__(options, session)
-        self._frame_ms = 0.0
-        self._position_ms = 0.0
-        self._recent: deque[tuple[float, np.ndarray]] = deque()
-        self._segment: list[tuple[float, np.ndarray]] | None = None
-        self._live: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=50)
+        self._segments: SegmentCollector | None = None
+        self._live: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=LIVE_QUEUE_FRAMES)
         self.frames_dropped = 0
 
     @property
@@ -52,49 +51,41 @@ class EchoResponder(Responder):
             self.session.speak(self._live_frames())
 
     async def on_audio(self, frame: np.ndarray) -> None:
-        self._frame_ms = 1000 * len(frame) / self.session.bot_rate
         if self.options.mode == "live":
             if self._live.full():
                 self._drop("the live echo queue is full (playback is behind)")
             else:
                 self._live.put_nowait(frame)
             return
-        entry = (self._position_ms, frame)
-        self._position_ms += self._frame_ms
-        if self._segment is None:
-            self._recent.append(entry)
-            while self._recent and self._recent[0][0] < self._position_ms - self.options.preroll_ms:
-                self._recent.popleft()
-        elif len(self._segment) * self._frame_ms < self.options.max_utterance_s * 1000:
-            self._segment.append(entry)
-        else:
+        if self._segments is None:
+            o = self.options
+            frame_ms = 1000 * len(frame) / self.session.bot_rate
+            self._segments = SegmentCollector(
+                frame_ms, o.preroll_ms, o.tail_ms, o.max_utterance_s * 1000
+            )
+        cut = self._segments.frames_cut
+        self._segments.add(frame)
+        if self._segments.frames_cut > cut:
             self._drop(f"speech longer than max_utterance_s={self.options.max_utterance_s}")
 
-    def _drop(self, why: str) -> None:
-        if not self.frames_dropped:
-            self.session.log.warning("echo drops frames: %s (further drops counted)", why)
-        self.frames_dropped += 1
-
     async def on_speech_start(self, event: SpeechStarted) -> None:
-        if self.options.mode == "utterance":
-            keep_from = event.at_ms - self.options.preroll_ms
-            self._segment = [e for e in self._recent if e[0] >= keep_from]
-            self._recent.clear()
+        if self._segments is not None:
+            self._segments.start(event.at_ms)
 
     async def on_speech_stop(self, event: SpeechStopped) -> None:
-        if self._segment is None:
-            return
-        end = event.at_ms + self.options.tail_ms
-        frames = [frame for at, frame in self._segment if at < end]
-        self._segment = None
-        if frames:
-            self.session.speak(np.concatenate(frames))
+        if self._segments is not None and (audio := self._segments.stop(event.at_ms)) is not None:
+            self.session.speak(audio)
 
     async def on_stop(self) -> None:
         if self.frames_dropped:
             self.session.log.warning("echo dropped %d frames in all", self.frames_dropped)
         if self.options.mode == "live" and not self._live.full():
             self._live.put_nowait(None)  # ends the live utterance
+
+    def _drop(self, why: str) -> None:
+        if not self.frames_dropped:
+            self.session.log.warning("echo drops frames: %s (further drops counted)", why)
+        self.frames_dropped += 1
 
     async def _live_frames(self) -> AsyncIterator[np.ndarray]:
         while (frame := await self._live.get()) is not None:
