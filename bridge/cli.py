@@ -14,12 +14,14 @@ from pydantic import ValidationError
 
 from bridge import __version__
 from bridge.config import BridgeConfig
+from bridge.control_client import control_client
 from bridge.launch import DEFAULT_BASE_URL, ApiError, BotSpec, MeetingBaasClient
 from bridge.launcher import launch, session_urls
 from bridge.plugins import registry
 from bridge.plugins.base import Responder, SessionHandle
 from bridge.server import BridgeServer
 from bridge.session import ResponderFactory
+from bridge.signing import control_url
 from bridge.simulator import SimulatorOptions, simulate
 
 ENV_PREFIX = "SPEAKBRIDGE_"
@@ -107,6 +109,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_api_flags(leave)
     leave.set_defaults(run=_leave)
 
+    say = commands.add_parser("say", help="make a session's bot say something")
+    say.add_argument("session", metavar="SESSION")
+    say.add_argument("text", metavar="TEXT")
+    say.add_argument("--voice")
+    _add_control_flags(say)
+    say.set_defaults(run=_say)
+
+    events = commands.add_parser("events", help="print a session's events as JSON lines")
+    events.add_argument("session", metavar="SESSION")
+    events.add_argument("--count", type=int, help="stop after this many events")
+    _add_control_flags(events)
+    events.set_defaults(run=_events)
+
     listing = commands.add_parser("responders", help="list the installed responders")
     listing.set_defaults(run=lambda _: print("\n".join(registry.available())) or 0)
     return parser
@@ -127,6 +142,32 @@ def _add_responder_flags(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="an option of the first responder, or NAME.KEY=VALUE of the responder NAME",
     )
+
+
+def _add_control_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(f"{ENV_PREFIX}URL", "ws://127.0.0.1:8765"),
+        help="the bridge (env SPEAKBRIDGE_URL, default ws://127.0.0.1:8765)",
+    )
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get(f"{ENV_PREFIX}SECRET"),
+        help="the server's secret, to sign the control URL (env SPEAKBRIDGE_SECRET)",
+    )
+
+
+def _control_url(args: argparse.Namespace) -> str:
+    return control_url(args.url, args.secret, args.session, ttl_s=300)
+
+
+def _say(args: argparse.Namespace) -> int:
+    command = {"type": "say", "text": args.text} | ({"voice": args.voice} if args.voice else {})
+    return asyncio.run(control_client(_control_url(args), command, None))
+
+
+def _events(args: argparse.Namespace) -> int:
+    return asyncio.run(control_client(_control_url(args), None, args.count))
 
 
 def _add_api_flags(parser: argparse.ArgumentParser) -> None:

@@ -36,6 +36,11 @@ class BridgeConfig(BaseModel):
     handshake_failures_window_s: float = Field(60.0, gt=0)
     input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
     responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
+    responder_stop_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="a responder still busy this long after the session ends is cancelled",
+    )
     event_queue_size: int = Field(1000, ge=1, description="events awaiting a control client")
     playback_buffer_s: float = Field(60.0, gt=0, description="queued speech awaiting pacing")
     max_pending_utterances: int = Field(32, ge=1)

@@ -119,7 +119,7 @@ class BridgeServer:
     def _authenticate(self, token: str | None, session_id: str, role: str) -> None:
         if self.config.secret is not None:
             secret = self.config.secret.get_secret_value()
-            verify(secret, token, session_id, role, time.time())  # type: ignore[arg-type]
+            verify(secret, token, session_id, role, time.time())
 
     def _listing(self, connection: ServerConnection, request: Request) -> Response:
         """GET /sessions: the live sessions as JSON (needs a token for "sessions" with a secret)."""

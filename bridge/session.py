@@ -30,7 +30,6 @@ from bridge.runner import ResponderRunner
 log = logging.getLogger(__name__)
 
 ResponderFactory = Callable[[SessionHandle], Responder]
-RESPONDER_STOP_TIMEOUT_S = 5.0
 SINK_PREFERENCE: tuple[PathRole, ...] = ("input", "dual", "output")
 
 
@@ -201,11 +200,13 @@ class Session:
                     if (runner.responder.sample_rate or self.sample_rate) == rate:
                         runner.offer("audio", frame.copy())
             elif isinstance(item, SpeechStarted):
+                self.info.user_speaking = True
                 if self.config.barge_in and all(r.responder.interruptible for r in self.runners):
                     self.interrupt("barge-in")
                 self._offer_all("speech_start", item)
                 self.events.publish("speech_start", at_ms=item.at_ms)
             elif isinstance(item, SpeechStopped):
+                self.info.user_speaking = False
                 self._offer_all("speech_stop", item)
                 self.events.publish("speech_stop", at_ms=item.at_ms, duration_ms=item.duration_ms)
 
@@ -314,7 +315,8 @@ class Session:
         for link in list(self.links.values()):
             await link.connection.close(code, reason)
         self._playout_task.cancel()
-        await asyncio.gather(*(r.stop(RESPONDER_STOP_TIMEOUT_S) for r in self.runners))
+        timeout = self.config.responder_stop_timeout_s
+        await asyncio.gather(*(r.stop(timeout) for r in self.runners))
         self.end_reason = reason
         self.events.publish("session_end", reason=reason)
         self._on_end(self)

@@ -16,12 +16,12 @@ from bridge.protocol import PathRole, RouteError
 SIGNATURE_HEX = 32
 
 
-def sign(secret: str, session_id: str, role: PathRole, expires_at: int) -> str:
+def sign(secret: str, session_id: str, role: str, expires_at: int) -> str:
     """A token that admits role's socket of session_id until expires_at (Unix seconds)."""
     return f"{expires_at}.{_mac(secret, session_id, role, expires_at)}"
 
 
-def verify(secret: str, token: str | None, session_id: str, role: PathRole, now: float) -> None:
+def verify(secret: str, token: str | None, session_id: str, role: str, now: float) -> None:
     """Raise RouteError 401 for a missing token, 403 for a forged, expired or wrong-role one."""
     if not token:
         raise RouteError(401, "this server requires a signed URL (a token query parameter)")
@@ -49,6 +49,14 @@ def signed_url(
     if secret:
         params["token"] = sign(secret, session_id, role, int(time.time() + ttl_s))
     return path + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
+
+
+def control_url(base: str, secret: str | None, session_id: str, ttl_s: float) -> str:
+    """The control channel URL of a session, with a token when a secret is set."""
+    url = f"{base.rstrip('/')}/control/{session_id}"
+    if secret:
+        url += "?token=" + sign(secret, session_id, "control", int(time.time() + ttl_s))
+    return url
 
 
 def _mac(secret: str, session_id: str, role: str, expires_at: int) -> str:

@@ -27,8 +27,8 @@ def read_wav(path: str | Path | BinaryIO, sample_rate: int | None = None) -> tup
     return data, rate
 
 
-def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
-    """Write mono s16 samples to a WAV file in one go."""
+def write_wav(path: str | Path | BinaryIO, samples: np.ndarray, sample_rate: int) -> None:
+    """Write mono s16 samples to a WAV file (or an open binary file) in one go."""
     with WavWriter(path, sample_rate) as writer:
         writer.write(samples)
 
@@ -36,8 +36,13 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
 class WavWriter:
     """Appends mono s16 to a WAV; each write patches the header, so a crash leaves a valid file."""
 
-    def __init__(self, path: str | Path, sample_rate: int) -> None:
-        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+    def __init__(self, path: str | Path | BinaryIO, sample_rate: int) -> None:
+        self._owned = not hasattr(path, "write")
+        self._file: BinaryIO = (
+            open(path, "wb")  # type: ignore[arg-type]  # noqa: SIM115 - closed by close()
+            if self._owned
+            else path  # type: ignore[assignment]
+        )
         self._wav = wave.open(self._file, "wb")  # noqa: SIM115
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
@@ -51,7 +56,8 @@ class WavWriter:
 
     def close(self) -> None:
         self._wav.close()
-        self._file.close()
+        if self._owned:
+            self._file.close()
 
     def __enter__(self) -> WavWriter:
         return self

@@ -39,6 +39,7 @@ class SessionInfo:
     session_id: str
     bot_rate: int
     bot_id: str | None = None
+    user_speaking: bool = False  # the VAD hears speech now (set before responders hear of it)
     speakers: dict[int, SpeakerState] = field(default_factory=dict)  # by participant id
 
     def speaking(self) -> list[SpeakerState]:

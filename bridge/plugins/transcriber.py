@@ -16,6 +16,7 @@ from bridge.audio.segments import SegmentCollector
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.events import Event
 from bridge.plugins.base import Responder, SessionHandle
+from bridge.speakers import SpeakerTurns
 from bridge.stt import STT_RATE, check_pocketsphinx, transcribe
 
 
@@ -27,34 +28,6 @@ class TranscriberOptions(BaseModel):
     preroll_ms: int = Field(300, ge=0, le=2000)
     tail_ms: int = Field(200, ge=0, le=1000)
     max_segment_s: float = Field(30.0, gt=0, le=120)
-
-
-class SpeakerTurns:
-    """Who spoke when, on the session's timeline, from the bot's speaker events."""
-
-    def __init__(self) -> None:
-        self._turns: dict[str, list[list[float]]] = {}  # name -> [[start_ms, end_ms], ...]
-
-    def update(self, at_ms: float, speakers: list[dict]) -> None:
-        for speaker in speakers:
-            turns = self._turns.setdefault(speaker["name"], [])
-            open_turn = bool(turns) and turns[-1][1] == float("inf")
-            if speaker["isSpeaking"] and not open_turn:
-                turns.append([at_ms, float("inf")])
-            elif not speaker["isSpeaking"] and open_turn:
-                turns[-1][1] = at_ms
-
-    def main_speaker(self, start_ms: float, end_ms: float) -> str | None:
-        """The participant who spoke longest within [start_ms, end_ms], else the last before."""
-        best, best_overlap, last, last_start = None, 0.0, None, -1.0
-        for name, turns in self._turns.items():
-            overlap = sum(max(0.0, min(end_ms, e) - max(start_ms, s)) for s, e in turns)
-            if overlap > best_overlap:
-                best, best_overlap = name, overlap
-            for s, _ in turns:
-                if last_start < s <= start_ms:
-                    last, last_start = name, s
-        return best or last
 
 
 class TranscriberResponder(Responder):
@@ -102,7 +75,11 @@ class TranscriberResponder(Responder):
             await asyncio.gather(*self._work, return_exceptions=True)
 
     async def _transcribe(self, audio: np.ndarray, start_ms: float, end_ms: float) -> None:
-        text = await transcribe(audio)
+        try:
+            text = await transcribe(audio)
+        except Exception:
+            self.session.log.exception("transcription failed; this segment has no transcript")
+            return
         if text:
             speaker = self.turns.main_speaker(start_ms, end_ms)
             self.session.emit(

@@ -1,0 +1,195 @@
+"""The `agent` responder: a voice agent. Speech-to-text, a streamed chat model, text-to-speech.
+
+STT: pocketsphinx (offline) or an OpenAI-compatible /audio/transcriptions endpoint; the
+chat model: an OpenAI-compatible /chat/completions endpoint, streamed; TTS: espeak-ng
+(offline) or /audio/speech. It starts speaking at the first complete sentence of the
+reply, stops at once on barge-in, and keeps the conversation, with speaker names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from bridge.audio.playback import PlaybackReport
+from bridge.audio.segments import SegmentCollector
+from bridge.audio.vad import SpeechStarted, SpeechStopped
+from bridge.events import Event
+from bridge.openai_api import OPENAI_PCM_RATE, OpenAIClient
+from bridge.plugins.base import Responder, SessionHandle
+from bridge.retry import HttpError, RetryPolicy
+from bridge.speakers import SpeakerTurns
+from bridge.stt import STT_RATE, check_pocketsphinx, transcribe
+from bridge.tts import ESPEAK_RATE, check_espeak, espeak
+
+SENTENCE_END = re.compile(r"(.+?[.!?…:;])(?=\s)\s*", re.S)
+INTERRUPTED_MARK = " [interrupted]"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+class AgentOptions(BaseModel):
+    """Options of the agent; the endpoint, key and model default to OPENAI_* variables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(
+        default_factory=lambda: _env("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    )
+    api_key: SecretStr | None = Field(default_factory=lambda: _env("OPENAI_API_KEY"))
+    chat_model: str = Field(default_factory=lambda: _env("OPENAI_CHAT_MODEL", "gpt-4o-mini"))
+    system_prompt: str = (
+        "You are a helpful voice assistant taking part in a video meeting. Participants' "
+        "words come to you as 'Name: text'. Answer briefly, in plain spoken sentences."
+    )
+    stt: Literal["pocketsphinx", "api"] = "pocketsphinx"
+    stt_model: str = "whisper-1"
+    tts: Literal["espeak", "api"] = "espeak"
+    tts_model: str = "tts-1"
+    tts_voice: str = "alloy"
+    espeak_voice: str = "en-us"
+    espeak_speed: int = Field(165, ge=80, le=450)
+    max_history: int = Field(20, ge=2, le=200, description="messages kept besides the system's")
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    preroll_ms: int = Field(300, ge=0, le=2000)
+    max_segment_s: float = Field(30.0, gt=0, le=120)
+
+
+def complete_sentences(text: str) -> tuple[list[str], str]:
+    """Split off the complete sentences at the start of text; returns them and the rest."""
+    sentences, end = [], 0
+    for match in SENTENCE_END.finditer(text):
+        if match.start() != end:
+            break
+        sentences.append(match.group(1).strip())
+        end = match.end()
+    return sentences, text[end:]
+
+
+class AgentResponder(Responder):
+    """Listens to each speech segment, answers it through the chat model, speaks the answer."""
+
+    Options = AgentOptions
+    options: AgentOptions
+    sample_rate = STT_RATE
+
+    def __init__(self, options: AgentOptions, session: SessionHandle) -> None:
+        super().__init__(options, session)
+        key = options.api_key.get_secret_value() if options.api_key else None
+        self.api = OpenAIClient(
+            options.base_url, key, options.timeout_s, RetryPolicy(retries=options.retries)
+        )
+        self.history: list[dict[str, str]] = []
+        self.turns = SpeakerTurns()
+        self._segments = SegmentCollector(
+            20.0, options.preroll_ms, 200, options.max_segment_s * 1000
+        )
+        self._segment_start_ms = 0.0
+        self._reply: asyncio.Task[None] | None = None
+
+    @classmethod
+    def check(cls, options: BaseModel) -> None:
+        assert isinstance(options, AgentOptions)
+        if options.stt == "pocketsphinx":
+            check_pocketsphinx()
+        if options.tts == "espeak":
+            check_espeak()
+        if options.api_key is None and "api.openai.com" in options.base_url:
+            raise ValueError("set OPENAI_API_KEY (or -o api_key=...), or point base_url elsewhere")
+
+    def messages(self) -> list[dict[str, str]]:
+        """What the chat model is sent: the system prompt and the recent conversation."""
+        recent = self.history[-self.options.max_history :]
+        return [{"role": "system", "content": self.options.system_prompt}, *recent]
+
+    async def on_audio(self, frame: np.ndarray) -> None:
+        self._segments.frame_ms = 1000 * len(frame) / STT_RATE
+        self._segments.add(frame)
+
+    async def on_event(self, event: Event) -> None:
+        if event["type"] == "speakers":
+            self.turns.update(event["at_ms"], event["speakers"])
+
+    async def on_speech_start(self, event: SpeechStarted) -> None:
+        self._segment_start_ms = event.at_ms
+        self._segments.start(event.at_ms)
+        await self._stop_reply()  # the user speaks again: what we were about to say is stale
+
+    async def on_speech_stop(self, event: SpeechStopped) -> None:
+        audio = self._segments.stop(event.at_ms)
+        if audio is not None:
+            await self._stop_reply()
+            self._reply = asyncio.create_task(
+                self._turn(audio, self._segment_start_ms, event.at_ms)
+            )
+
+    async def on_interrupted(self, report: PlaybackReport) -> None:
+        await self._stop_reply()
+
+    async def on_stop(self) -> None:
+        await self._stop_reply()
+        await self.api.aclose()
+
+    async def _stop_reply(self) -> None:
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reply
+        self._reply = None
+
+    async def _turn(self, audio: np.ndarray, start_ms: float, end_ms: float) -> None:
+        try:
+            text = await self._hear(audio)
+            if not text:
+                return
+            speaker = self.turns.main_speaker(start_ms, end_ms) or "Participant"
+            self.history.append({"role": "user", "content": f"{speaker}: {text}"})
+            self.session.emit(
+                "transcript", text=text, speaker=speaker, start_ms=start_ms, end_ms=end_ms
+            )
+            await self._answer()
+        except HttpError as exc:
+            self.session.log.error("agent: the model API failed: %s", exc)
+            self.session.emit("agent_error", error=str(exc))
+
+    async def _hear(self, audio: np.ndarray) -> str:
+        if self.options.stt == "api":
+            return await self.api.transcribe(audio, STT_RATE, self.options.stt_model)
+        return await transcribe(audio)
+
+    async def _answer(self) -> None:
+        said: list[str] = []
+        pending = ""
+        try:
+            async for delta in self.api.chat(self.messages(), self.options.chat_model):
+                sentences, pending = complete_sentences(pending + delta)
+                for sentence in sentences:
+                    self._say(sentence)
+                    said.append(sentence)
+            if pending.strip():
+                self._say(pending.strip())
+                said.append(pending.strip())
+        except asyncio.CancelledError:
+            self.history.append({"role": "assistant", "content": " ".join(said) + INTERRUPTED_MARK})
+            self.session.emit("reply_interrupted", said=" ".join(said))
+            raise
+        self.history.append({"role": "assistant", "content": " ".join(said)})
+
+    def _say(self, sentence: str) -> None:
+        if self.session.info.user_speaking:  # barge-in is on its way to this task
+            raise asyncio.CancelledError
+        o = self.options
+        if o.tts == "api":
+            self.session.speak(self.api.speech(sentence, o.tts_model, o.tts_voice), OPENAI_PCM_RATE)
+        else:
+            self.session.speak(espeak(sentence, o.espeak_voice, o.espeak_speed), ESPEAK_RATE)
+        self.session.emit("bot_text", text=sentence)
