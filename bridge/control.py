@@ -128,6 +128,7 @@ async def carry_out(
         if not session.delegate("say", command.model_dump()):  # no tts responder: defaults
             voice, speed = command.voice or "en-us", command.speed or 160
             session.playout.speak(espeak(command.text, voice, speed), ESPEAK_RATE)
+            session.events.publish("bot_text", text=command.text)
     elif command.path is None and command.audio is None:
         if not session.delegate("play", command.model_dump()):
             raise CommandError("path: give path or audio (this session has no player responder)")

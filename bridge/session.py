@@ -315,10 +315,10 @@ class Session:
         for link in list(self.links.values()):
             await link.connection.close(code, reason)
         self._playout_task.cancel()
+        self.end_reason = reason
+        self.events.publish("session_end", reason=reason)  # the responders' last event
         timeout = self.config.responder_stop_timeout_s
         await asyncio.gather(*(r.stop(timeout) for r in self.runners))
-        self.end_reason = reason
-        self.events.publish("session_end", reason=reason)
         self._on_end(self)
         log.info("session %s ended (%s): %s", self.id, reason, self.summary())
 
