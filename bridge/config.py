@@ -24,6 +24,9 @@ class BridgeConfig(BaseModel):
     prebuffer_ms: float = Field(
         40.0, ge=0, le=1000, description="speech streamed in is held this long before it starts"
     )
+    prefetch_s: float = Field(
+        2.0, ge=0, description="queued speech above which the next utterance waits to be made"
+    )
     grace_s: float = Field(30.0, ge=0, description="how long a session outlives its sockets")
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
     max_sessions: int = Field(1000, ge=1)

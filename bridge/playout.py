@@ -53,6 +53,7 @@ class Playout:
         capacity_s: float,
         max_pending: int,
         prebuffer_ms: float = 0.0,
+        prefetch_s: float = 2.0,
         quality: Quality = "HQ",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -61,6 +62,7 @@ class Playout:
         self.queue = PlaybackQueue(int(sample_rate * capacity_s))
         self._frame = np.zeros(frame_samples(sample_rate, frame_ms), dtype="<i2")
         self._prebuffer = max(len(self._frame), int(sample_rate * prebuffer_ms / 1000))
+        self._prefetch = int(sample_rate * prefetch_s)
         self._quality: Quality = quality
         self._clock = clock
         self._max_pending = max_pending
@@ -140,6 +142,9 @@ class Playout:
 
     async def _feed(self, utterance: Utterance, source: AudioSource, rate: int) -> None:
         async with self._order:
+            while self.queue.available > self._prefetch:  # no synthesis far ahead of playback
+                self._space_freed.clear()
+                await self._space_freed.wait()
             utterance.id = self.queue.open()
             self._by_id[utterance.id] = utterance
             resampler = StreamResampler(rate, self.sample_rate, self._quality)

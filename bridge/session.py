@@ -84,6 +84,7 @@ class Session:
             config.playback_buffer_s,
             config.max_pending_utterances,
             config.prebuffer_ms,
+            config.prefetch_s,
             config.resample_quality,
         )
         self.playout.on_sent = self._bot_audio

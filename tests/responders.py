@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 import numpy as np
@@ -67,3 +68,35 @@ class Crashes(HookLog):
 
     async def on_audio(self, frame: np.ndarray) -> None:
         raise RuntimeError("responder bug")
+
+
+class Hangs(HookLog):
+    """Never returns from on_audio: its own queue fills, nobody else waits for it."""
+
+    async def on_audio(self, frame: np.ndarray) -> None:
+        await asyncio.Event().wait()
+
+
+class RaisesEverywhere(Responder):
+    """Raises in every hook, the constructor excepted."""
+
+    async def on_start(self) -> None:
+        raise RuntimeError("start")
+
+    async def on_audio(self, frame: np.ndarray) -> None:
+        raise RuntimeError("audio")
+
+    async def on_speakers(self, speakers: list[SpeakerState]) -> None:
+        raise RuntimeError("speakers")
+
+    async def on_speech_start(self, event: SpeechStarted) -> None:
+        raise RuntimeError("speech_start")
+
+    async def on_speech_stop(self, event: SpeechStopped) -> None:
+        raise RuntimeError("speech_stop")
+
+    async def on_event(self, event: dict) -> None:
+        raise RuntimeError("event")
+
+    async def on_stop(self) -> None:
+        raise RuntimeError("stop")

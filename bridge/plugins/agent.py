@@ -22,6 +22,7 @@ from bridge.audio.segments import SegmentCollector
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.events import Event
 from bridge.openai_api import OPENAI_PCM_RATE, OpenAIClient
+from bridge.playout import Utterance
 from bridge.plugins.base import Responder, SessionHandle
 from bridge.retry import HttpError, RetryPolicy
 from bridge.speakers import SpeakerTurns
@@ -95,6 +96,8 @@ class AgentResponder(Responder):
         )
         self._segment_start_ms = 0.0
         self._reply: asyncio.Task[None] | None = None
+        self._reply_message: dict[str, str] | None = None  # the answer being spoken
+        self._reply_sentences: list[tuple[Utterance, str]] = []
 
     @classmethod
     def check(cls, options: BaseModel) -> None:
@@ -122,7 +125,9 @@ class AgentResponder(Responder):
     async def on_speech_start(self, event: SpeechStarted) -> None:
         self._segment_start_ms = event.at_ms
         self._segments.start(event.at_ms)
-        await self._stop_reply()  # the user speaks again: what we were about to say is stale
+        if self._reply is not None and not self._reply.done():
+            await self._stop_reply()  # the user speaks again: what we were about to say is stale
+            self._mark_interrupted()
 
     async def on_speech_stop(self, event: SpeechStopped) -> None:
         audio = self._segments.stop(event.at_ms)
@@ -134,6 +139,7 @@ class AgentResponder(Responder):
 
     async def on_interrupted(self, report: PlaybackReport) -> None:
         await self._stop_reply()
+        self._mark_interrupted()
 
     async def on_stop(self) -> None:
         await self._stop_reply()
@@ -167,29 +173,43 @@ class AgentResponder(Responder):
         return await transcribe(audio)
 
     async def _answer(self) -> None:
-        said: list[str] = []
+        """Stream the reply, speaking each sentence as soon as it is complete."""
+        messages = self.messages()
+        self._reply_message = {"role": "assistant", "content": ""}
+        self._reply_sentences = []
+        self.history.append(self._reply_message)
         pending = ""
-        try:
-            async for delta in self.api.chat(self.messages(), self.options.chat_model):
-                sentences, pending = complete_sentences(pending + delta)
-                for sentence in sentences:
-                    self._say(sentence)
-                    said.append(sentence)
-            if pending.strip():
-                self._say(pending.strip())
-                said.append(pending.strip())
-        except asyncio.CancelledError:
-            self.history.append({"role": "assistant", "content": " ".join(said) + INTERRUPTED_MARK})
-            self.session.emit("reply_interrupted", said=" ".join(said))
-            raise
-        self.history.append({"role": "assistant", "content": " ".join(said)})
+        async for delta in self.api.chat(messages, self.options.chat_model):
+            sentences, pending = complete_sentences(pending + delta)
+            for sentence in sentences:
+                self._say(sentence)
+        if pending.strip():
+            self._say(pending.strip())
 
     def _say(self, sentence: str) -> None:
         if self.session.info.user_speaking:  # barge-in is on its way to this task
             raise asyncio.CancelledError
         o = self.options
         if o.tts == "api":
-            self.session.speak(self.api.speech(sentence, o.tts_model, o.tts_voice), OPENAI_PCM_RATE)
+            audio = self.api.speech(sentence, o.tts_model, o.tts_voice)
+            utterance = self.session.speak(audio, OPENAI_PCM_RATE)
         else:
-            self.session.speak(espeak(sentence, o.espeak_voice, o.espeak_speed), ESPEAK_RATE)
+            audio = espeak(sentence, o.espeak_voice, o.espeak_speed)
+            utterance = self.session.speak(audio, ESPEAK_RATE)
+        self._reply_sentences.append((utterance, sentence))
+        if self._reply_message is not None:
+            self._reply_message["content"] = " ".join(s for _, s in self._reply_sentences)
         self.session.emit("bot_text", text=sentence)
+
+    def _mark_interrupted(self) -> None:
+        """Keep in the history only what the meeting heard of the reply, and say it was cut."""
+        if self._reply_message is None:
+            return
+        heard = [
+            sentence
+            for utterance, sentence in self._reply_sentences
+            if utterance.report.done() and utterance.report.result().sent > 0
+        ]
+        self._reply_message["content"] = " ".join(heard) + INTERRUPTED_MARK
+        self._reply_message = None
+        self.session.emit("reply_interrupted", heard=" ".join(heard))
