@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from bridge.config import BridgeConfig
 from bridge.control_client import control_client
 from bridge.launch import DEFAULT_BASE_URL, ApiError, BotSpec, MeetingBaasClient
 from bridge.launcher import launch, session_urls
+from bridge.logs import setup_logging
 from bridge.plugins import registry
 from bridge.plugins.base import Responder, SessionHandle
 from bridge.server import BridgeServer
@@ -31,10 +33,7 @@ log = logging.getLogger("bridge")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `speakbridge` and `python -m bridge`; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request; ours say more
+    setup_logging(args.log_level, args.log_format)
     try:
         return args.run(args)
     except (registry.ResponderError, ValueError, OSError) as exc:
@@ -45,12 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakbridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"speakbridge {__version__}")
-    parser.add_argument(
+    logging_flags = argparse.ArgumentParser(add_help=False)
+    logging_flags.add_argument(
         "--log-level",
         default=os.environ.get(f"{ENV_PREFIX}LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
     )
+    logging_flags.add_argument(
+        "--log-format",
+        default=os.environ.get(f"{ENV_PREFIX}LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="json: one object a line, with session and bot ids (env SPEAKBRIDGE_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands.add_parser = functools.partial(  # type: ignore[method-assign]
+        commands.add_parser, parents=[logging_flags]
+    )
 
     serve = commands.add_parser("serve", help="run the bridge server")
     _add_config_flags(serve)
@@ -256,12 +265,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _serve_until_signalled(config: BridgeConfig, factories: list[ResponderFactory]) -> int:
     server = BridgeServer(config, factories)
-    stop = _stop_on_signals()
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
     await server.start()
     print(server.banner(), flush=True)
-    await stop.wait()
-    log.info("shutting down: ending %d sessions", len(server.sessions.sessions))
-    await server.close()
+    first = await signals.get()
+    timeout = (
+        config.drain_timeout_s if first == signal.SIGTERM else min(2.0, config.drain_timeout_s)
+    )
+    drain = asyncio.create_task(server.drain(timeout))
+    again = asyncio.create_task(signals.get())
+    await asyncio.wait([drain, again], return_when=asyncio.FIRST_COMPLETED)
+    if not drain.done():  # a second signal: no more waiting
+        log.info("second signal: ending every session now")
+        drain.cancel()
+        await server.close()
+    again.cancel()
     return 0
 
 

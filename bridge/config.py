@@ -56,5 +56,14 @@ class BridgeConfig(BaseModel):
     )
     media_dir: Path | None = Field(None, description="WAVs the control channel may play by path")
     barge_in: bool = True
+    drain_timeout_s: float = Field(
+        60.0, ge=0, description="on SIGTERM, how long live sessions may go on (SIGINT: 2 s)"
+    )
+    watchdog_threshold_s: float = Field(
+        0.25, gt=0, description="a loop blocked this long is logged with its culprit"
+    )
+    playback_backlog_bytes: int = Field(
+        65536, ge=4096, description="unsent bytes to a bot above which frames are dropped"
+    )
     ping_interval_s: float = Field(20.0, gt=0)
     ping_timeout_s: float = Field(20.0, gt=0)

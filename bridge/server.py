@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -16,10 +19,13 @@ from websockets.http11 import Request, Response
 from bridge.config import BridgeConfig
 from bridge.control import serve_control
 from bridge.limits import FailureLimiter
+from bridge.logs import session_context
+from bridge.metrics import BridgeCollector, Totals, exposition
 from bridge.protocol import CloseCode, RouteError, parse_control_route, parse_route
 from bridge.session import Link, ResponderFactory
 from bridge.sessions import SessionTable
 from bridge.signing import verify
+from bridge.watchdog import LoopWatchdog
 
 log = logging.getLogger(__name__)
 WEBSOCKETS_LOG = logging.getLogger("bridge.websockets")
@@ -33,6 +39,15 @@ class BridgeServer:
         self.config = config
         self.sessions = SessionTable(config, make_responders)
         self.limiter = FailureLimiter(config.handshake_failures, config.handshake_failures_window_s)
+        self.totals = Totals()
+        self.sessions.on_end.append(self.totals.add_session)
+        self.collector = BridgeCollector(self.sessions, self.totals)
+        self.watchdog = LoopWatchdog(
+            config.watchdog_threshold_s,
+            on_lag=self.totals.observe_loop_lag,
+            on_block=self._count_block,
+        )
+        self.draining = False
         self._server: Server | None = None
 
     @property
@@ -59,14 +74,31 @@ class BridgeServer:
             ping_timeout=c.ping_timeout_s,
             logger=WEBSOCKETS_LOG,
         )
+        self.watchdog.start()
         return self._server
 
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new sessions (health says 503), let live ones end for up to timeout_s, close."""
+        self.draining = True
+        live = len(self.sessions.sessions)
+        log.info("draining: %d sessions may finish within %.0f s", live, timeout_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.sessions.sessions:
+                    await asyncio.sleep(0.05)
+        await self.close()
+
     async def close(self) -> None:
-        """Stop listening and end every session."""
+        """Stop listening and end every session (their responders finish, recorders flush)."""
         if self._server is not None:
             self._server.close(close_connections=False)
             await self.sessions.close_all("server shutting down")
             await self._server.wait_closed()
+            await self.watchdog.stop()
+            self._server = None
+
+    def _count_block(self) -> None:
+        self.totals.loop_blocked += 1
 
     def base_url(self) -> str:
         return self.config.public_url or f"ws://{self.config.host}:{self.port}"
@@ -92,6 +124,11 @@ class BridgeServer:
             if self.limiter.blocked(address, now):
                 self.limiter.refused += 1
                 raise RouteError(429, "too many failed handshakes from this address; retry later")
+            if path == "/healthz":
+                status, text = (503, "draining\n") if self.draining else (200, "ok\n")
+                return connection.respond(status, text)
+            if path == "/metrics":
+                return self._metrics(connection)
             if path == "/sessions":
                 return self._listing(connection, request)
             if path.startswith("/control/"):
@@ -102,8 +139,11 @@ class BridgeServer:
                 return None
             route = parse_route(request.path)
             self._authenticate(route.token, route.session_id, route.path_role)
+            if self.draining and route.session_id not in self.sessions.sessions:
+                raise RouteError(503, "the server is draining; connect to another one")
             self.sessions.admit(route)
         except RouteError as exc:
+            self.totals.refused[exc.status] += 1
             if exc.status != 429:
                 self.limiter.record_failure(address, now)
             log.warning(
@@ -120,6 +160,15 @@ class BridgeServer:
         if self.config.secret is not None:
             secret = self.config.secret.get_secret_value()
             verify(secret, token, session_id, role, time.time())
+
+    def _metrics(self, connection: ServerConnection) -> Response:
+        page = exposition(self.collector)
+        if page is None:
+            return connection.respond(
+                501, "metrics need prometheus-client: pip install 'speakbridge[metrics]'\n"
+            )
+        body, content_type = page
+        return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
 
     def _listing(self, connection: ServerConnection, request: Request) -> Response:
         """GET /sessions: the live sessions as JSON (needs a token for "sessions" with a secret)."""
@@ -149,12 +198,16 @@ class BridgeServer:
             if session is None:
                 await connection.close(CloseCode.SESSION_ENDED, "the session has ended")
                 return
+            session_context.set({"session": session_id, "info": session.info})
             await serve_control(connection, session, self.config.media_dir)
             return
         route = parse_route(target)
         link = Link(connection, route.path_role)
+        context: dict[str, Any] = {"session": route.session_id}
+        session_context.set(context)  # tasks the session starts inherit it
         try:
             session = await self.sessions.join(route, link)
+            context["info"] = session.info
         except RouteError as exc:  # the session changed between admission and upgrade
             log.warning(
                 "refused %s from %s after upgrade: %s",

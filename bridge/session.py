@@ -295,8 +295,18 @@ class Session:
         if link is None:
             return None
         connection = link.connection
+        backlog_limit = self.config.playback_backlog_bytes
 
         async def send(data: bytes) -> None:
+            if connection.transport.get_write_buffer_size() > backlog_limit:
+                self._refuse(
+                    ProtocolError(
+                        "playback_backlog",
+                        "the bot is not reading its socket; "
+                        "frames of speech are dropped until it does",
+                    )
+                )
+                return
             try:
                 await connection.send(data)
             except ConnectionClosed:

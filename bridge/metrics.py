@@ -1,0 +1,163 @@
+"""Prometheus metrics, read from the sessions at scrape time: nothing on the audio path.
+
+Counters of ended sessions are folded into server totals when each session ends; a scrape
+adds the live sessions' current counts. Needs the optional extra `metrics`
+(prometheus-client); without it /metrics says how to install it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.session import Session
+    from bridge.sessions import SessionTable
+
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Totals:
+    """What ended sessions counted, plus the server's own counts."""
+
+    audio_in_s: float = 0.0
+    audio_out_s: float = 0.0
+    dropped: Counter[str] = field(default_factory=Counter)
+    underruns: int = 0
+    barge_ins: int = 0
+    responder_errors: int = 0
+    refused: Counter[int] = field(default_factory=Counter)  # handshakes, by HTTP status
+    loop_lag: list[int] = field(default_factory=lambda: [0] * (len(LOOP_LAG_BUCKETS) + 1))
+    loop_lag_sum: float = 0.0
+    loop_blocked: int = 0
+
+    def add_session(self, session: Session) -> None:
+        """Fold an ended session's counts in."""
+        for name, value in session_counts(session).items():
+            if name == "dropped":
+                self.dropped.update(value)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
+    def observe_loop_lag(self, seconds: float) -> None:
+        for i, bound in enumerate(LOOP_LAG_BUCKETS):
+            if seconds <= bound:
+                self.loop_lag[i] += 1
+                break
+        else:
+            self.loop_lag[-1] += 1
+        self.loop_lag_sum += seconds
+
+
+def session_counts(session: Session) -> dict[str, Any]:
+    """The counters of one session, named as in Totals."""
+    rate = session.sample_rate
+    dropped = Counter(session.stats.dropped)
+    for runner in session.runners:
+        for hook, n in runner.dropped.items():
+            dropped[f"responder_queue_{hook}"] += n
+    if session.events.dropped:
+        dropped["event_subscriber_behind"] += session.events.dropped
+    return {
+        "audio_in_s": session.stats.bytes_in / 2 / rate,
+        "audio_out_s": session.playout.samples_out / rate,
+        "dropped": dropped,
+        "underruns": session.playout.pacer.underruns,
+        "barge_ins": session.stats.barge_ins,
+        "responder_errors": sum(r.errors for r in session.runners),
+    }
+
+
+class BridgeCollector:
+    """A prometheus-client collector over the session table and the server totals."""
+
+    def __init__(self, table: SessionTable, totals: Totals) -> None:
+        self.table = table
+        self.totals = totals
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        live = [session_counts(s) for s in self.table.sessions.values()]
+        t = self.totals
+
+        def total(name: str) -> float:
+            return getattr(t, name) + sum(c[name] for c in live)
+
+        yield GaugeMetricFamily(
+            "speakbridge_sessions_active", "Live sessions", value=len(self.table.sessions)
+        )
+        yield CounterMetricFamily(
+            "speakbridge_sessions", "Sessions created", value=self.table.total
+        )
+        yield GaugeMetricFamily(
+            "speakbridge_sockets",
+            "Open bot sockets",
+            value=sum(len(s.links) for s in self.table.sessions.values()),
+        )
+        yield CounterMetricFamily(
+            "speakbridge_audio_in_seconds", "Meeting audio received", value=total("audio_in_s")
+        )
+        yield CounterMetricFamily(
+            "speakbridge_audio_out_seconds", "Speech sent to bots", value=total("audio_out_s")
+        )
+        dropped = CounterMetricFamily(
+            "speakbridge_dropped",
+            "Messages, frames and events dropped, by reason",
+            labels=["reason"],
+        )
+        for reason, n in (t.dropped + sum((c["dropped"] for c in live), Counter())).items():
+            dropped.add_metric([reason], n)
+        yield dropped
+        yield CounterMetricFamily(
+            "speakbridge_underruns", "Gaps in a bot's playback mid-stream", value=total("underruns")
+        )
+        yield CounterMetricFamily(
+            "speakbridge_barge_ins", "Bot speech cut by user speech", value=total("barge_ins")
+        )
+        yield CounterMetricFamily(
+            "speakbridge_responder_errors",
+            "Responder hooks that raised",
+            value=total("responder_errors"),
+        )
+        refused = CounterMetricFamily(
+            "speakbridge_handshakes_refused",
+            "Requests refused before the upgrade, by HTTP status",
+            labels=["status"],
+        )
+        for status, n in t.refused.items():
+            refused.add_metric([str(status)], n)
+        yield refused
+        buckets, running = [], 0
+        for bound, n in zip((*map(str, LOOP_LAG_BUCKETS), "+Inf"), t.loop_lag, strict=True):
+            running += n
+            buckets.append((bound, running))
+        yield HistogramMetricFamily(
+            "speakbridge_event_loop_lag_seconds",
+            "Event-loop lateness of the watchdog's ticks",
+            buckets=buckets,
+            sum_value=t.loop_lag_sum,
+        )
+        yield CounterMetricFamily(
+            "speakbridge_event_loop_blocked",
+            "Times the loop was blocked past the watchdog threshold",
+            value=t.loop_blocked,
+        )
+
+
+def exposition(collector: BridgeCollector) -> tuple[bytes, str] | None:
+    """The metrics page and its content type, or None without prometheus-client."""
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    except ImportError:
+        return None
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)  # type: ignore[arg-type]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
