@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -100,3 +101,14 @@ class RaisesEverywhere(Responder):
 
     async def on_stop(self) -> None:
         raise RuntimeError("stop")
+
+
+class BlocksTheLoop(Responder):
+    """CPU-bound code in an async hook: blocks the whole event loop for 0.6 s once."""
+
+    blocked = False
+
+    async def on_speech_start(self, event: SpeechStarted) -> None:
+        if not self.blocked:
+            self.blocked = True
+            time.sleep(0.6)
