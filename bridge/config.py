@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bridge.audio.resample import Quality
 
@@ -25,7 +25,7 @@ class BridgeConfig(BaseModel):
         40.0, ge=0, le=1000, description="speech streamed in is held this long before it starts"
     )
     prefetch_s: float = Field(
-        2.0, ge=0, description="queued speech above which the next utterance waits to be made"
+        1.5, ge=0, description="queued speech above which the next utterance waits to be made"
     )
     grace_s: float = Field(30.0, ge=0, description="how long a session outlives its sockets")
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
@@ -45,7 +45,9 @@ class BridgeConfig(BaseModel):
         description="a responder still busy this long after the session ends is cancelled",
     )
     event_queue_size: int = Field(1000, ge=1, description="events awaiting a control client")
-    playback_buffer_s: float = Field(60.0, gt=0, description="queued speech awaiting pacing")
+    playback_buffer_s: float = Field(
+        3.0, gt=0, le=600, description="queued speech awaiting pacing; a producer beyond it waits"
+    )
     max_pending_utterances: int = Field(32, ge=1)
     resample_quality: Quality = "HQ"
     vad_aggressiveness: Literal[0, 1, 2, 3] = 3
@@ -65,5 +67,14 @@ class BridgeConfig(BaseModel):
     playback_backlog_bytes: int = Field(
         65536, ge=4096, description="unsent bytes to a bot above which frames are dropped"
     )
+    close_timeout_s: float = Field(
+        2.0, gt=0, description="wait for the peer's close frame; a half-open socket drops after"
+    )
     ping_interval_s: float = Field(20.0, gt=0)
     ping_timeout_s: float = Field(20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _prefetch_within_buffer(self) -> BridgeConfig:
+        if self.prefetch_s >= self.playback_buffer_s:
+            raise ValueError("prefetch_s must be below playback_buffer_s")
+        return self

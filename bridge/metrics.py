@@ -7,6 +7,7 @@ adds the live sessions' current counts. Needs the optional extra `metrics`
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -149,6 +150,9 @@ class BridgeCollector:
             "speakbridge_event_loop_blocked",
             "Times the loop was blocked past the watchdog threshold",
             value=t.loop_blocked,
+        )
+        yield GaugeMetricFamily(
+            "speakbridge_tasks", "asyncio tasks alive in the server", value=len(asyncio.all_tasks())
         )
 
 

@@ -53,7 +53,7 @@ class Playout:
         capacity_s: float,
         max_pending: int,
         prebuffer_ms: float = 0.0,
-        prefetch_s: float = 2.0,
+        prefetch_s: float = 1.5,
         quality: Quality = "HQ",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

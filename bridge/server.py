@@ -72,6 +72,7 @@ class BridgeServer:
             max_size=c.max_message_bytes,
             ping_interval=c.ping_interval_s,
             ping_timeout=c.ping_timeout_s,
+            close_timeout=c.close_timeout_s,
             logger=WEBSOCKETS_LOG,
         )
         self.watchdog.start()
