@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bridge.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
+
 if TYPE_CHECKING:
     from bridge.session import Session
     from bridge.sessions import SessionTable
-
-LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 @dataclass
@@ -31,8 +31,8 @@ class Totals:
     barge_ins: int = 0
     responder_errors: int = 0
     refused: Counter[int] = field(default_factory=Counter)  # handshakes, by HTTP status
-    loop_lag: list[int] = field(default_factory=lambda: [0] * (len(LOOP_LAG_BUCKETS) + 1))
-    loop_lag_sum: float = 0.0
+    loop_lag: Histogram = field(default_factory=lambda: Histogram(LOOP_LAG_BUCKETS_S))
+    added_latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
     loop_blocked: int = 0
 
     def add_session(self, session: Session) -> None:
@@ -42,15 +42,14 @@ class Totals:
                 self.dropped.update(value)
             else:
                 setattr(self, name, getattr(self, name) + value)
+        self.added_latency.merge(session.added_latency)
 
-    def observe_loop_lag(self, seconds: float) -> None:
-        for i, bound in enumerate(LOOP_LAG_BUCKETS):
-            if seconds <= bound:
-                self.loop_lag[i] += 1
-                break
-        else:
-            self.loop_lag[-1] += 1
-        self.loop_lag_sum += seconds
+    def latency(self, live: list[Session]) -> Histogram:
+        """Added latency of ended and live sessions together."""
+        merged = Histogram(LATENCY_BUCKETS_S)
+        for histogram in [self.added_latency, *(s.added_latency for s in live)]:
+            merged.merge(histogram)
+        return merged
 
 
 def session_counts(session: Session) -> dict[str, Any]:
@@ -136,15 +135,18 @@ class BridgeCollector:
         for status, n in t.refused.items():
             refused.add_metric([str(status)], n)
         yield refused
-        buckets, running = [], 0
-        for bound, n in zip((*map(str, LOOP_LAG_BUCKETS), "+Inf"), t.loop_lag, strict=True):
-            running += n
-            buckets.append((bound, running))
         yield HistogramMetricFamily(
             "speakbridge_event_loop_lag_seconds",
             "Event-loop lateness of the watchdog's ticks",
-            buckets=buckets,
-            sum_value=t.loop_lag_sum,
+            buckets=t.loop_lag.cumulative(),
+            sum_value=t.loop_lag.sum,
+        )
+        latency = t.latency(list(self.table.sessions.values()))
+        yield HistogramMetricFamily(
+            "speakbridge_added_latency_seconds",
+            "Bot frame arrival to its echo leaving, for loopback responders (echo live)",
+            buckets=latency.cumulative(),
+            sum_value=latency.sum,
         )
         yield CounterMetricFamily(
             "speakbridge_event_loop_blocked",

@@ -44,7 +44,7 @@ class BridgeServer:
         self.collector = BridgeCollector(self.sessions, self.totals)
         self.watchdog = LoopWatchdog(
             config.watchdog_threshold_s,
-            on_lag=self.totals.observe_loop_lag,
+            on_lag=self.totals.loop_lag.observe,
             on_block=self._count_block,
         )
         self.draining = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +22,7 @@ from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped, VoiceActivityDetector
 from bridge.config import BridgeConfig
 from bridge.events import Event, EventHub
+from bridge.histogram import LATENCY_BUCKETS_S, Histogram
 from bridge.playout import Playout, Send
 from bridge.plugins.base import Responder, SessionHandle, SessionInfo
 from bridge.protocol import CloseCode, Hello, PathRole, ProtocolError, parse_audio, parse_text
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ResponderFactory = Callable[[SessionHandle], Responder]
 SINK_PREFERENCE: tuple[PathRole, ...] = ("input", "dual", "output")
+ARRIVALS_KEPT = 256  # arrival times of recent bot messages, for loopback latency
 
 
 @dataclass(eq=False)
@@ -106,6 +108,9 @@ class Session:
             config.resample_quality,
         )
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
+        self.added_latency = Histogram(LATENCY_BUCKETS_S)
+        self._loopback = any(r.responder.loopback for r in self.runners)
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
         self.events.listen(self._tell_responders)
         self._playout_task = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
@@ -184,10 +189,13 @@ class Session:
         except ProtocolError as exc:
             self._refuse(exc)
             return
+        arrived = time.monotonic()
         if not await self._claim_source(link):
             return
         self.stats.bytes_in += len(data)
         self._hear(samples)
+        if self._loopback:
+            self._arrivals.append((self.pipeline.samples_in, arrived))
 
     def position_ms(self) -> float:
         """Milliseconds of meeting audio heard so far: the session's timeline."""
@@ -244,8 +252,19 @@ class Session:
                 runner.offer("event", event)
 
     def _bot_audio(self, frame: np.ndarray) -> None:
+        if self._loopback:
+            self._measure_latency()
         for runner in self._hears_bot:
             runner.offer("bot_audio", frame.copy(), self.pipeline.samples_in)
+
+    def _measure_latency(self) -> None:
+        """A loopback's output sample j is input sample j: time since that sample arrived."""
+        sent = self.playout.samples_out
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] < sent:
+            arrivals.popleft()
+        if arrivals:
+            self.added_latency.observe(time.monotonic() - arrivals[0][1])
 
     def _utterance_finished(self, report: PlaybackReport) -> None:
         ms = 1000 / self.sample_rate

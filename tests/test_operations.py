@@ -183,3 +183,17 @@ async def test_watchdog_names_a_responder_that_blocks_the_loop(start_bridge, cap
     assert len(messages) == 1 and "BlocksTheLoop.on_speech_start of session blocker" in messages[0]
     metrics = await scrape(server)
     assert metrics["speakbridge_event_loop_blocked_total"] == 1
+
+
+async def test_added_latency_is_measured_for_live_echo(start_bridge):
+    server = await start_bridge("echo", ("mode=live",), prebuffer_ms=0)
+    url = f"ws://127.0.0.1:{server.port}/bots/latency"
+    # no connect burst: a burst's backlog is paced out at real time and never caught up
+    opts = SimulatorOptions(lead_in_s=0.3, gap_s=0.5, listen_s=0.3, burst_chunks=0)
+    report = await simulate([url], [str(ALSA / "Front_Left.wav")], opts)
+    histogram = server.sessions.sessions["latency"].added_latency
+    frames = report.bytes_received // 960
+    assert histogram.count == frames > 100
+    assert histogram.quantile(0.5) < 0.005  # the bridge adds milliseconds, not frames
+    metrics = await scrape(server)
+    assert metrics["speakbridge_added_latency_seconds_count"] == frames

@@ -100,6 +100,7 @@ class Responder:
     sample_rate: int | None = None  # rate of the frames on_audio gets; None: the bot's rate
     interruptible: bool = True  # user speech while the bot speaks triggers barge-in
     hears_bot: bool = False  # on_bot_audio gets every frame sent to the bot
+    loopback: bool = False  # output sample i is input sample i: the session measures latency
     commands: ClassVar[frozenset[str]] = frozenset()  # control commands it handles ("say"...)
 
     def __init__(self, options: BaseModel, session: SessionHandle) -> None:

@@ -46,6 +46,10 @@ class EchoResponder(Responder):
     def interruptible(self) -> bool:  # type: ignore[override]
         return self.options.mode == "utterance"
 
+    @property
+    def loopback(self) -> bool:  # type: ignore[override]
+        return self.options.mode == "live"
+
     async def on_start(self) -> None:
         if self.options.mode == "live":
             self.session.speak(self._live_frames())
