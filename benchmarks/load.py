@@ -1,0 +1,383 @@
+"""Load generator: N simulated bots streaming real speech at real time into one bridge.
+
+    .venv/bin/python -m benchmarks.load --ramp 25,50,100 --duration 20 [--out FILE]
+
+Each bot sends the hello and a speaker event, then a chunk of a real recording every
+chunk-ms, and plays what comes back through a model of the bot's player (a 40 ms device
+buffer). The bridge runs in its own process, pinned to one core (the generator takes the
+other), with the live echo responder, so each frame's echo can be timed:
+
+- added latency: the server's own timestamps, frame arrival to echo sent (its /metrics);
+- round trip: measured by the bots, send to echo received;
+- pacing: lead at the player, underruns (the player ran dry: audible gaps), late ticks of
+  the generator itself (a late tick is the generator's fault, not the bridge's), and the
+  server pacer's underruns (with live echo and no prebuffer these count input jitter of a
+  millisecond or more, which the bot's device buffer hides; reported, not a criterion);
+- server CPU (share of its core) and RSS, per session.
+
+A step passes when p99 added latency < 5 ms, no underruns and nothing dropped; the largest
+passing N is the capacity on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import ClientConnection, connect
+
+from bridge.codecs.wav import read_wav
+from bridge.histogram import LATENCY_BUCKETS_S, Histogram
+
+SPEECH = ["Front_Left", "Front_Right", "Rear_Left", "Rear_Right", "Side_Left", "Side_Right"]
+PLAYER_BUFFER_S = 0.040
+P99_LIMIT_S = 0.005
+PHASES = 10  # groups of bots, each sending at its own offset within the chunk period
+
+
+@dataclass
+class BotStats:
+    """What one simulated bot measured."""
+
+    rtts: list[float] = field(default_factory=list)
+    received: int = 0  # samples
+    underruns: int = 0
+    leads: list[float] = field(default_factory=list)
+
+
+class Bot:
+    """One simulated Meeting BaaS bot: sends chunks when ticked, times the echo."""
+
+    def __init__(self, ws: ClientConnection, audio: np.ndarray, chunk: int, rate: int) -> None:
+        self.ws, self.audio, self.chunk, self.rate = ws, audio, chunk, rate
+        self.sent_at: list[float] = []
+        self.stats = BotStats()
+        self.play_end = 0.0
+        self.measuring = False
+        self._listener = asyncio.create_task(self._listen())
+
+    async def send_next(self) -> None:
+        k = len(self.sent_at)
+        start = (k * self.chunk) % (len(self.audio) - self.chunk)
+        self.sent_at.append(time.monotonic())
+        await self.ws.send(self.audio[start : start + self.chunk].tobytes())
+
+    async def _listen(self) -> None:
+        with contextlib.suppress(Exception):
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    self._heard(time.monotonic(), len(message) // 2)
+
+    def _heard(self, now: float, samples: int) -> None:
+        stats = self.stats
+        stats.received += samples
+        if not self.measuring:
+            self.play_end = now + PLAYER_BUFFER_S
+            return
+        chunk_index = (stats.received - 1) // self.chunk
+        if chunk_index < len(self.sent_at):
+            stats.rtts.append(now - self.sent_at[chunk_index])
+        if now > self.play_end:
+            stats.underruns += 1
+            self.play_end = now + PLAYER_BUFFER_S  # the player rebuffers
+        self.play_end += samples / self.rate
+        stats.leads.append(self.play_end - now)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._listener.cancel()
+
+
+def speech(rate: int) -> np.ndarray:
+    """The six alsa recordings with short pauses, looped by the bots."""
+    parts = []
+    for name in SPEECH:
+        samples, _ = read_wav(Path("/usr/share/sounds/alsa") / f"{name}.wav", rate)
+        parts += [samples, np.zeros(rate // 2, dtype=np.int16)]
+    return np.concatenate(parts)
+
+
+class ServerUnderTest:
+    """The bridge in its own process, pinned to one core."""
+
+    def __init__(self, extra: list[str], core: int | None) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "bridge",
+            "serve",
+            "--port",
+            "0",
+            "--grace-s",
+            "0",
+            "--log-level",
+            "warning",
+            "--max-sessions",
+            "10000",
+            *extra,
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        banner = self.process.stdout.readline()  # type: ignore[union-attr]
+        self.port = int(re.search(r":(\d+) ", banner).group(1))  # type: ignore[union-attr]
+        if core is not None:
+            os.sched_setaffinity(self.process.pid, {core})
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kb(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+async def scrape(http: httpx.AsyncClient, port: int) -> tuple[dict[str, float], Histogram]:
+    page = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
+    values: dict[str, float] = {}
+    latency = Histogram(LATENCY_BUCKETS_S)
+    buckets: list[tuple[float, float]] = []
+    for family in text_string_to_metric_families(page):
+        for s in family.samples:
+            if s.name == "speakbridge_added_latency_seconds_bucket":
+                buckets.append((float(s.labels["le"]), s.value))
+            elif not s.labels:
+                values[s.name] = s.value
+            else:
+                values[s.name] = values.get(s.name, 0.0) + s.value
+    previous = 0.0
+    for i, (_, cumulative) in enumerate(sorted(buckets)):
+        latency.counts[i] = int(cumulative - previous)
+        previous = cumulative
+    latency.count = int(previous)
+    return values, latency
+
+
+def difference(after: Histogram, before: Histogram) -> Histogram:
+    out = Histogram(after.bounds)
+    out.counts = [a - b for a, b in zip(after.counts, before.counts, strict=True)]
+    out.count = after.count - before.count
+    return out
+
+
+async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Namespace) -> dict:
+    rate, chunk = args.rate, args.rate * args.chunk_ms // 1000
+    audio = speech(rate)
+    bots: list[Bot] = []
+    for i in range(n):
+        ws = await connect(f"{url}/bots/load-{n}-{i}?rate={rate}", compression=None)
+        await ws.send(json.dumps({"protocol_version": 1, "bot_id": f"bot-{i}", "offset": 0}))
+        await ws.send(
+            json.dumps(
+                [
+                    {
+                        "name": f"Speaker {i}",
+                        "id": i,
+                        "isSpeaking": True,
+                        "timestamp": int(time.time() * 1000),
+                    }
+                ]
+            )
+        )
+        offset = (i * 7919 * chunk) % (len(audio) - chunk)
+        bots.append(Bot(ws, np.roll(audio, -offset), chunk, rate))
+    http = httpx.AsyncClient()  # made before the clock starts: its setup takes milliseconds
+    await http.get(f"http://127.0.0.1:{server.port}/healthz")
+    # bots are spread over the chunk period in PHASES groups, as real bots are not in step
+    groups = [bots[g::PHASES] for g in range(PHASES)]
+    tick, late, ticks = args.chunk_ms / 1000 / PHASES, 0, 0
+    begin = time.monotonic()
+    warmup_end = begin + args.warmup
+    end = warmup_end + args.duration
+    measuring = False
+    rss_samples: list[float] = []
+    next_rss = warmup_end
+    cpu0 = rss0 = wall0 = 0.0
+    metrics0: dict[str, float] = {}
+    latency0 = Histogram(LATENCY_BUCKETS_S)
+    while True:
+        due = begin + ticks * tick
+        now = time.monotonic()
+        if due > now:
+            await asyncio.sleep(due - now)
+        elif now - due > args.chunk_ms / 1000:
+            late += measuring
+        if not measuring and time.monotonic() >= warmup_end:
+            measuring = True
+            for bot in bots:
+                bot.measuring = True
+            metrics0, latency0 = await scrape(http, server.port)
+            cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
+        if measuring and time.monotonic() >= next_rss:
+            rss_samples.append(round(server.rss_kb() / 1024, 1))
+            next_rss += 10.0
+        if time.monotonic() >= end:
+            break
+        await asyncio.gather(*(bot.send_next() for bot in groups[ticks % PHASES]))
+        ticks += 1
+    await asyncio.sleep(0.2)
+    wall = time.monotonic() - wall0
+    cpu = server.cpu_seconds() - cpu0
+    metrics, latency = await scrape(http, server.port)
+    added = difference(latency, latency0)
+    rss = server.rss_kb()
+    await http.aclose()
+    for bot in bots:
+        await bot.close()
+    rtts = np.array([r for b in bots for r in b.stats.rtts]) * 1000
+    leads = np.array([x for b in bots for x in b.stats.leads]) * 1000
+    underruns = sum(b.stats.underruns for b in bots)
+    server_underruns = (
+        metrics["speakbridge_underruns_total"] - metrics0["speakbridge_underruns_total"]
+    )
+    dropped = metrics.get("speakbridge_dropped_total", 0) - metrics0.get(
+        "speakbridge_dropped_total", 0
+    )
+    p99 = added.quantile(0.99)
+    result = {
+        "sessions": n,
+        "added_latency_ms": {
+            q: round((added.quantile(v) or 0) * 1000, 3)
+            for q, v in (("p50", 0.5), ("p99", 0.99), ("max_bucket", 1.0))
+        },
+        "round_trip_ms": {
+            "p50": round(float(np.percentile(rtts, 50)), 2),
+            "p99": round(float(np.percentile(rtts, 99)), 2),
+            "max": round(float(rtts.max()), 2),
+        }
+        if len(rtts)
+        else None,
+        "player_lead_ms": {
+            "p50": round(float(np.percentile(leads, 50)), 1),
+            "max": round(float(leads.max()), 1),
+        }
+        if len(leads)
+        else None,
+        "underruns": underruns,
+        "server_underruns": int(server_underruns),
+        "dropped": int(dropped),
+        "late_ticks": late,
+        "server_cpu_core_share": round(cpu / wall, 3),
+        "server_rss_mb": round(rss / 1024, 1),
+        "rss_growth_kb_during_step": rss - rss0,
+        "frames_measured": added.count,
+    }
+    result["rss_mb_every_10s"] = rss_samples
+    result["passed"] = bool(
+        p99 is not None and p99 < P99_LIMIT_S and underruns == 0 and dropped == 0 and late == 0
+    )
+    return result
+
+
+def machine() -> dict:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    extra = ["--responder", "echo", "-o", "mode=live", "--prebuffer-ms", "0", *args.server_arg]
+    server = ServerUnderTest(extra, core=0 if args.pin else None)
+    if args.pin:
+        os.sched_setaffinity(0, {1})
+    url = f"ws://127.0.0.1:{server.port}"
+    base_rss = server.rss_kb()
+    steps = []
+    try:
+        for n in args.ramp:
+            step = await run_step(url, server, n, args)
+            step["rss_per_session_kb"] = round((step["server_rss_mb"] * 1024 - base_rss) / n, 1)
+            steps.append(step)
+            print(json.dumps(step), flush=True)
+            await asyncio.sleep(1.0)  # sessions end (grace 0)
+            if not step["passed"] and args.stop_on_fail:
+                break
+    finally:
+        server.stop()
+    passing = [s["sessions"] for s in steps if s["passed"]]
+    return {
+        "benchmark": "load",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "rate": args.rate,
+        "chunk_ms": args.chunk_ms,
+        "duration_s": args.duration,
+        "responder": "echo live (loopback)",
+        "server_pinned_to_one_core": args.pin,
+        "criteria": "p99 added latency < 5 ms, no player underruns, nothing dropped, "
+        "no late generator ticks",
+        "steps": steps,
+        "max_passing_sessions": max(passing) if passing else 0,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--ramp", type=lambda s: [int(x) for x in s.split(",")], default=[25, 50, 100, 200]
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds a step")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--rate", type=int, default=24000, choices=[16000, 24000])
+    parser.add_argument("--chunk-ms", type=int, default=20)
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the server to core 0 and the generator to core 1",
+    )
+    parser.add_argument("--stop-on-fail", action="store_true")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="an extra argument for `speakbridge serve` (repeat)",
+    )
+    parser.add_argument("--out", type=Path)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    result = asyncio.run(main_async(args))
+    print(f"largest passing N: {result['max_passing_sessions']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
