@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := espeak-ng sox alsa-utils
 
-.PHONY: setup system-packages test lint demo clean
+.PHONY: setup system-packages test lint demo bench soak clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -31,6 +31,20 @@ test: lint
 
 demo: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+# Benchmarks (minutes): micro-benchmarks, then a ramp of live-echo sessions against a
+# server pinned to one core; results and a plot land in benchmarks/results/.
+RESULT := benchmarks/results/$(shell date +%F)-$(shell hostname)
+bench: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.micro --rounds 20 --out $(RESULT)-micro.json
+	$(PY) -m benchmarks.load --ramp 25,50,75,100,125 --duration 15 --out $(RESULT)-load.json
+	$(PY) -m benchmarks.plot $(RESULT)-load.json --out $(RESULT)-load.png
+
+# Soak (30 minutes): 50 live sessions; zero underruns and flat memory expected.
+soak: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.load --ramp 50 --duration 1800 --out $(RESULT)-soak.json
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
