@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from bridge import __version__
+from bridge import __version__, loops
 from bridge.config import BridgeConfig
 from bridge.control_client import control_client
 from bridge.launch import DEFAULT_BASE_URL, ApiError, BotSpec, MeetingBaasClient
@@ -260,7 +260,7 @@ def _responders(args: argparse.Namespace) -> list[ResponderFactory]:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _config(args)
-    return asyncio.run(_serve_until_signalled(config, _responders(args)))
+    return loops.run(_serve_until_signalled(config, _responders(args)), config.event_loop)
 
 
 async def _serve_until_signalled(config: BridgeConfig, factories: list[ResponderFactory]) -> int:
@@ -307,7 +307,9 @@ def _launch(args: argparse.Namespace) -> int:
     if args.serve:
         server = BridgeServer(config, _responders(args))
     print(f"session {urls.session_id}", flush=True)
-    return asyncio.run(_launch_until_signalled(_client(args), spec, args.leave_after, server))
+    return loops.run(
+        _launch_until_signalled(_client(args), spec, args.leave_after, server), config.event_loop
+    )
 
 
 async def _launch_until_signalled(

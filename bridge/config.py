@@ -70,6 +70,9 @@ class BridgeConfig(BaseModel):
     close_timeout_s: float = Field(
         2.0, gt=0, description="wait for the peer's close frame; a half-open socket drops after"
     )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="auto: uvloop when installed (the fast extra), else asyncio"
+    )
     ping_interval_s: float = Field(20.0, gt=0)
     ping_timeout_s: float = Field(20.0, gt=0)
 

@@ -89,3 +89,23 @@ def test_clear_errors_for_bad_settings(args, message):
 def test_responders_lists_echo():
     out = run_cli("responders")
     assert "echo" in out.stdout.split()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_serve_on_either_event_loop(loop):
+    server = speakbridge("serve", "--port", "0", "--grace-s", "0.2", "--event-loop", loop)
+    port = re.search(r"ws://127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1)
+    sim = run_cli(
+        "simulate",
+        f"ws://127.0.0.1:{port}/bots/{loop}",
+        "--wav",
+        str(ALSA / "Front_Left.wav"),
+        "--gap-s",
+        "2.5",
+        "--listen-s",
+        "0.2",
+    )
+    server.send_signal(signal.SIGINT)
+    server.communicate(timeout=10)
+    assert sim.returncode == 0 and "correlation 1.000" in sim.stdout
+    assert server.returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -31,8 +32,12 @@ SpeechEvent = SpeechStarted | SpeechStopped
 
 def spectral_flatness(frame: np.ndarray, window: np.ndarray) -> float:
     """Geometric over arithmetic mean of the power spectrum: near 0 for voice, high for noise."""
-    power = np.abs(np.fft.rfft(frame * window)[2:]) ** 2 + 1e-9  # bins 0-1 hold DC and hum
-    return float(np.exp(np.mean(np.log(power))) / np.mean(power))
+    spectrum = np.fft.rfft(frame * window)[2:]  # bins 0-1 hold DC and hum
+    power = spectrum.real * spectrum.real
+    power += spectrum.imag * spectrum.imag
+    power += 1e-9
+    mean = power.mean()
+    return math.exp(np.log(power, out=power).mean()) / mean
 
 
 class VoiceActivityDetector:
