@@ -208,3 +208,22 @@ async def test_cli_say_and_events(start_bridge):
     kinds = [json.loads(line)["type"] for line in printed.splitlines()]
     assert events.returncode == 0 and kinds == ["bot_text", "utterance_end"]
     await ws.close()
+
+
+async def test_a_control_client_that_stops_reading_loses_events_not_the_session(start_bridge):
+    server = await start_bridge("echo", event_queue_size=5)
+    ws = await bot(server, "slow")
+    # a control client that never reads: its socket and then its event queue fill up
+    silent = await connect(f"ws://127.0.0.1:{server.port}/control/slow", max_queue=1)
+    silent.transport.pause_reading()
+    session = server.sessions.sessions["slow"]
+    speakers = json.dumps([{"name": "A", "id": 1, "timestamp": 1, "isSpeaking": True}])
+    for _ in range(3000):  # events far beyond the queue and the socket buffers
+        await ws.send(speakers)
+    await eventually(lambda: session.events.dropped > 0)
+    await ws.send(b"\x00" * 960)
+    await eventually(lambda: session.stats.bytes_in == 960)  # the session goes on
+    assert session.events.dropped > 0
+    assert "event" in session.summary()
+    await ws.close()
+    await silent.close()
