@@ -5,8 +5,6 @@ import json
 import re
 import signal
 import socket
-import subprocess
-import sys
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,6 +13,7 @@ from websockets.asyncio.client import connect
 from bridge.simulator import SimulatorOptions, simulate
 from tests.audio import ALSA
 from tests.helpers import eventually, session_of
+from tests.server_process import ServerProcess
 
 HELLO = json.dumps({"protocol_version": 1, "bot_id": "bot-42", "offset": 0.0})
 OPTS = SimulatorOptions(lead_in_s=0.3, gap_s=2.5, listen_s=0.3)
@@ -64,25 +63,9 @@ async def test_metrics_match_what_was_sent(start_bridge):
 
 
 async def test_json_logs_carry_session_and_bot(tmp_path):
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "serve",
-            "--port",
-            "0",
-            "--grace-s",
-            "0.1",
-            "--log-format",
-            "json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    port = re.search(r":(\d+) ", server.stdout.readline()).group(1)
-    async with connect(f"ws://127.0.0.1:{port}/bots/json-1") as ws:
+    served = ServerProcess("--grace-s", "0.1", "--log-format", "json")
+    server = served.process
+    async with connect(f"{served.url}/bots/json-1") as ws:
         await ws.send(HELLO)
         await ws.send(b"\x00" * 961)
         await asyncio.sleep(0.2)
@@ -100,13 +83,8 @@ async def test_json_logs_carry_session_and_bot(tmp_path):
 
 
 def test_sigterm_drains_live_sessions_then_exits_0():
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "serve", "--port", "0", "--grace-s", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    port = re.search(r":(\d+) ", server.stdout.readline()).group(1)
+    served = ServerProcess("--grace-s", "0.2")
+    server, port = served.process, served.port
 
     async def scenario() -> None:
         async with connect(f"ws://127.0.0.1:{port}/bots/live") as ws:

@@ -1,10 +1,9 @@
 """The recorder: WAVs of both directions on one timeline, and a JSONL timeline, streamed."""
 
+import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ from bridge.codecs.wav import read_wav
 from bridge.simulator import SimulatorOptions, best_alignment, load_script, simulate
 from tests.audio import ALSA, recording
 from tests.helpers import eventually
+from tests.server_process import ServerProcess
 
 WAVS = [str(ALSA / "Front_Left.wav"), str(ALSA / "Rear_Right.wav")]
 
@@ -49,27 +49,12 @@ async def test_recorder_with_echo_writes_both_directions(start_bridge, tmp_path)
 
 def test_a_killed_server_leaves_valid_wavs(tmp_path):
     """SIGKILL mid-session: the WAVs written so far are readable and hold what was sent."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "serve",
-            "--port",
-            "0",
-            "--responder",
-            "echo",
-            "--responder",
-            "recorder",
-            "-o",
-            f"recorder.dir={tmp_path}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    served = ServerProcess(
+        "--responder", "echo", "--responder", "recorder", "-o", f"recorder.dir={tmp_path}"
     )
+    server = served.process
     try:
-        port = server.stdout.readline().split(":")[-1].split()[0]
+        port = served.port
         speech = recording("Front_Left", 24000)
         audio = np.concatenate([speech, np.zeros(24000, dtype=np.int16)])
 
@@ -84,8 +69,6 @@ def test_a_killed_server_leaves_valid_wavs(tmp_path):
                         and (tmp_path / "killed" / "bot.wav").stat().st_size > 44 + 48000
                     )
                 )
-
-        import asyncio
 
         asyncio.run(stream())
         time.sleep(0.2)

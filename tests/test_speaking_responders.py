@@ -1,5 +1,6 @@
 """player, tts and transcriber over real sockets, with real speech."""
 
+import asyncio
 import subprocess
 import sys
 
@@ -67,8 +68,6 @@ async def test_player_plays_again_on_command_and_on_a_schedule(start_bridge, tmp
     url = f"ws://127.0.0.1:{server.port}/bots/sched"
     opts = SimulatorOptions(lead_in_s=0.0, gap_s=0.0, listen_s=2.0)
     sim = simulate([url], [silent_wav(tmp_path, 1.6, 24000)], opts)
-    import asyncio
-
     task = asyncio.create_task(sim)
     control = await Control.open(server, "sched")
     assert await control.command({"type": "play"}) == {"type": "ok", "command": "play"}
@@ -97,8 +96,6 @@ async def test_say_command_goes_through_the_tts_responder(start_bridge, tmp_path
     server = await start_bridge("tts", ("voice=en-us+f3",))
     url = f"ws://127.0.0.1:{server.port}/bots/say?rate=16000"
     out = tmp_path / "heard.wav"
-    import asyncio
-
     opts = SimulatorOptions(sample_rate=16000, lead_in_s=0.0, gap_s=0.0, listen_s=0.3)
     task = asyncio.create_task(simulate([url], [silent_wav(tmp_path, 3.0, 16000)], opts, str(out)))
     control = await Control.open(server, "say")
@@ -132,8 +129,6 @@ async def test_transcriber_transcribes_and_names_the_speaker(start_bridge, tmp_p
     )
     server = await start_bridge("transcriber")
     url = f"ws://127.0.0.1:{server.port}/bots/stt?rate={rate}"
-    import asyncio
-
     opts = SimulatorOptions(sample_rate=rate, lead_in_s=0.5, gap_s=1.5, listen_s=0.1)
     task = asyncio.create_task(simulate([url], [str(sentence)], opts))
     control = await Control.open(server, "stt")

@@ -18,14 +18,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bridge.audio.playback import PlaybackReport
-from bridge.audio.segments import SegmentCollector
-from bridge.audio.vad import SpeechStarted, SpeechStopped
-from bridge.events import Event
+from bridge.audio.vad import SpeechStarted
 from bridge.openai_api import OPENAI_PCM_RATE, OpenAIClient
 from bridge.playout import Utterance
-from bridge.plugins.base import Responder, SessionHandle
+from bridge.plugins.base import SessionHandle
+from bridge.plugins.listening import Segment, SegmentListener
 from bridge.retry import HttpError, RetryPolicy
-from bridge.speakers import SpeakerTurns
 from bridge.stt import STT_RATE, check_pocketsphinx, transcribe
 from bridge.tts import ESPEAK_RATE, check_espeak, espeak
 
@@ -62,6 +60,7 @@ class AgentOptions(BaseModel):
     timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(2, ge=0, le=10)
     preroll_ms: int = Field(300, ge=0, le=2000)
+    tail_ms: int = Field(200, ge=0, le=1000)
     max_segment_s: float = Field(30.0, gt=0, le=120)
 
 
@@ -76,12 +75,11 @@ def complete_sentences(text: str) -> tuple[list[str], str]:
     return sentences, text[end:]
 
 
-class AgentResponder(Responder):
+class AgentResponder(SegmentListener):
     """Listens to each speech segment, answers it through the chat model, speaks the answer."""
 
     Options = AgentOptions
     options: AgentOptions
-    sample_rate = STT_RATE
 
     def __init__(self, options: AgentOptions, session: SessionHandle) -> None:
         super().__init__(options, session)
@@ -90,11 +88,6 @@ class AgentResponder(Responder):
             options.base_url, key, options.timeout_s, RetryPolicy(retries=options.retries)
         )
         self.history: list[dict[str, str]] = []
-        self.turns = SpeakerTurns()
-        self._segments = SegmentCollector(
-            20.0, options.preroll_ms, 200, options.max_segment_s * 1000
-        )
-        self._segment_start_ms = 0.0
         self._reply: asyncio.Task[None] | None = None
         self._reply_message: dict[str, str] | None = None  # the answer being spoken
         self._reply_sentences: list[tuple[Utterance, str]] = []
@@ -114,28 +107,15 @@ class AgentResponder(Responder):
         recent = self.history[-self.options.max_history :]
         return [{"role": "system", "content": self.options.system_prompt}, *recent]
 
-    async def on_audio(self, frame: np.ndarray) -> None:
-        self._segments.frame_ms = 1000 * len(frame) / STT_RATE
-        self._segments.add(frame)
-
-    async def on_event(self, event: Event) -> None:
-        if event["type"] == "speakers":
-            self.turns.update(event["at_ms"], event["speakers"])
-
     async def on_speech_start(self, event: SpeechStarted) -> None:
-        self._segment_start_ms = event.at_ms
-        self._segments.start(event.at_ms)
+        await super().on_speech_start(event)
         if self._reply is not None and not self._reply.done():
             await self._stop_reply()  # the user speaks again: what we were about to say is stale
             self._mark_interrupted()
 
-    async def on_speech_stop(self, event: SpeechStopped) -> None:
-        audio = self._segments.stop(event.at_ms)
-        if audio is not None:
-            await self._stop_reply()
-            self._reply = asyncio.create_task(
-                self._turn(audio, self._segment_start_ms, event.at_ms)
-            )
+    async def on_segment(self, segment: Segment) -> None:
+        await self._stop_reply()
+        self._reply = asyncio.create_task(self._turn(segment))
 
     async def on_interrupted(self, report: PlaybackReport) -> None:
         await self._stop_reply()
@@ -152,15 +132,19 @@ class AgentResponder(Responder):
                 await self._reply
         self._reply = None
 
-    async def _turn(self, audio: np.ndarray, start_ms: float, end_ms: float) -> None:
+    async def _turn(self, segment: Segment) -> None:
         try:
-            text = await self._hear(audio)
+            text = await self._hear(segment.audio)
             if not text:
                 return
-            speaker = self.turns.main_speaker(start_ms, end_ms) or "Participant"
+            speaker = segment.speaker or "Participant"
             self.history.append({"role": "user", "content": f"{speaker}: {text}"})
             self.session.emit(
-                "transcript", text=text, speaker=speaker, start_ms=start_ms, end_ms=end_ms
+                "transcript",
+                text=text,
+                speaker=speaker,
+                start_ms=segment.start_ms,
+                end_ms=segment.end_ms,
             )
             await self._answer()
         except HttpError as exc:
