@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := espeak-ng sox alsa-utils
 
-.PHONY: setup system-packages test lint demo bench soak clean
+.PHONY: setup system-packages test lint demo bench bench-peer soak clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -39,6 +39,13 @@ bench: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.micro --rounds 20 --out $(RESULT)-micro.json
 	$(PY) -m benchmarks.load --ramp 25,50,75,100,125 --duration 15 --out $(RESULT)-load.json
+
+# The same, side by side with a pipecat echo pipeline (installs pipecat-ai: ~500 MB).
+bench-peer: setup
+	$(VENV)/bin/pip install -q -e '.[bench,peer]'
+	$(PY) -m benchmarks.load --ramp 10,25,50,75,100 --duration 15 --compare --stop-on-fail \
+	  --out $(RESULT)-peer.json
+	$(PY) -m benchmarks.plot $(RESULT)-peer.json --out $(RESULT)-peer.png
 	$(PY) -m benchmarks.plot $(RESULT)-load.json --out $(RESULT)-load.png
 
 # Soak (30 minutes): 50 live sessions; zero underruns and flat memory expected.

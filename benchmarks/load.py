@@ -47,6 +47,7 @@ from bridge.histogram import LATENCY_BUCKETS_S, Histogram
 SPEECH = ["Front_Left", "Front_Right", "Rear_Left", "Rear_Right", "Side_Left", "Side_Right"]
 PLAYER_BUFFER_S = 0.040
 P99_LIMIT_S = 0.005
+SUSTAINED_CPU_SHARE = 0.9  # of the server's core: above it, a step is not sustainable
 PHASES = 10  # groups of bots, each sending at its own offset within the chunk period
 
 
@@ -113,29 +114,55 @@ def speech(rate: int) -> np.ndarray:
 
 
 class ServerUnderTest:
-    """The bridge in its own process, pinned to one core."""
+    """A server in its own process, pinned to one core: speakbridge, or the pipecat peer."""
 
-    def __init__(self, extra: list[str], core: int | None) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "bridge",
-            "serve",
-            "--port",
-            "0",
-            "--grace-s",
-            "0",
-            "--log-level",
-            "warning",
-            "--max-sessions",
-            "10000",
-            *extra,
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    def __init__(self, kind: str, extra: list[str], rate: int, core: int | None) -> None:
+        self.kind = kind
+        if kind == "speakbridge":
+            command = [
+                sys.executable,
+                "-m",
+                "bridge",
+                "serve",
+                "--port",
+                "0",
+                "--grace-s",
+                "0",
+                "--log-level",
+                "warning",
+                "--max-sessions",
+                "10000",
+                "--responder",
+                "echo",
+                "-o",
+                "mode=live",
+                "--prebuffer-ms",
+                "0",
+                *extra,
+            ]
+        else:
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.peer_pipecat",
+                "--port",
+                str(free_port()),
+                "--rate",
+                str(rate),
+            ]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         banner = self.process.stdout.readline()  # type: ignore[union-attr]
-        self.port = int(re.search(r":(\d+) ", banner).group(1))  # type: ignore[union-attr]
+        self.port = int(re.search(r":(\d+)", banner).group(1))  # type: ignore[union-attr]
         if core is not None:
             os.sched_setaffinity(self.process.pid, {core})
+        if kind != "speakbridge":
+            wait_until_listening(self.port)
+
+    @property
+    def has_metrics(self) -> bool:
+        return self.kind == "speakbridge"
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -150,7 +177,22 @@ class ServerUnderTest:
         self.process.wait(30)
 
 
-async def scrape(http: httpx.AsyncClient, port: int) -> tuple[dict[str, float], Histogram]:
+async def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_listening(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def scrape(http: httpx.AsyncClient, port: int) -> tuple[dict[str, float], Histogram]:
     page = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
     values: dict[str, float] = {}
     latency = Histogram(LATENCY_BUCKETS_S)
@@ -201,6 +243,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
         bots.append(Bot(ws, np.roll(audio, -offset), chunk, rate))
     http = httpx.AsyncClient()  # made before the clock starts: its setup takes milliseconds
     await http.get(f"http://127.0.0.1:{server.port}/healthz")
+    empty: tuple[dict[str, float], Histogram] = ({}, Histogram(LATENCY_BUCKETS_S))
     # bots are spread over the chunk period in PHASES groups, as real bots are not in step
     groups = [bots[g::PHASES] for g in range(PHASES)]
     tick, late, ticks = args.chunk_ms / 1000 / PHASES, 0, 0
@@ -224,7 +267,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
             measuring = True
             for bot in bots:
                 bot.measuring = True
-            metrics0, latency0 = await scrape(http, server.port)
+            metrics0, latency0 = await scrape(http, server.port) if server.has_metrics else empty
             cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
         if measuring and time.monotonic() >= next_rss:
             rss_samples.append(round(server.rss_kb() / 1024, 1))
@@ -236,7 +279,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
-    metrics, latency = await scrape(http, server.port)
+    metrics, latency = await scrape(http, server.port) if server.has_metrics else empty
     added = difference(latency, latency0)
     rss = server.rss_kb()
     await http.aclose()
@@ -245,8 +288,8 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     rtts = np.array([r for b in bots for r in b.stats.rtts]) * 1000
     leads = np.array([x for b in bots for x in b.stats.leads]) * 1000
     underruns = sum(b.stats.underruns for b in bots)
-    server_underruns = (
-        metrics["speakbridge_underruns_total"] - metrics0["speakbridge_underruns_total"]
+    server_underruns = metrics.get("speakbridge_underruns_total", 0) - metrics0.get(
+        "speakbridge_underruns_total", 0
     )
     dropped = metrics.get("speakbridge_dropped_total", 0) - metrics0.get(
         "speakbridge_dropped_total", 0
@@ -257,7 +300,9 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
         "added_latency_ms": {
             q: round((added.quantile(v) or 0) * 1000, 3)
             for q, v in (("p50", 0.5), ("p99", 0.99), ("max_bucket", 1.0))
-        },
+        }
+        if server.has_metrics
+        else None,
         "round_trip_ms": {
             "p50": round(float(np.percentile(rtts, 50)), 2),
             "p99": round(float(np.percentile(rtts, 99)), 2),
@@ -281,9 +326,10 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
         "frames_measured": added.count,
     }
     result["rss_mb_every_10s"] = rss_samples
-    result["passed"] = bool(
-        p99 is not None and p99 < P99_LIMIT_S and underruns == 0 and dropped == 0 and late == 0
+    result["sustained"] = bool(
+        underruns == 0 and dropped == 0 and late == 0 and cpu / wall < SUSTAINED_CPU_SHARE
     )
+    result["passed"] = bool(result["sustained"] and p99 is not None and p99 < P99_LIMIT_S)
     return result
 
 
@@ -305,40 +351,69 @@ def machine() -> dict:
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict:
-    extra = ["--responder", "echo", "-o", "mode=live", "--prebuffer-ms", "0", *args.server_arg]
-    server = ServerUnderTest(extra, core=0 if args.pin else None)
-    if args.pin:
-        os.sched_setaffinity(0, {1})
+async def ramp(kind: str, args: argparse.Namespace) -> dict:
+    """Run the ramp against one server kind; returns its steps and capacities."""
+    server = ServerUnderTest(kind, args.server_arg, args.rate, core=0 if args.pin else None)
     url = f"ws://127.0.0.1:{server.port}"
     base_rss = server.rss_kb()
     steps = []
     try:
         for n in args.ramp:
             step = await run_step(url, server, n, args)
+            step["server"] = kind
             step["rss_per_session_kb"] = round((step["server_rss_mb"] * 1024 - base_rss) / n, 1)
+            step["cpu_per_session_pct"] = round(100 * step["server_cpu_core_share"] / n, 3)
             steps.append(step)
             print(json.dumps(step), flush=True)
             await asyncio.sleep(1.0)  # sessions end (grace 0)
-            if not step["passed"] and args.stop_on_fail:
+            if not step["sustained"] and args.stop_on_fail:
                 break
     finally:
         server.stop()
-    passing = [s["sessions"] for s in steps if s["passed"]]
     return {
+        "steps": steps,
+        "max_passing_sessions": max([s["sessions"] for s in steps if s["passed"]], default=0),
+        "max_sustained_sessions": max([s["sessions"] for s in steps if s["sustained"]], default=0),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    if args.pin:
+        os.sched_setaffinity(0, {1})
+    servers = {"speakbridge": await ramp("speakbridge", args)}
+    if args.compare:
+        servers["pipecat"] = await ramp("pipecat", args)
+    result = {
         "benchmark": "load",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "rate": args.rate,
         "chunk_ms": args.chunk_ms,
         "duration_s": args.duration,
-        "responder": "echo live (loopback)",
+        "responder": "echo, frame by frame (speakbridge: echo -o mode=live)",
         "server_pinned_to_one_core": args.pin,
-        "criteria": "p99 added latency < 5 ms, no player underruns, nothing dropped, "
-        "no late generator ticks",
-        "steps": steps,
-        "max_passing_sessions": max(passing) if passing else 0,
+        "criteria": {
+            "sustained": "no player underruns, nothing dropped, no late generator ticks, "
+            "server CPU under 90% of its core",
+            "passed": "sustained and p99 added latency < 5 ms (server timestamps)",
+        },
+        "servers": servers,
+        "max_passing_sessions": servers["speakbridge"]["max_passing_sessions"],
     }
+    if args.compare:
+        result["cpu_per_session_ratio_pipecat_to_speakbridge"] = cpu_ratio(servers)
+    return result
+
+
+def cpu_ratio(servers: dict) -> float | None:
+    """Mean over common steps of pipecat's CPU per session over speakbridge's."""
+    ours = {s["sessions"]: s["cpu_per_session_pct"] for s in servers["speakbridge"]["steps"]}
+    ratios = [
+        s["cpu_per_session_pct"] / ours[s["sessions"]]
+        for s in servers["pipecat"]["steps"]
+        if s["sessions"] in ours and ours[s["sessions"]] > 0 and s["sustained"]
+    ]
+    return round(float(np.mean(ratios)), 2) if ratios else None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -358,7 +433,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="do not pin the server to core 0 and the generator to core 1",
     )
-    parser.add_argument("--stop-on-fail", action="store_true")
+    parser.add_argument(
+        "--stop-on-fail", action="store_true", help="end a ramp at its first unsustainable step"
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the pipecat peer (the `peer` extra), same generator",
+    )
     parser.add_argument(
         "--server-arg",
         action="append",

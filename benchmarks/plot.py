@@ -16,34 +16,50 @@ import matplotlib.pyplot as plt
 
 
 def plot(result: dict, out: Path) -> None:
-    """Write a PNG with latency (left axis) and CPU share of one core (right axis)."""
-    steps = result["steps"]
-    n = [s["sessions"] for s in steps]
+    """Write a PNG: latency (left axis, log) and server CPU (right axis) per server kind."""
     fig, latency_axis = plt.subplots(figsize=(8, 4.5), dpi=120)
-    latency_axis.plot(n, [s["added_latency_ms"]["p50"] for s in steps], "o-", label="added p50")
-    latency_axis.plot(n, [s["added_latency_ms"]["p99"] for s in steps], "s-", label="added p99")
-    latency_axis.plot(n, [s["round_trip_ms"]["p99"] for s in steps], "^--", label="round trip p99")
-    latency_axis.axhline(5, color="grey", linestyle=":", label="p99 limit 5 ms")
-    latency_axis.set_yscale("log")
-    latency_axis.set_xlabel("concurrent sessions (24 kHz, live echo)")
-    latency_axis.set_ylabel("latency (ms)")
     cpu_axis = latency_axis.twinx()
-    cpu_axis.plot(
-        n,
-        [100 * s["server_cpu_core_share"] for s in steps],
-        "d-",
-        color="tab:red",
-        label="server CPU",
-    )
-    cpu_axis.set_ylabel("server CPU (% of one core)")
+    for kind, colour in (("speakbridge", "tab:blue"), ("pipecat", "tab:orange")):
+        steps = result["servers"].get(kind, {}).get("steps", [])
+        if not steps:
+            continue
+        n = [s["sessions"] for s in steps]
+        if steps[0]["added_latency_ms"] is not None:
+            latency_axis.plot(
+                n,
+                [s["added_latency_ms"]["p99"] for s in steps],
+                "s-",
+                color=colour,
+                label=f"{kind} added p99",
+            )
+        latency_axis.plot(
+            n,
+            [s["round_trip_ms"]["p99"] for s in steps],
+            "^--",
+            color=colour,
+            label=f"{kind} round trip p99",
+        )
+        cpu_axis.plot(
+            n,
+            [100 * s["server_cpu_core_share"] for s in steps],
+            "o:",
+            color=colour,
+            label=f"{kind} CPU",
+        )
+    latency_axis.axhline(5, color="grey", linestyle=":", label="5 ms")
+    latency_axis.set_yscale("log")
+    latency_axis.set_xlabel(f"concurrent sessions ({result['rate'] // 1000} kHz, echo per frame)")
+    latency_axis.set_ylabel("latency (ms, log)")
+    cpu_axis.set_ylabel("server CPU (% of its one core)")
     cpu_axis.set_ylim(0, 105)
-    lines = latency_axis.get_legend_handles_labels()
-    more = cpu_axis.get_legend_handles_labels()
-    latency_axis.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    lines, labels = latency_axis.get_legend_handles_labels()
+    more_lines, more_labels = cpu_axis.get_legend_handles_labels()
+    latency_axis.legend(lines + more_lines, labels + more_labels, loc="upper left", fontsize=7)
     machine = result["machine"]
-    passing = result["max_passing_sessions"]
     latency_axis.set_title(
-        f"speakbridge on {machine['cores']} x {machine['cpu']}: {passing} sessions pass", fontsize=9
+        f"{machine['cores']} x {machine['cpu']}: speakbridge passes "
+        f"{result['max_passing_sessions']} sessions on one core",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(out)
