@@ -51,7 +51,7 @@ class BridgeConfig(BaseModel):
     max_pending_utterances: int = Field(32, ge=1)
     resample_quality: Quality = "HQ"
     vad_aggressiveness: Literal[0, 1, 2, 3] = 3
-    vad_start_ms: int = Field(200, ge=10, description="speech window that opens a segment")
+    vad_start_ms: int = Field(200, ge=10, le=1000, description="speech window that opens a segment")
     vad_stop_ms: int = Field(500, ge=10, description="quiet window that closes a segment")
     vad_max_flatness: float = Field(
         0.1, gt=0, le=1, description="spectral flatness above which a frame is noise (1: off)"

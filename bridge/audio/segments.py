@@ -10,6 +10,8 @@ from collections import deque
 
 import numpy as np
 
+MAX_EVENT_LAG_MS = 1000  # the longest a start event may lag its audio (the VAD's start window)
+
 
 class SegmentCollector:
     """Frames in, one array per speech segment out; bounded by max_ms (longer is cut, counted)."""
@@ -24,17 +26,14 @@ class SegmentCollector:
         self._segment: list[tuple[float, np.ndarray]] | None = None
         self.frames_cut = 0  # frames beyond max_ms, not kept
 
-    @property
-    def collecting(self) -> bool:
-        return self._segment is not None
-
     def add(self, frame: np.ndarray) -> None:
         """One frame of the stream (kept as given: pass a copy you own)."""
         entry = (self._position_ms, frame)
         self._position_ms += self.frame_ms
         if self._segment is None:
             self._recent.append(entry)
-            while self._recent and self._recent[0][0] < self._position_ms - self.preroll_ms:
+            keep_ms = self.preroll_ms + MAX_EVENT_LAG_MS
+            while self._recent and self._recent[0][0] < self._position_ms - keep_ms:
                 self._recent.popleft()
         elif len(self._segment) < self.max_frames:
             self._segment.append(entry)
