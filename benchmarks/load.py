@@ -177,7 +177,7 @@ class ServerUnderTest:
         self.process.wait(30)
 
 
-async def free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -192,7 +192,7 @@ def wait_until_listening(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-def scrape(http: httpx.AsyncClient, port: int) -> tuple[dict[str, float], Histogram]:
+async def scrape(http: httpx.AsyncClient, port: int) -> tuple[dict[str, float], Histogram]:
     page = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
     values: dict[str, float] = {}
     latency = Histogram(LATENCY_BUCKETS_S)
@@ -406,12 +406,16 @@ async def main_async(args: argparse.Namespace) -> dict:
 
 
 def cpu_ratio(servers: dict) -> float | None:
-    """Mean over common steps of pipecat's CPU per session over speakbridge's."""
-    ours = {s["sessions"]: s["cpu_per_session_pct"] for s in servers["speakbridge"]["steps"]}
+    """Mean over common steps (neither server saturated) of pipecat's CPU per session over ours."""
+    ours = {
+        s["sessions"]: s["cpu_per_session_pct"]
+        for s in servers["speakbridge"]["steps"]
+        if s["server_cpu_core_share"] < SUSTAINED_CPU_SHARE
+    }
     ratios = [
         s["cpu_per_session_pct"] / ours[s["sessions"]]
         for s in servers["pipecat"]["steps"]
-        if s["sessions"] in ours and ours[s["sessions"]] > 0 and s["sustained"]
+        if s["sessions"] in ours and s["server_cpu_core_share"] < SUSTAINED_CPU_SHARE
     ]
     return round(float(np.mean(ratios)), 2) if ratios else None
 
