@@ -80,6 +80,12 @@ class Playout:
         """Speech is queued or still being produced."""
         return bool(self._pending) or not self.queue.idle
 
+    def delay(self) -> float:
+        """Seconds a frame queued now would wait to be sent: the queue, and the lead if full."""
+        frame = len(self._frame) / self.sample_rate
+        ahead = self.queue.available / self.sample_rate + self.pacer.lead_at(self._clock())
+        return max(0.0, ahead + frame - self.pacer.lead)
+
     def speak(self, audio: AudioSource, sample_rate: int | None = None) -> Utterance:
         """Queue audio at sample_rate (default: the bot's); returns at once with its Utterance."""
         if len(self._pending) >= self._max_pending:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -76,6 +77,9 @@ class BridgeServer:
             logger=WEBSOCKETS_LOG,
         )
         self.watchdog.start()
+        # What exists by now (modules, config) lives for good: keep it out of every full
+        # collection, whose pause would otherwise hold up frames that are due.
+        gc.freeze()
         return self._server
 
     async def drain(self, timeout_s: float) -> None:

@@ -50,7 +50,7 @@ class SessionStats:
 
     started: float = field(default_factory=time.monotonic)
     bytes_in: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)  # bot messages refused, by reason
+    dropped: Counter[str] = field(default_factory=Counter)  # messages and frames, by reason
     sockets: int = 0
     barge_ins: int = 0
 
@@ -111,13 +111,14 @@ class Session:
         self.added_latency = Histogram(LATENCY_BUCKETS_S)
         self._loopback = any(r.responder.loopback for r in self.runners)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
+        self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
         self.events.listen(self._tell_responders)
         self._playout_task = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
         )
 
     def _start_responder(self, make: ResponderFactory) -> ResponderRunner:
-        handle = SessionHandle(self.info, self.playout, self.events)
+        handle = SessionHandle(self.info, self.playout, self.events, self._responder_dropped)
         responder = make(handle)
         handle.owner = responder
         return ResponderRunner(responder, self.config.responder_queue_frames, self.id)
@@ -259,7 +260,9 @@ class Session:
 
     def _measure_latency(self) -> None:
         """A loopback's output sample j is input sample j: time since that sample arrived."""
-        sent = self.playout.samples_out
+        # While a dropped stretch's backlog drains, its frames are timed against later
+        # arrivals (at most the dropped length later); exact again once it has played.
+        sent = self.playout.samples_out + self._loopback_dropped
         arrivals = self._arrivals
         while arrivals and arrivals[0][0] < sent:
             arrivals.popleft()
@@ -289,10 +292,18 @@ class Session:
         self._update_sink()
         return True
 
+    def _responder_dropped(self, reason: str, samples: int) -> None:
+        self._count_drop(reason, f"a responder dropped input audio: {reason}")
+        if self._loopback:
+            self._loopback_dropped += samples
+
     def _refuse(self, exc: ProtocolError) -> None:
-        if not self.stats.dropped[exc.reason]:
-            log.warning("session %s: %s (further ones are counted, not logged)", self.id, exc)
-        self.stats.dropped[exc.reason] += 1
+        self._count_drop(exc.reason, str(exc))
+
+    def _count_drop(self, reason: str, detail: str) -> None:
+        if not self.stats.dropped[reason]:
+            log.warning("session %s: %s (further ones are counted, not logged)", self.id, detail)
+        self.stats.dropped[reason] += 1
 
     # playback
 
@@ -318,18 +329,16 @@ class Session:
 
         async def send(data: bytes) -> None:
             if connection.transport.get_write_buffer_size() > backlog_limit:
-                self._refuse(
-                    ProtocolError(
-                        "playback_backlog",
-                        "the bot is not reading its socket; "
-                        "frames of speech are dropped until it does",
-                    )
+                self._count_drop(
+                    "playback_backlog",
+                    "playback_backlog: the bot is not reading its socket; "
+                    "frames of speech are dropped until it does",
                 )
                 return
             try:
                 await connection.send(data)
             except ConnectionClosed:
-                self._refuse(ProtocolError("playback_socket_closed", "a frame of speech was lost"))
+                self._count_drop("playback_socket_closed", "a frame of speech was lost")
 
         return send
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,11 +51,18 @@ class SessionInfo:
 class SessionHandle:
     """A responder's view of its session: who is in it, and how to speak, stop or tell."""
 
-    def __init__(self, info: SessionInfo, playout: Playout, events: EventHub) -> None:
+    def __init__(
+        self,
+        info: SessionInfo,
+        playout: Playout,
+        events: EventHub,
+        on_drop: Callable[[str, int], None],
+    ) -> None:
         self.info = info
         self.log = SessionLog(logging.getLogger("bridge.responder"), info.session_id)
         self._playout = playout
         self._events = events
+        self._on_drop = on_drop
         self.owner: object = None  # the responder, set by the session
 
     @property
@@ -83,6 +91,14 @@ class SessionHandle:
     @property
     def speaking(self) -> bool:
         return self._playout.speaking
+
+    def output_delay(self) -> float:
+        """Seconds that audio spoken now would wait before it is sent to the bot."""
+        return self._playout.delay()
+
+    def drop_input(self, reason: str, samples: int) -> None:
+        """Count input audio this responder dropped: logged once, in /metrics and the summary."""
+        self._on_drop(reason, samples)
 
     def emit(self, kind: str, **fields: Any) -> Event:
         """Publish an event to the control channel and the session's other responders."""

@@ -9,11 +9,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.audio.catchup import CatchUp
 from bridge.audio.segments import SegmentCollector
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.plugins.base import Responder, SessionHandle
-
-LIVE_QUEUE_FRAMES = 50
 
 
 class EchoOptions(BaseModel):
@@ -25,12 +24,19 @@ class EchoOptions(BaseModel):
     preroll_ms: int = Field(300, ge=0, le=2000, description="audio kept from before speech start")
     tail_ms: int = Field(100, ge=0, le=1000, description="audio kept after speech stop")
     max_utterance_s: float = Field(30.0, gt=0, le=300, description="longest echo; longer is cut")
+    live_max_backlog_ms: int = Field(
+        1000, ge=100, le=10000, description="live: most echo queued; frames beyond are dropped"
+    )
+    live_catchup_s: float = Field(
+        1.0, ge=0, le=60, description="live: echo queued this long is dropped (0: never)"
+    )
 
 
 class EchoResponder(Responder):
     """utterance mode: replies with each speech segment when it ends (works with barge-in).
 
-    live mode: loops every frame straight back (for latency tests); barge-in is off.
+    live mode: loops every frame straight back (for latency tests); barge-in is off. A
+    backlog that lasts live_catchup_s (after a stall) is dropped, counted, to keep the delay.
     """
 
     Options = EchoOptions
@@ -39,8 +45,12 @@ class EchoResponder(Responder):
     def __init__(self, options: EchoOptions, session: SessionHandle) -> None:
         super().__init__(options, session)
         self._segments: SegmentCollector | None = None
-        self._live: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=LIVE_QUEUE_FRAMES)
-        self.frames_dropped = 0
+        rate = session.bot_rate
+        self._catchup = CatchUp(
+            int(options.live_catchup_s * rate), options.live_max_backlog_ms * rate // 1000
+        )
+        self._live: asyncio.Queue[np.ndarray | None] = asyncio.Queue()  # bounded by _catchup
+        self._live_queued = 0  # samples in _live
 
     @property
     def interruptible(self) -> bool:  # type: ignore[override]
@@ -56,10 +66,7 @@ class EchoResponder(Responder):
 
     async def on_audio(self, frame: np.ndarray) -> None:
         if self.options.mode == "live":
-            if self._live.full():
-                self._drop("the live echo queue is full (playback is behind)")
-            else:
-                self._live.put_nowait(frame)
+            self._loop_back(frame)
             return
         if self._segments is None:
             o = self.options
@@ -70,7 +77,7 @@ class EchoResponder(Responder):
         cut = self._segments.frames_cut
         self._segments.add(frame)
         if self._segments.frames_cut > cut:
-            self._drop(f"speech longer than max_utterance_s={self.options.max_utterance_s}")
+            self.session.drop_input("echo_utterance_too_long", len(frame))
 
     async def on_speech_start(self, event: SpeechStarted) -> None:
         if self._segments is not None:
@@ -81,16 +88,18 @@ class EchoResponder(Responder):
             self.session.speak(audio)
 
     async def on_stop(self) -> None:
-        if self.frames_dropped:
-            self.session.log.warning("echo dropped %d frames in all", self.frames_dropped)
-        if self.options.mode == "live" and not self._live.full():
+        if self.options.mode == "live":
             self._live.put_nowait(None)  # ends the live utterance
 
-    def _drop(self, why: str) -> None:
-        if not self.frames_dropped:
-            self.session.log.warning("echo drops frames: %s (further drops counted)", why)
-        self.frames_dropped += 1
+    def _loop_back(self, frame: np.ndarray) -> None:
+        waiting = self._live_queued + int(self.session.output_delay() * self.session.bot_rate)
+        if self._catchup.keep(waiting, len(frame)):
+            self._live_queued += len(frame)
+            self._live.put_nowait(frame)
+        else:
+            self.session.drop_input("echo_live_behind", len(frame))
 
     async def _live_frames(self) -> AsyncIterator[np.ndarray]:
         while (frame := await self._live.get()) is not None:
+            self._live_queued -= len(frame)
             yield frame
