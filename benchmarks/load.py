@@ -8,7 +8,8 @@ buffer). The bridge runs in its own process, pinned to one core (the generator t
 other), with the live echo responder, so each frame's echo can be timed:
 
 - added latency: the server's own timestamps, frame arrival to echo sent (its /metrics);
-- round trip: measured by the bots, send to echo received;
+- round trip: measured by the bots, send to echo received (not given for a step that
+  dropped frames: the bots map received samples to sent chunks);
 - pacing: lead at the player, underruns (the player ran dry: audible gaps), late ticks of
   the generator itself (a late tick is the generator's fault, not the bridge's), and the
   server pacer's underruns (with live echo and no prebuffer these count input jitter of a
@@ -33,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,12 +55,13 @@ PHASES = 10  # groups of bots, each sending at its own offset within the chunk p
 
 @dataclass
 class BotStats:
-    """What one simulated bot measured."""
+    """What one simulated bot measured (in arrays: a full GC pass over lists of millions of
+    floats takes tens of ms, and would make the generator itself late in a long soak)."""
 
-    rtts: list[float] = field(default_factory=list)
+    rtts: array[float] = field(default_factory=lambda: array("d"))
     received: int = 0  # samples
     underruns: int = 0
-    leads: list[float] = field(default_factory=list)
+    leads: array[float] = field(default_factory=lambda: array("d"))
 
 
 class Bot:
@@ -66,7 +69,7 @@ class Bot:
 
     def __init__(self, ws: ClientConnection, audio: np.ndarray, chunk: int, rate: int) -> None:
         self.ws, self.audio, self.chunk, self.rate = ws, audio, chunk, rate
-        self.sent_at: list[float] = []
+        self.sent_at = array("d")
         self.stats = BotStats()
         self.play_end = 0.0
         self.measuring = False
@@ -291,8 +294,8 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     await http.aclose()
     for bot in bots:
         await bot.close()
-    rtts = np.array([r for b in bots for r in b.stats.rtts]) * 1000
-    leads = np.array([x for b in bots for x in b.stats.leads]) * 1000
+    rtts = np.concatenate([np.frombuffer(b.stats.rtts) for b in bots]) * 1000
+    leads = np.concatenate([np.frombuffer(b.stats.leads) for b in bots]) * 1000
     underruns = sum(b.stats.underruns for b in bots)
     server_underruns = metrics.get("speakbridge_underruns_total", 0) - metrics0.get(
         "speakbridge_underruns_total", 0
@@ -314,7 +317,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
             "p99": round(float(np.percentile(rtts, 99)), 2),
             "max": round(float(rtts.max()), 2),
         }
-        if len(rtts)
+        if len(rtts) and not dropped  # a dropped frame breaks the bots' sample-to-send mapping
         else None,
         "player_lead_ms": {
             "p50": round(float(np.percentile(leads, 50)), 1),
