@@ -44,13 +44,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from bridge.codecs.wav import read_wav
-from bridge.histogram import LATENCY_BUCKETS_S, Histogram
+from bridge.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
 
 SPEECH = ["Front_Left", "Front_Right", "Rear_Left", "Rear_Right", "Side_Left", "Side_Right"]
 PLAYER_BUFFER_S = 0.040
 P99_LIMIT_S = 0.005
 SUSTAINED_CPU_SHARE = 0.9  # of the server's core: above it, a step is not sustainable
 PHASES = 10  # groups of bots, each sending at its own offset within the chunk period
+HISTOGRAMS = {  # the server's histograms a step reports, with their bucket bounds
+    "speakbridge_added_latency_seconds": LATENCY_BUCKETS_S,
+    "speakbridge_event_loop_lag_seconds": LOOP_LAG_BUCKETS_S,
+}
+Scrape = tuple[dict[str, float], dict[str, Histogram]]
 
 
 @dataclass
@@ -195,30 +200,34 @@ def wait_until_listening(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-async def scrape(http: httpx.AsyncClient, port: int) -> tuple[dict[str, float], Histogram]:
+async def scrape(http: httpx.AsyncClient, port: int) -> Scrape:
     """The server's metrics; parsed in a thread, as a parse of tens of ms would hold up bots."""
     page = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
     return await asyncio.to_thread(parse_metrics, page)
 
 
-def parse_metrics(page: str) -> tuple[dict[str, float], Histogram]:
-    values: dict[str, float] = {}
-    latency = Histogram(LATENCY_BUCKETS_S)
-    buckets: list[tuple[float, float]] = []
+def empty_scrape() -> Scrape:
+    return {}, {name: Histogram(bounds) for name, bounds in HISTOGRAMS.items()}
+
+
+def parse_metrics(page: str) -> Scrape:
+    values, histograms = empty_scrape()
+    buckets: dict[str, list[tuple[float, float]]] = {name: [] for name in HISTOGRAMS}
     for family in text_string_to_metric_families(page):
         for s in family.samples:
-            if s.name == "speakbridge_added_latency_seconds_bucket":
-                buckets.append((float(s.labels["le"]), s.value))
+            if s.name.endswith("_bucket") and s.name[: -len("_bucket")] in HISTOGRAMS:
+                buckets[s.name[: -len("_bucket")]].append((float(s.labels["le"]), s.value))
             elif not s.labels:
                 values[s.name] = s.value
             else:
                 values[s.name] = values.get(s.name, 0.0) + s.value
-    previous = 0.0
-    for i, (_, cumulative) in enumerate(sorted(buckets)):
-        latency.counts[i] = int(cumulative - previous)
-        previous = cumulative
-    latency.count = int(previous)
-    return values, latency
+    for name, histogram in histograms.items():
+        previous = 0.0
+        for i, (_, cumulative) in enumerate(sorted(buckets[name])):
+            histogram.counts[i] = int(cumulative - previous)
+            previous = cumulative
+        histogram.count = int(previous)
+    return values, histograms
 
 
 def difference(after: Histogram, before: Histogram) -> Histogram:
@@ -251,7 +260,6 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
         bots.append(Bot(ws, np.roll(audio, -offset), chunk, rate))
     http = httpx.AsyncClient()  # made before the clock starts: its setup takes milliseconds
     await http.get(f"http://127.0.0.1:{server.port}/healthz")
-    empty: tuple[dict[str, float], Histogram] = ({}, Histogram(LATENCY_BUCKETS_S))
     # bots are spread over the chunk period in PHASES groups, as real bots are not in step
     groups = [bots[g::PHASES] for g in range(PHASES)]
     tick, late, ticks = args.chunk_ms / 1000 / PHASES, 0, 0
@@ -262,7 +270,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     rss_samples: list[float] = []
     next_rss = warmup_end
     cpu0 = rss0 = wall0 = 0.0
-    baseline: asyncio.Task[tuple[dict[str, float], Histogram]] | None = None
+    baseline: asyncio.Task[Scrape] | None = None
     while True:
         due = begin + ticks * tick
         now = time.monotonic()
@@ -287,9 +295,9 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
-    metrics, latency = await scrape(http, server.port) if server.has_metrics else empty
-    metrics0, latency0 = await baseline if baseline is not None else empty
-    added = difference(latency, latency0)
+    metrics, histograms = await scrape(http, server.port) if server.has_metrics else empty_scrape()
+    metrics0, histograms0 = await baseline if baseline is not None else empty_scrape()
+    added, loop_lag = (difference(histograms[h], histograms0[h]) for h in HISTOGRAMS)
     rss = server.rss_kb()
     await http.aclose()
     for bot in bots:
@@ -309,6 +317,12 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
         "added_latency_ms": {
             q: round((added.quantile(v) or 0) * 1000, 3)
             for q, v in (("p50", 0.5), ("p99", 0.99), ("max_bucket", 1.0))
+        }
+        if server.has_metrics
+        else None,
+        "event_loop_lag_ms": {  # the watchdog's tick lateness: stalls of the whole server
+            q: round((loop_lag.quantile(v) or 0) * 1000, 1)
+            for q, v in (("p99", 0.99), ("max_bucket", 1.0))
         }
         if server.has_metrics
         else None,

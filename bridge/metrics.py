@@ -15,6 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
 
+# Imported with the server, not at the first scrape: the import takes ~100 ms, and on the
+# event loop that would stall every session's audio once.
+try:
+    import prometheus_client
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+except ImportError:  # the `metrics` extra is not installed: /metrics answers 501
+    prometheus_client = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from bridge.session import Session
     from bridge.sessions import SessionTable
@@ -79,12 +91,6 @@ class BridgeCollector:
         self.totals = totals
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
-
         live = [session_counts(s) for s in self.table.sessions.values()]
         t = self.totals
 
@@ -160,10 +166,8 @@ class BridgeCollector:
 
 def exposition(collector: BridgeCollector) -> tuple[bytes, str] | None:
     """The metrics page and its content type, or None without prometheus-client."""
-    try:
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    except ImportError:
+    if prometheus_client is None:
         return None
-    registry = CollectorRegistry(auto_describe=False)
+    registry = prometheus_client.CollectorRegistry(auto_describe=False)
     registry.register(collector)  # type: ignore[arg-type]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return prometheus_client.generate_latest(registry), prometheus_client.CONTENT_TYPE_LATEST
