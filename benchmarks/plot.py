@@ -15,6 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+def p99(measure: dict | None) -> float:
+    """A step's p99, or a gap in the line where the step could not give one (frames dropped)."""
+    return float("nan") if measure is None else measure["p99"]
+
+
 def plot(result: dict, out: Path) -> None:
     """Write a PNG: latency (left axis, log) and server CPU (right axis) per server kind."""
     fig, latency_axis = plt.subplots(figsize=(8, 4.5), dpi=120)
@@ -27,14 +32,14 @@ def plot(result: dict, out: Path) -> None:
         if steps[0]["added_latency_ms"] is not None:
             latency_axis.plot(
                 n,
-                [s["added_latency_ms"]["p99"] for s in steps],
+                [p99(s["added_latency_ms"]) for s in steps],
                 "s-",
                 color=colour,
                 label=f"{kind} added p99",
             )
         latency_axis.plot(
             n,
-            [s["round_trip_ms"]["p99"] for s in steps],
+            [p99(s["round_trip_ms"]) for s in steps],
             "^--",
             color=colour,
             label=f"{kind} round trip p99",
