@@ -230,7 +230,10 @@ async def _listen(ws: ClientConnection, player: PlayerModel, report: SimulationR
 def _measure(report: SimulationReport, player: PlayerModel, timeline: np.ndarray) -> None:
     report.leads_ms = [lead * 1000 for lead in player.leads]
     report.underruns, report.pauses = player.underruns, player.pauses
-    heard = player.timeline(len(timeline))
+    # padded with the silence that follows, so an echo shorter than its recording (the VAD
+    # trims a quiet tail) still aligns when it ends near the end of the timeline
+    longest = max((len(u.samples) for u in report.utterances), default=0)
+    heard = player.timeline(len(timeline) + longest)
     for u in report.utterances:
         after = [t for t in player.arrivals if t >= u.end_time]
         if u.end_time and after:

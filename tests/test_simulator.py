@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from bridge.simulator import PlayerModel, best_alignment, with_rate
+from bridge.simulator import (
+    PlayerModel,
+    SimulationReport,
+    Utterance,
+    _measure,
+    best_alignment,
+    with_rate,
+)
 from tests.audio import recording
 
 
@@ -49,3 +56,16 @@ def test_with_rate():
     assert with_rate("ws://h/bots/x", 16000) == "ws://h/bots/x?rate=16000"
     assert with_rate("ws://h/bots/x?token=t", 24000) == "ws://h/bots/x?token=t&rate=24000"
     assert with_rate("ws://h/bots/x?rate=16000", 24000) == "ws://h/bots/x?rate=16000"
+
+
+def test_an_echo_shorter_than_its_recording_aligns_at_the_end_of_the_timeline():
+    speech = recording("Front_Left", 24000)
+    echo = speech[:-4800]  # the VAD trimmed 200 ms of tail
+    player = PlayerModel(24000, origin=0.0)
+    for at in range(0, len(echo), 480):  # 20 ms frames, from t = 1 s, at real time
+        player.receive(1.0 + at / 24000, echo[at : at + 480].tobytes())
+    report = SimulationReport(24000, utterances=[Utterance("Front_Left", 0, speech)])
+    _measure(report, player, np.zeros(24000 + len(echo), dtype=np.int16))
+    (utterance,) = report.utterances
+    assert utterance.echo_delay_ms == pytest.approx(1000.0)
+    assert utterance.echo_correlation is not None and utterance.echo_correlation > 0.9
