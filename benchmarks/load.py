@@ -215,8 +215,9 @@ def parse_metrics(page: str) -> Scrape:
     buckets: dict[str, list[tuple[float, float]]] = {name: [] for name in HISTOGRAMS}
     for family in text_string_to_metric_families(page):
         for s in family.samples:
-            if s.name.endswith("_bucket") and s.name[: -len("_bucket")] in HISTOGRAMS:
-                buckets[s.name[: -len("_bucket")]].append((float(s.labels["le"]), s.value))
+            family_name = s.name.removesuffix("_bucket")
+            if family_name != s.name and family_name in HISTOGRAMS:
+                buckets[family_name].append((float(s.labels["le"]), s.value))
             elif not s.labels:
                 values[s.name] = s.value
             else:

@@ -293,16 +293,21 @@ class Session:
         return True
 
     def _responder_dropped(self, reason: str, samples: int) -> None:
-        self._count_drop(reason, f"a responder dropped input audio: {reason}")
+        self._count_drop(reason, "a responder dropped input audio")
         if self._loopback:
             self._loopback_dropped += samples
 
     def _refuse(self, exc: ProtocolError) -> None:
-        self._count_drop(exc.reason, str(exc))
+        self._count_drop(exc.reason, exc.detail)
 
     def _count_drop(self, reason: str, detail: str) -> None:
         if not self.stats.dropped[reason]:
-            log.warning("session %s: %s (further ones are counted, not logged)", self.id, detail)
+            log.warning(
+                "session %s: %s: %s (further ones are counted, not logged)",
+                self.id,
+                reason,
+                detail,
+            )
         self.stats.dropped[reason] += 1
 
     # playback
@@ -331,8 +336,7 @@ class Session:
             if connection.transport.get_write_buffer_size() > backlog_limit:
                 self._count_drop(
                     "playback_backlog",
-                    "playback_backlog: the bot is not reading its socket; "
-                    "frames of speech are dropped until it does",
+                    "the bot is not reading its socket; frames of speech are dropped until it does",
                 )
                 return
             try:

@@ -28,8 +28,7 @@ WAV = [str(ALSA / "Front_Left.wav")]
 def speak_alongside(url: str) -> tuple[list[float | None], int]:
     """A good session in a process of its own (no GIL shared with the fuzzers): the echo
     correlation of each utterance, and the player's underruns."""
-    opts = SimulatorOptions(lead_in_s=0.3, gap_s=2.5, listen_s=0.3)
-    report = asyncio.run(simulate([url], [str(ALSA / "Front_Left.wav")] * 4, opts))
+    report = asyncio.run(simulate([url], WAV * 4, OPTS))
     return [u.echo_correlation for u in report.utterances], report.underruns
 
 

@@ -50,7 +50,6 @@ class EchoResponder(Responder):
             int(options.live_catchup_s * rate), options.live_max_backlog_ms * rate // 1000
         )
         self._live: asyncio.Queue[np.ndarray | None] = asyncio.Queue()  # bounded by _catchup
-        self._live_queued = 0  # samples in _live
 
     @property
     def interruptible(self) -> bool:  # type: ignore[override]
@@ -92,14 +91,13 @@ class EchoResponder(Responder):
             self._live.put_nowait(None)  # ends the live utterance
 
     def _loop_back(self, frame: np.ndarray) -> None:
-        waiting = self._live_queued + int(self.session.output_delay() * self.session.bot_rate)
+        queued = self._live.qsize() * len(frame)  # frames are all one size
+        waiting = queued + int(self.session.output_delay() * self.session.bot_rate)
         if self._catchup.keep(waiting, len(frame)):
-            self._live_queued += len(frame)
             self._live.put_nowait(frame)
         else:
             self.session.drop_input("echo_live_behind", len(frame))
 
     async def _live_frames(self) -> AsyncIterator[np.ndarray]:
         while (frame := await self._live.get()) is not None:
-            self._live_queued -= len(frame)
             yield frame
