@@ -22,6 +22,7 @@ import numpy as np
 
 from bridge.audio.framer import Framer
 from bridge.audio.pacer import OutputPacer
+from bridge.audio.pipeline import InputPipeline
 from bridge.audio.resample import StreamResampler
 from bridge.audio.ring import RingBuffer
 from bridge.audio.vad import VoiceActivityDetector
@@ -91,6 +92,18 @@ def case_vad(frames16: list[np.ndarray], max_flatness: float) -> Callable[[], No
     def run() -> None:
         for f in frames16:
             vad.process(f)
+
+    return run
+
+
+def case_input_pipeline(frames: list[np.ndarray]) -> Callable[[], None]:
+    """A 24 kHz bot chunk through the whole input side: VAD at 16 kHz and 24 kHz framing."""
+    pipeline = InputPipeline(24000, {24000}, FRAME_MS, VoiceActivityDetector(FRAME_MS), 1000)
+
+    def run() -> None:
+        for f in frames:
+            for _ in pipeline.feed(f):
+                pass
 
     return run
 
@@ -172,6 +185,7 @@ def main() -> None:
         "pacer decision": (case_pacer(n), None),
         "VAD, webrtcvad only (16 kHz)": (case_vad(f16, 1.0), None),
         "VAD with flatness gate (16 kHz)": (case_vad(f16, 0.1), None),
+        "input pipeline (24 kHz chunk)": (case_input_pipeline(f24), None),
     }
     for quality in ("QQ", "LQ", "MQ", "HQ", "VHQ"):
         for src, dst in ((24000, 16000), (16000, 24000)):

@@ -38,3 +38,13 @@ def test_flush_pads_the_last_frame():
     last = framer.flush()
     assert last is not None and last.tolist() == [5, 6, 0, 0]
     assert framer.flush() is None
+
+
+def test_frames_of_an_aligned_chunk_are_views_of_it_and_the_rest_is_kept():
+    framer = Framer(frame_size=4, capacity=8)
+    chunk = np.arange(10, dtype=np.int16)
+    frames = list(framer.feed(chunk))
+    assert [f.tolist() for f in frames] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert all(np.shares_memory(f, chunk) for f in frames)  # no copy through the ring
+    assert framer.pending == 2
+    assert [f.tolist() for f in framer.feed(np.array([10, 11], dtype=np.int16))] == [[8, 9, 10, 11]]

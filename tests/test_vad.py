@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
+import webrtcvad
 
 from bridge.audio.framer import Framer, frame_samples
-from bridge.audio.vad import VAD_RATE, SpeechStarted, SpeechStopped, VoiceActivityDetector
+from bridge.audio.vad import (
+    VAD_RATE,
+    SpeechStarted,
+    SpeechStopped,
+    VoiceActivityDetector,
+    spectral_flatness,
+)
 from tests.audio import espeak, recording, silence, white_noise
 
 
@@ -71,3 +78,40 @@ def test_stop_comes_after_the_hangover():
             assert heard_at_ms >= len(speech) * 1000 / VAD_RATE
             return
     pytest.fail("speech never stopped")
+
+
+def reference_events(frames: list[np.ndarray], start_ms: int, stop_ms: int) -> list:
+    """Every frame judged at once by webrtcvad and the gate, then the windows' rule: what the
+    detector's lazy gate must reproduce exactly."""
+    vad, window = webrtcvad.Vad(3), np.hanning(320)
+    voiced = [
+        vad.is_speech(f.tobytes(), VAD_RATE) and spectral_flatness(f, window) <= 0.1 for f in frames
+    ]
+    start_n, stop_n = start_ms // 20, stop_ms // 20
+    found, speaking, since = [], False, 0  # since: index where the current window began
+    for i in range(len(frames)):
+        n = stop_n if speaking else start_n
+        if i + 1 - since < n:
+            continue
+        votes = voiced[i + 1 - n : i + 1]
+        if not speaking and sum(votes) >= VoiceActivityDetector.START_RATIO * n:
+            speaking, since = True, i + 1
+            found.append(SpeechStarted((i + 1 - n) * 20))
+        elif speaking and votes.count(False) >= VoiceActivityDetector.STOP_RATIO * n:
+            speaking, since = False, i + 1
+            found.append(("stop", (i + 1 - n) * 20))
+    return found
+
+
+@pytest.mark.parametrize(("start_ms", "stop_ms"), [(200, 500), (100, 300), (60, 1000)])
+def test_lazy_gate_decides_exactly_as_judging_every_frame(start_ms, stop_ms):
+    speech = np.concatenate([recording(n, VAD_RATE) for n in ("Front_Left", "Rear_Center")])
+    noise = white_noise(len(speech) / VAD_RATE, VAD_RATE, 3000)
+    mixed = speech // 2 + noise // 2  # voice over hiss: webrtcvad fires, the gate must judge
+    signal = np.concatenate([silence(0.5, VAD_RATE), speech, noise, mixed, speech, noise])
+    frames = [signal[i : i + 320] for i in range(0, len(signal) - 319, 320)]
+    vad = VoiceActivityDetector(20, start_ms=start_ms, stop_ms=stop_ms)
+    found = [e for f in frames if (e := vad.process(f)) is not None]
+    simplified = [e if isinstance(e, SpeechStarted) else ("stop", e.at_ms) for e in found]
+    assert simplified == reference_events(frames, start_ms, stop_ms)
+    assert len(found) >= 4  # the signal does start and stop speech several times

@@ -21,7 +21,7 @@ def frame_samples(sample_rate: int, frame_ms: int) -> int:
 class Framer:
     """Yields fixed frames as chunks arrive; a chunk larger than the buffer is taken in parts.
 
-    Each yielded frame is a view of one reused array: copy it to keep it past the next frame.
+    Each yielded frame is a view of the chunk or of one reused array: copy it to keep it.
     """
 
     def __init__(self, frame_size: int, capacity: int) -> None:
@@ -41,6 +41,13 @@ class Framer:
 
     def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
         """Buffer chunk and yield every whole frame now available."""
+        size = len(self._frame)
+        if not self._ring.available:  # aligned: frames are views of chunk, only the rest is kept
+            whole = len(chunk) - len(chunk) % size
+            self._ring.write(chunk[whole:])  # less than a frame: it fits, and waits for more
+            for start in range(0, whole, size):
+                yield chunk[start : start + size]
+            return
         taken = 0
         while True:
             taken += self._ring.write(chunk[taken:])

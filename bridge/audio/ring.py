@@ -36,7 +36,8 @@ class RingBuffer:
         start = (self._read + self._size) % self.capacity
         first = min(n, self.capacity - start)
         self._data[start : start + first] = samples[:first]
-        self._data[: n - first] = samples[first:n]
+        if n > first:
+            self._data[: n - first] = samples[first:n]
         self._size += n
         return n
 
@@ -45,7 +46,8 @@ class RingBuffer:
         n = min(len(out), self._size)
         first = min(n, self.capacity - self._read)
         out[:first] = self._data[self._read : self._read + first]
-        out[first:n] = self._data[: n - first]
+        if n > first:
+            out[first:n] = self._data[: n - first]
         self._read = (self._read + n) % self.capacity
         self._size -= n
         return n

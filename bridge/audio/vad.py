@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,56 @@ def spectral_flatness(frame: np.ndarray, window: np.ndarray) -> float:
     return math.exp(2 * np.log(magnitude, out=magnitude).sum() / n) * n / power_sum
 
 
+class VoteWindow:
+    """Votes of the last `size` frames; a frame webrtcvad calls voiced keeps a copy (pending)
+    until a decision needs the spectral gate's verdict on it, so most frames never need one.
+
+    Decisions are the same as judging every frame at once: they depend only on counts.
+    """
+
+    def __init__(self, size: int, judge: Callable[[np.ndarray], bool]) -> None:
+        self._slots: deque[bool | np.ndarray] = deque(maxlen=size)
+        self._judge = judge
+        self._voiced = 0  # slots judged voiced
+        self._pending = 0  # slots waiting for the gate
+
+    @property
+    def full(self) -> bool:
+        return len(self._slots) == self._slots.maxlen
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def push(self, vote: bool | np.ndarray) -> None:
+        """Add a frame's vote: False, True, or a copy of the frame when the gate must judge it."""
+        if self.full:
+            self._count(self._slots[0], -1)
+        self._slots.append(vote)
+        self._count(vote, 1)
+
+    def at_least_voiced(self, needed: int) -> bool:
+        """Whether `needed` slots are voiced; judges pending ones (newest first) until it knows."""
+        slots = self._slots
+        for i in range(len(slots) - 1, -1, -1):  # the newest stay longest: their verdict lasts
+            if self._voiced >= needed or self._voiced + self._pending < needed:
+                break
+            if isinstance(slots[i], np.ndarray):
+                self._count(slots[i], -1)
+                slots[i] = self._judge(slots[i])
+                self._count(slots[i], 1)
+        return self._voiced >= needed
+
+    def clear(self) -> None:
+        self._slots.clear()
+        self._voiced = self._pending = 0
+
+    def _count(self, vote: bool | np.ndarray, sign: int) -> None:
+        if isinstance(vote, np.ndarray):
+            self._pending += sign
+        else:
+            self._voiced += sign * vote
+
+
 class VoiceActivityDetector:
     """Speech starts when most frames of the start window are voiced, stops after a quiet window.
 
@@ -63,8 +114,12 @@ class VoiceActivityDetector:
         self._window = np.hanning(VAD_RATE * frame_ms // 1000)
         self._max_flatness = max_flatness
         self._frame_ms = frame_ms
-        self._start = deque[bool](maxlen=max(1, start_ms // frame_ms))
-        self._stop = deque[bool](maxlen=max(1, stop_ms // frame_ms))
+        start_frames, stop_frames = max(1, start_ms // frame_ms), max(1, stop_ms // frame_ms)
+        self._start = VoteWindow(start_frames, self._not_flat)
+        self._stop = VoteWindow(stop_frames, self._not_flat)
+        self._voiced_to_start = math.ceil(self.START_RATIO * start_frames)
+        # the segment goes on while more than (1 - STOP_RATIO) of the stop window is voiced
+        self._voiced_to_go_on = stop_frames - math.ceil(self.STOP_RATIO * stop_frames) + 1
         self._frames = 0
         self._started_at = 0.0
         self.speaking = False
@@ -76,19 +131,21 @@ class VoiceActivityDetector:
 
     def process(self, frame: np.ndarray) -> SpeechEvent | None:
         """Classify one frame; returns an event when the speaking state changes."""
-        voiced = self._vad.is_speech(frame.tobytes(), VAD_RATE) and (
-            self._max_flatness >= 1 or spectral_flatness(frame, self._window) <= self._max_flatness
-        )
+        vote: bool | np.ndarray = self._vad.is_speech(frame.tobytes(), VAD_RATE)
+        if vote and self._max_flatness < 1:
+            vote = frame.copy()  # the gate judges it later, if a decision needs it
         self._frames += 1
         window = self._stop if self.speaking else self._start
-        window.append(voiced)
-        if not self.speaking:
-            if len(window) == window.maxlen and sum(window) >= self.START_RATIO * window.maxlen:
-                return self._begin(len(window))
+        window.push(vote)
+        if not window.full:
             return None
-        if len(window) == window.maxlen and window.count(False) >= self.STOP_RATIO * window.maxlen:
-            return self._end(len(window))
-        return None
+        if not self.speaking:
+            starts = window.at_least_voiced(self._voiced_to_start)
+            return self._begin(len(window)) if starts else None
+        return None if window.at_least_voiced(self._voiced_to_go_on) else self._end(len(window))
+
+    def _not_flat(self, frame: np.ndarray) -> bool:
+        return spectral_flatness(frame, self._window) <= self._max_flatness
 
     def _begin(self, window_frames: int) -> SpeechStarted:
         self.speaking = True
