@@ -155,8 +155,11 @@ class Playout:
             self._by_id[utterance.id] = utterance
             resampler = StreamResampler(rate, self.sample_rate, self._quality)
             try:
-                async for chunk in _chunks(source):
-                    await self._enqueue(utterance.id, resampler.process(to_s16(chunk)))
+                if isinstance(source, AsyncIterable):
+                    async for chunk in source:
+                        await self._enqueue(utterance.id, resampler.process(to_s16(chunk)))
+                else:
+                    await self._enqueue(utterance.id, resampler.process(to_s16(source)))
                 await self._enqueue(utterance.id, resampler.flush())
             finally:
                 for report in self.queue.close(utterance.id):
@@ -184,10 +187,3 @@ class Playout:
         if not task.cancelled() and task.exception() is not None:
             log.error("speech source failed, its audio ends here: %r", task.exception())
 
-
-async def _chunks(source: AudioSource) -> AsyncIterable[AudioChunk]:
-    if isinstance(source, bytes | bytearray | memoryview | np.ndarray):
-        yield source
-    else:
-        async for chunk in source:
-            yield chunk
