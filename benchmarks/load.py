@@ -10,8 +10,9 @@ other), with the live echo responder, so each frame's echo can be timed:
 - added latency: the server's own timestamps, frame arrival to echo sent (its /metrics);
 - round trip: measured by the bots, send to echo received (not given for a step that
   dropped frames: the bots map received samples to sent chunks);
-- pacing: lead at the player, underruns (the player ran dry: audible gaps), late ticks of
-  the generator itself (a late tick is the generator's fault, not the bridge's), and the
+- pacing: lead at the player, underruns (the player ran dry: audible gaps; each echo is
+  placed as if its chunk had been sent on time, so the generator's own lateness, reported
+  as generator_late_ms, is not blamed on the bridge), late ticks (a whole chunk late), and the
   server pacer's underruns (with live echo and no prebuffer these count input jitter of a
   millisecond or more, which the bot's device buffer hides; reported, not a criterion);
 - server CPU (share of its core) and RSS, per session.
@@ -75,15 +76,18 @@ class Bot:
     def __init__(self, ws: ClientConnection, audio: np.ndarray, chunk: int, rate: int) -> None:
         self.ws, self.audio, self.chunk, self.rate = ws, audio, chunk, rate
         self.sent_at = array("d")
+        self.due_at = array("d")  # when each chunk should have gone: the generator may be late
         self.stats = BotStats()
         self.play_end = 0.0
         self.measuring = False
+        self.measured_from = 0  # index of the first chunk sent while measuring
         self._listener = asyncio.create_task(self._listen())
 
-    async def send_next(self) -> None:
+    async def send_next(self, due: float) -> None:
         k = len(self.sent_at)
         start = (k * self.chunk) % (len(self.audio) - self.chunk)
         self.sent_at.append(time.monotonic())
+        self.due_at.append(due)
         await self.ws.send(self.audio[start : start + self.chunk].tobytes())
 
     async def _listen(self) -> None:
@@ -91,6 +95,10 @@ class Bot:
             async for message in self.ws:
                 if isinstance(message, bytes):
                     self._heard(time.monotonic(), len(message) // 2)
+
+    def lateness(self) -> np.ndarray:
+        """Seconds each chunk left after it was due."""
+        return np.frombuffer(self.sent_at) - np.frombuffer(self.due_at)
 
     def _heard(self, now: float, samples: int) -> None:
         stats = self.stats
@@ -100,7 +108,11 @@ class Bot:
             return
         chunk_index = (stats.received - 1) // self.chunk
         if chunk_index < len(self.sent_at):
-            stats.rtts.append(now - self.sent_at[chunk_index])
+            round_trip = now - self.sent_at[chunk_index]
+            stats.rtts.append(round_trip)
+            # the player hears the echo as if its chunk had left on time: a late generator
+            # tick is the harness's delay, not the bridge's (it is reported on its own)
+            now = self.due_at[chunk_index] + round_trip
         if now > self.play_end:
             stats.underruns += 1
             self.play_end = now + PLAYER_BUFFER_S  # the player rebuffers
@@ -282,7 +294,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
         if not measuring and time.monotonic() >= warmup_end:
             measuring = True
             for bot in bots:
-                bot.measuring = True
+                bot.measuring, bot.measured_from = True, len(bot.sent_at)
             if server.has_metrics:  # in the background: the bots' ticks go on meanwhile
                 baseline = asyncio.create_task(scrape(http, server.port))
             cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
@@ -291,7 +303,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
             next_rss += 10.0
         if time.monotonic() >= end:
             break
-        await asyncio.gather(*(bot.send_next() for bot in groups[ticks % PHASES]))
+        await asyncio.gather(*(bot.send_next(due) for bot in groups[ticks % PHASES]))
         ticks += 1
     await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
@@ -305,6 +317,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
         await bot.close()
     rtts = np.concatenate([np.frombuffer(b.stats.rtts) for b in bots]) * 1000
     leads = np.concatenate([np.frombuffer(b.stats.leads) for b in bots]) * 1000
+    sends_late = np.concatenate([b.lateness()[b.measured_from :] for b in bots]) * 1000
     underruns = sum(b.stats.underruns for b in bots)
     server_underruns = metrics.get("speakbridge_underruns_total", 0) - metrics0.get(
         "speakbridge_underruns_total", 0
@@ -344,6 +357,10 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
         "server_underruns": int(server_underruns),
         "dropped": int(dropped),
         "late_ticks": late,
+        "generator_late_ms": {  # how late bots sent their chunks (taken out of the player model)
+            "p99": round(float(np.percentile(sends_late, 99)), 2),
+            "max": round(float(sends_late.max()), 2),
+        },
         "server_cpu_core_share": round(cpu / wall, 3),
         "server_rss_mb": round(rss / 1024, 1),
         "rss_growth_kb_during_step": rss - rss0,
