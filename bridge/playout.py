@@ -42,6 +42,32 @@ class Utterance:
             self.report.set_result(report)
 
 
+class SpeechStream:
+    """Speech written chunk by chunk from plain code, with no task or await per chunk.
+
+    For live audio: write() queues what fits at once, close() ends the utterance. An
+    interrupt (barge-in) ends the stream: later writes queue nothing.
+    """
+
+    def __init__(self, playout: Playout, utterance: Utterance, rate: int) -> None:
+        self.utterance = utterance
+        self.closed = False
+        self._playout = playout
+        self._resampler = StreamResampler(rate, playout.sample_rate, playout.quality)
+
+    def write(self, audio: AudioChunk) -> int:
+        """Queue audio at the stream's rate; returns the samples (at the bot's rate) that did
+        not fit in the playback queue and were dropped: the caller counts them."""
+        samples = self._resampler.process(to_s16(audio))
+        return len(samples) if self.closed else self._playout.put(self.utterance.id, samples)
+
+    def close(self) -> None:
+        """End the utterance: what is queued still plays; await .utterance for its report."""
+        if not self.closed:
+            self._playout.put(self.utterance.id, self._resampler.flush())
+            self._playout.end_stream(self)
+
+
 class Playout:
     """Queues, resamples and paces a session's outgoing speech; interrupt() is barge-in."""
 
@@ -63,10 +89,11 @@ class Playout:
         self._frame = np.zeros(frame_samples(sample_rate, frame_ms), dtype="<i2")
         self._prebuffer = max(len(self._frame), int(sample_rate * prebuffer_ms / 1000))
         self._prefetch = int(sample_rate * prefetch_s)
-        self._quality: Quality = quality
+        self.quality: Quality = quality
         self._clock = clock
         self._max_pending = max_pending
         self._pending: dict[asyncio.Task[None], Utterance] = {}
+        self._streams: set[SpeechStream] = set()
         self._order = asyncio.Lock()  # utterances enter the queue in the order spoken
         self._audio_ready = asyncio.Event()
         self._space_freed = asyncio.Event()
@@ -78,7 +105,7 @@ class Playout:
     @property
     def speaking(self) -> bool:
         """Speech is queued or still being produced."""
-        return bool(self._pending) or not self.queue.idle
+        return bool(self._pending) or bool(self._streams) or not self.queue.idle
 
     def delay(self) -> float:
         """Seconds a frame queued now would wait to be sent: the queue, and the lead if full."""
@@ -88,13 +115,40 @@ class Playout:
 
     def speak(self, audio: AudioSource, sample_rate: int | None = None) -> Utterance:
         """Queue audio at sample_rate (default: the bot's); returns at once with its Utterance."""
-        if len(self._pending) >= self._max_pending:
-            raise RuntimeError(f"more than {self._max_pending} utterances pending (max_pending)")
+        self._check_pending()
         utterance = Utterance()
         task = asyncio.create_task(self._feed(utterance, audio, sample_rate or self.sample_rate))
         self._pending[task] = utterance
         task.add_done_callback(self._feeder_done)
         return utterance
+
+    async def open_stream(self, sample_rate: int | None = None) -> SpeechStream:
+        """Start an utterance written by SpeechStream.write(), after the speech queued before
+        it; speech queued after it waits until it is closed."""
+        self._check_pending()
+        await asyncio.sleep(0)  # speech spoken just before has its feeder queue for the order
+        await self._order.acquire()
+        utterance = Utterance()
+        utterance.id = self.queue.open()
+        self._by_id[utterance.id] = utterance
+        stream = SpeechStream(self, utterance, sample_rate or self.sample_rate)
+        self._streams.add(stream)
+        return stream
+
+    def put(self, utterance_id: int, samples: np.ndarray) -> int:
+        """Queue samples of an open utterance now; returns how many did not fit (dropped)."""
+        taken = self.queue.write(utterance_id, samples)
+        self._audio_ready.set()
+        return len(samples) - taken
+
+    def end_stream(self, stream: SpeechStream) -> None:
+        """Close a stream's utterance (what is queued still plays) and let later speech in."""
+        stream.closed = True
+        self._streams.discard(stream)
+        for report in self.queue.close(stream.utterance.id):
+            self._settle(report)
+        self._order.release()
+        self._audio_ready.set()
 
     def interrupt(self) -> list[PlaybackReport]:
         """Drop all queued and pending speech; returns a report for each utterance cut short."""
@@ -105,6 +159,8 @@ class Playout:
             task.cancel()
             if utterance.id == 0:
                 utterance.settle(PlaybackReport(0, 0, 0, interrupted=True))
+        for stream in list(self._streams):
+            self.end_stream(stream)  # its queued audio was cleared with the rest
         self.pacer.end_stream()
         self._space_freed.set()
         return reports
@@ -139,6 +195,10 @@ class Playout:
             for report in reports:
                 self._settle(report)
 
+    def _check_pending(self) -> None:
+        if len(self._pending) + len(self._streams) >= self._max_pending:
+            raise RuntimeError(f"more than {self._max_pending} utterances pending (max_pending)")
+
     def _frame_ready(self, frame_size: int) -> bool:
         """A whole frame is queued (after a gap: the prebuffer), or the rest of a finished one."""
         available = self.queue.available
@@ -153,7 +213,7 @@ class Playout:
                 await self._space_freed.wait()
             utterance.id = self.queue.open()
             self._by_id[utterance.id] = utterance
-            resampler = StreamResampler(rate, self.sample_rate, self._quality)
+            resampler = StreamResampler(rate, self.sample_rate, self.quality)
             try:
                 if isinstance(source, AsyncIterable):
                     async for chunk in source:
@@ -186,4 +246,3 @@ class Playout:
         self._pending.pop(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("speech source failed, its audio ends here: %r", task.exception())
-

@@ -77,6 +77,7 @@ class Session:
         self._grace: asyncio.TimerHandle | None = None
         self._ending: asyncio.Task[None] | None = None
         self._sink_ready = asyncio.Event()
+        self._send: Send | None = None  # the current sink's send, chosen by _update_sink
         self.info = SessionInfo(session_id, sample_rate)
         self.events = EventHub(session_id, config.event_queue_size)
         self.playout = Playout(
@@ -191,7 +192,7 @@ class Session:
             self._refuse(exc)
             return
         arrived = time.monotonic()
-        if not await self._claim_source(link):
+        if not link.source and not await self._claim_source(link):
             return
         self.stats.bytes_in += len(data)
         self._hear(samples)
@@ -281,9 +282,7 @@ class Session:
         )
 
     async def _claim_source(self, link: Link) -> bool:
-        """Make link the meeting-audio source, unless another socket already is (then close it)."""
-        if link.source:
-            return True
+        """Make link (not yet the source) the meeting-audio source, unless another socket is."""
         if any(other.source for other in self.links.values() if other is not link):
             self._refuse(ProtocolError("second_source", f"{link.path_role} socket sent audio too"))
             await link.connection.close(CloseCode.SECOND_SOURCE, "another socket sends the audio")
@@ -320,15 +319,18 @@ class Session:
         return next(iter(self.links.values()), None)  # a lone socket is both ways
 
     def _update_sink(self) -> None:
-        if self._sink_link() is None:
+        """Pick the socket speech goes to; called whenever the links change."""
+        link = self._sink_link()
+        self._send = None if link is None else self._sender(link)
+        if link is None:
             self._sink_ready.clear()
         else:
             self._sink_ready.set()
 
     def _sink(self) -> Send | None:
-        link = self._sink_link()
-        if link is None:
-            return None
+        return self._send
+
+    def _sender(self, link: Link) -> Send:
         connection = link.connection
         backlog_limit = self.config.playback_backlog_bytes
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.events import Event, EventHub
-from bridge.playout import AudioSource, Playout, Utterance
+from bridge.playout import AudioSource, Playout, SpeechStream, Utterance
 from bridge.protocol import SpeakerState
 
 
@@ -83,6 +83,11 @@ class SessionHandle:
         Returns at once; await the Utterance for what was played. Barge-in may cut it short.
         """
         return self._playout.speak(audio, sample_rate)
+
+    async def open_stream(self, sample_rate: int | None = None) -> SpeechStream:
+        """Speech written chunk by chunk with SpeechStream.write() (no await: for live audio,
+        such as an echo); close() ends it. Waits for the speech queued before it."""
+        return await self._playout.open_stream(sample_rate)
 
     def interrupt(self) -> list[PlaybackReport]:
         """Stop speaking now: queued audio is dropped; at most the pacing lead still plays."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Literal
 
 import numpy as np
@@ -12,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.audio.catchup import CatchUp
 from bridge.audio.segments import SegmentCollector
 from bridge.audio.vad import SpeechStarted, SpeechStopped
+from bridge.playout import SpeechStream
 from bridge.plugins.base import Responder, SessionHandle
 
 
@@ -49,7 +48,7 @@ class EchoResponder(Responder):
         self._catchup = CatchUp(
             int(options.live_catchup_s * rate), options.live_max_backlog_ms * rate // 1000
         )
-        self._live: asyncio.Queue[np.ndarray | None] = asyncio.Queue()  # bounded by _catchup
+        self._live: SpeechStream | None = None
 
     @property
     def interruptible(self) -> bool:  # type: ignore[override]
@@ -61,11 +60,11 @@ class EchoResponder(Responder):
 
     async def on_start(self) -> None:
         if self.options.mode == "live":
-            self.session.speak(self._live_frames())
+            self._live = await self.session.open_stream()
 
     async def on_audio(self, frame: np.ndarray) -> None:
-        if self.options.mode == "live":
-            self._loop_back(frame)
+        if self._live is not None:
+            self._loop_back(self._live, frame)
             return
         if self._segments is None:
             o = self.options
@@ -87,17 +86,12 @@ class EchoResponder(Responder):
             self.session.speak(audio)
 
     async def on_stop(self) -> None:
-        if self.options.mode == "live":
-            self._live.put_nowait(None)  # ends the live utterance
+        if self._live is not None:
+            self._live.close()
 
-    def _loop_back(self, frame: np.ndarray) -> None:
-        queued = self._live.qsize() * len(frame)  # frames are all one size
-        waiting = queued + int(self.session.output_delay() * self.session.bot_rate)
-        if self._catchup.keep(waiting, len(frame)):
-            self._live.put_nowait(frame)
-        else:
+    def _loop_back(self, live: SpeechStream, frame: np.ndarray) -> None:
+        waiting = int(self.session.output_delay() * self.session.bot_rate)
+        if not self._catchup.keep(waiting, len(frame)):
             self.session.drop_input("echo_live_behind", len(frame))
-
-    async def _live_frames(self) -> AsyncIterator[np.ndarray]:
-        while (frame := await self._live.get()) is not None:
-            yield frame
+        elif lost := live.write(frame):
+            self.session.drop_input("echo_live_queue_full", lost)
