@@ -101,6 +101,7 @@ class BridgeServer:
             await self._server.wait_closed()
             await self.watchdog.stop()
             self._server = None
+            gc.unfreeze()  # what start() kept out of collections may be garbage by now
 
     def _count_block(self) -> None:
         self.totals.loop_blocked += 1
