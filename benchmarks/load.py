@@ -15,7 +15,8 @@ other), with the live echo responder, so each frame's echo can be timed:
   as generator_late_ms, is not blamed on the bridge), late ticks (a whole chunk late), and the
   server pacer's underruns (with live echo and no prebuffer these count input jitter of a
   millisecond or more, which the bot's device buffer hides; reported, not a criterion);
-- server CPU (share of its core) and RSS, per session.
+- server CPU (share of its core) and RSS, per session; the hypervisor's steal on the
+  server's core (host_steal_share: on a shared VM, a burst of steal stalls every session).
 
 A step passes when p99 added latency < 5 ms, no underruns and nothing dropped; the largest
 passing N is the capacity on this machine.
@@ -175,6 +176,7 @@ class ServerUnderTest:
         )
         banner = self.process.stdout.readline()  # type: ignore[union-attr]
         self.port = int(re.search(r":(\d+)", banner).group(1))  # type: ignore[union-attr]
+        self.core = core
         if core is not None:
             os.sched_setaffinity(self.process.pid, {core})
         if kind != "speakbridge":
@@ -187,6 +189,16 @@ class ServerUnderTest:
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def steal_seconds(self) -> float:
+        """Time the hypervisor ran something else while the server's core wanted to run (on a
+        VM); all cores when not pinned. The server can do nothing about it: it stalls."""
+        line = "cpu" if self.core is None else f"cpu{self.core}"
+        for row in Path("/proc/stat").read_text().splitlines():
+            fields = row.split()
+            if fields[0] == line:
+                return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+        return 0.0
 
     def rss_kb(self) -> int:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -281,8 +293,9 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     end = warmup_end + args.duration
     measuring = False
     rss_samples: list[float] = []
+    every_10s: dict[str, list[float]] = {"underruns": [], "host_steal_ms": []}
     next_rss = warmup_end
-    cpu0 = rss0 = wall0 = 0.0
+    cpu0 = rss0 = wall0 = steal0 = 0.0
     baseline: asyncio.Task[Scrape] | None = None
     while True:
         due = begin + ticks * tick
@@ -298,8 +311,11 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
             if server.has_metrics:  # in the background: the bots' ticks go on meanwhile
                 baseline = asyncio.create_task(scrape(http, server.port))
             cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
+            steal0 = server.steal_seconds()
         if measuring and time.monotonic() >= next_rss:
             rss_samples.append(round(server.rss_kb() / 1024, 1))
+            every_10s["underruns"].append(sum(b.stats.underruns for b in bots))
+            every_10s["host_steal_ms"].append(round((server.steal_seconds() - steal0) * 1000))
             next_rss += 10.0
         if time.monotonic() >= end:
             break
@@ -308,6 +324,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
+    steal = server.steal_seconds() - steal0
     metrics, histograms = await scrape(http, server.port) if server.has_metrics else empty_scrape()
     metrics0, histograms0 = await baseline if baseline is not None else empty_scrape()
     added, loop_lag = (difference(histograms[h], histograms0[h]) for h in HISTOGRAMS)
@@ -362,11 +379,14 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
             "max": round(float(sends_late.max()), 2),
         },
         "server_cpu_core_share": round(cpu / wall, 3),
+        "host_steal_share": round(steal / wall, 4),  # of the server's core, taken by the host
         "server_rss_mb": round(rss / 1024, 1),
         "rss_growth_kb_during_step": rss - rss0,
         "frames_measured": added.count,
     }
     result["rss_mb_every_10s"] = rss_samples
+    for name, totals in every_10s.items():  # so far -> in each 10 s: see when they come
+        result[f"{name}_every_10s"] = np.diff(totals, prepend=0).tolist()
     result["sustained"] = bool(
         underruns == 0 and dropped == 0 and late == 0 and cpu / wall < SUSTAINED_CPU_SHARE
     )
