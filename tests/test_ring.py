@@ -60,3 +60,14 @@ def test_clear_reports_dropped():
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError):
         RingBuffer(0)
+
+
+def test_a_stream_that_never_backs_up_touches_only_the_front_of_the_buffer():
+    """An emptied ring starts again at index 0: a live stream of frames read as they come
+    writes only the first frame's worth of a large buffer (the rest never becomes resident)."""
+    ring = RingBuffer(72_000)  # 3 s at 24 kHz, as the playback queue
+    frame = np.ones(480, dtype=np.int16)
+    for _ in range(1000):  # 20 s of live frames
+        ring.write(frame)
+        assert read(ring, 480) == [1] * 480
+    assert not ring._data[480:].any()

@@ -48,8 +48,10 @@ class RingBuffer:
         out[:first] = self._data[self._read : self._read + first]
         if n > first:
             out[first:n] = self._data[: n - first]
-        self._read = (self._read + n) % self.capacity
         self._size -= n
+        # emptied: start again at the front, so a stream that never backs up keeps to the
+        # first pages of the buffer (the rest is never touched, so never resident)
+        self._read = (self._read + n) % self.capacity if self._size else 0
         return n
 
     def clear(self) -> int:
