@@ -191,3 +191,19 @@ async def test_live_echo_sheds_the_connect_burst_backlog_and_counts_it(start_bri
     assert histogram.quantile(0.5) < 0.005  # after half a second, the backlog is gone
     assert report.underruns == 0
     assert report.bytes_received == report.bytes_sent // 960 * 960 - shed * 960
+
+
+async def test_live_echo_goes_on_after_a_control_interrupt(start_bridge):
+    server = await start_bridge("echo", ("mode=live",), prebuffer_ms=0)
+    url = f"ws://127.0.0.1:{server.port}/bots/cut"
+    opts = SimulatorOptions(lead_in_s=0.3, gap_s=0.5, listen_s=0.3, burst_chunks=0)
+    bot = asyncio.create_task(simulate([url], [str(ALSA / "Front_Left.wav")], opts))
+    session = await session_of(server, "cut")
+    await asyncio.sleep(1.0)  # mid-recording
+    assert session.playout.speaking
+    session.interrupt("command")  # what the control channel's `interrupt` does
+    report = await bot
+    metrics = await scrape(server)
+    assert "speakbridge_dropped_total{reason=echo_live_queue_full}" not in metrics
+    # the interrupt cut at most the lead (2 frames); everything after it was echoed
+    assert report.bytes_received >= report.bytes_sent // 960 * 960 - 3 * 960

@@ -64,6 +64,8 @@ class EchoResponder(Responder):
 
     async def on_audio(self, frame: np.ndarray) -> None:
         if self._live is not None:
+            if self._live.closed:  # a control `interrupt` ended it: the echo goes on
+                self._live = await self.session.open_stream()
             self._loop_back(self._live, frame)
             return
         if self._segments is None:
