@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from bridge import __version__, loops
 from bridge.config import BridgeConfig
@@ -25,6 +26,7 @@ from bridge.server import BridgeServer
 from bridge.session import ResponderFactory
 from bridge.signing import control_url
 from bridge.simulator import SimulatorOptions, simulate
+from bridge.workers import supervise
 
 ENV_PREFIX = "SPEAKBRIDGE_"
 log = logging.getLogger("bridge")
@@ -33,6 +35,7 @@ log = logging.getLogger("bridge")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `speakbridge` and `python -m bridge`; returns the exit status."""
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the workers' command lines
     setup_logging(args.log_level, args.log_format)
     try:
         return args.run(args)
@@ -220,8 +223,14 @@ def _config(args: argparse.Namespace) -> BridgeConfig:
     try:
         return BridgeConfig(**{name: getattr(args, name) for name in BridgeConfig.model_fields})
     except ValidationError as exc:
-        problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}".replace("_", "-") for e in exc.errors())
-        raise ValueError(problems) from None
+        raise ValueError("; ".join(map(_problem, exc.errors()))) from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """A validation error as the user typed it: the flag, or a rule between several flags."""
+    if error["loc"]:
+        return f"--{error['loc'][0]}: {error['msg']}".replace("_", "-")
+    return error["msg"].removeprefix("Value error, ")
 
 
 def responder_factory(spec: str, options: list[str]) -> ResponderFactory:
@@ -260,7 +269,16 @@ def _responders(args: argparse.Namespace) -> list[ResponderFactory]:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _config(args)
-    return loops.run(_serve_until_signalled(config, _responders(args)), config.event_loop)
+    factories = _responders(args)  # checked here, so a bad responder stops the supervisor too
+    if config.workers > 1 and config.worker < 0:
+        print(
+            f"speakbridge: {config.workers} workers on ports {config.port}-"
+            f"{config.port + config.workers - 1}; a session's URLs name its worker's port "
+            "(speakbridge launch does it; a worker refuses another's sessions with 421)",
+            flush=True,
+        )
+        return asyncio.run(supervise(args.argv, config.workers))
+    return loops.run(_serve_until_signalled(config, factories), config.event_loop)
 
 
 async def _serve_until_signalled(config: BridgeConfig, factories: list[ResponderFactory]) -> int:
@@ -305,6 +323,8 @@ def _launch(args: argparse.Namespace) -> int:
     )
     server = None
     if args.serve:
+        if config.workers > 1:
+            raise ValueError("--serve runs one process: start `speakbridge serve --workers N`")
         server = BridgeServer(config, _responders(args))
     print(f"session {urls.session_id}", flush=True)
     return loops.run(

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bridge.audio.resample import Quality
+from bridge.workers import port_offset
 
 
 class BridgeConfig(BaseModel):
@@ -75,9 +76,29 @@ class BridgeConfig(BaseModel):
     )
     ping_interval_s: float = Field(20.0, gt=0)
     ping_timeout_s: float = Field(20.0, gt=0)
+    workers: int = Field(
+        1, ge=1, le=64, description="processes, one per core: worker i on port + i (see README)"
+    )
+    worker: int = Field(-1, ge=-1, description="set by the supervisor: this process's index")
 
     @model_validator(mode="after")
     def _prefetch_within_buffer(self) -> BridgeConfig:
         if self.prefetch_s >= self.playback_buffer_s:
             raise ValueError("prefetch_s must be below playback_buffer_s")
         return self
+
+    @model_validator(mode="after")
+    def _workers_have_ports(self) -> BridgeConfig:
+        if self.workers > 1:
+            if self.port == 0:
+                raise ValueError("workers need a fixed port: worker i listens on port + i")
+            if self.public_url:
+                port_offset(self.public_url, 0)  # raises without a port
+        if self.worker >= self.workers:
+            raise ValueError(f"worker {self.worker} of {self.workers} does not exist")
+        return self
+
+    @property
+    def listen_port(self) -> int:
+        """The port this process listens on: its worker's."""
+        return self.port + max(self.worker, 0)

@@ -13,6 +13,7 @@ from bridge.launch import BotSpec, MeetingBaasClient
 from bridge.protocol import PathRole
 from bridge.server import BridgeServer
 from bridge.signing import signed_url
+from bridge.workers import worker_url
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +28,18 @@ class SessionUrls:
 
 
 def session_urls(config: BridgeConfig, split: bool, session_id: str | None = None) -> SessionUrls:
-    """URLs for a new session under config.public_url, signed when config has a secret."""
+    """URLs for a new session under config.public_url (at its worker's port with --workers),
+    signed when config has a secret."""
     if not config.public_url:
         raise ValueError("--public-url is needed: the ws:// or wss:// address the bot can reach")
     session_id = session_id or uuid.uuid4().hex
     secret = config.secret.get_secret_value() if config.secret else None
     query = {"rate": str(config.rate)}
 
+    base = worker_url(config.public_url, session_id, config.workers)
+
     def url(role: PathRole) -> str:
-        return signed_url(
-            config.public_url or "", secret, session_id, role, query, config.token_ttl_s
-        )
+        return signed_url(base, secret, session_id, role, query, config.token_ttl_s)
 
     if split:
         return SessionUrls(session_id, url("output"), url("input"))

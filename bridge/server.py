@@ -27,6 +27,7 @@ from bridge.session import Link, ResponderFactory
 from bridge.sessions import SessionTable
 from bridge.signing import verify
 from bridge.watchdog import LoopWatchdog
+from bridge.workers import port_offset, worker_of
 
 log = logging.getLogger(__name__)
 WEBSOCKETS_LOG = logging.getLogger("bridge.websockets")
@@ -62,12 +63,14 @@ class BridgeServer:
         c = self.config
         if c.secret is None:
             log.warning(
-                "no --secret set: anyone who can reach %s:%s can open sessions", c.host, c.port
+                "no --secret set: anyone who can reach %s:%s can open sessions",
+                c.host,
+                c.listen_port,
             )
         self._server = await serve(
             self._handle,
             c.host,
-            c.port,
+            c.listen_port,
             process_request=self._admit,
             compression=None,
             max_size=c.max_message_bytes,
@@ -107,13 +110,25 @@ class BridgeServer:
         self.totals.loop_blocked += 1
 
     def base_url(self) -> str:
-        return self.config.public_url or f"ws://{self.config.host}:{self.port}"
+        c = self.config
+        if c.public_url:
+            return port_offset(c.public_url, max(c.worker, 0)) if c.workers > 1 else c.public_url
+        return f"ws://{c.host}:{self.port}"
 
     def banner(self) -> str:
         """The URLs to give a bot, with an example session id."""
+        c = self.config
         base, example = self.base_url(), uuid.uuid4().hex[:12]
+        while c.workers > 1 and worker_of(example, c.workers) != max(c.worker, 0):
+            example = uuid.uuid4().hex[:12]  # an example this worker accepts
+        worker = (
+            f" (worker {max(c.worker, 0)} of {c.workers}: sessions whose crc32(id) % "
+            f"{c.workers} is {max(c.worker, 0)})"
+            if c.workers > 1
+            else ""
+        )
         return (
-            f"speakbridge listening on {base} (default rate {self.config.rate} Hz)\n"
+            f"speakbridge listening on {base}{worker} (default rate {c.rate} Hz)\n"
             f"  one socket both ways:  streaming.output = streaming.input = "
             f"{base}/bots/{{session_id}}\n"
             f"  split sockets:         streaming.output = {base}/bots/{{session_id}}/output\n"
@@ -139,11 +154,13 @@ class BridgeServer:
                 return self._listing(connection, request)
             if path.startswith("/control/"):
                 session_id, token = parse_control_route(request.path)
+                self._check_worker(session_id)
                 self._authenticate(token, session_id, "control")
                 if session_id not in self.sessions.sessions:
                     raise RouteError(404, f"no session {session_id}")
                 return None
             route = parse_route(request.path)
+            self._check_worker(route.session_id)
             self._authenticate(route.token, route.session_id, route.path_role)
             if self.draining and route.session_id not in self.sessions.sessions:
                 raise RouteError(503, "the server is draining; connect to another one")
@@ -161,6 +178,14 @@ class BridgeServer:
             )
             return connection.respond(exc.status, exc.detail + "\n")
         return None
+
+    def _check_worker(self, session_id: str) -> None:
+        """With --workers, a session lives on its own worker: both sockets must come here."""
+        c = self.config
+        if c.workers > 1 and (owner := worker_of(session_id, c.workers)) != max(c.worker, 0):
+            raise RouteError(
+                421, f"session {session_id} belongs to worker {owner}, port {c.port + owner}"
+            )
 
     def _authenticate(self, token: str | None, session_id: str, role: str) -> None:
         if self.config.secret is not None:
