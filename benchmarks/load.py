@@ -19,7 +19,9 @@ other), with the live echo responder, so each frame's echo can be timed:
   server's core (host_steal_share: on a shared VM, a burst of steal stalls every session).
 
 A step passes when p99 added latency < 5 ms, no underruns and nothing dropped; the largest
-passing N is the capacity on this machine.
+passing N is the capacity on this machine. `--workers N` runs `speakbridge serve --workers
+N` instead (unpinned; each bot connects to its session's worker; CPU, RSS and metrics are
+summed over the workers).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bridge.codecs.wav import read_wav
 from bridge.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
+from bridge.workers import worker_url
 
 SPEECH = ["Front_Left", "Front_Right", "Rear_Left", "Rear_Right", "Side_Left", "Side_Right"]
 PLAYER_BUFFER_S = 0.040
@@ -135,10 +138,14 @@ def speech(rate: int) -> np.ndarray:
 
 
 class ServerUnderTest:
-    """A server in its own process, pinned to one core: speakbridge, or the pipecat peer."""
+    """A server in its own process, pinned to one core: speakbridge (or several of its
+    workers, unpinned, measured together), or the pipecat peer."""
 
-    def __init__(self, kind: str, extra: list[str], rate: int, core: int | None) -> None:
-        self.kind = kind
+    def __init__(
+        self, kind: str, extra: list[str], rate: int, core: int | None, workers: int = 1
+    ) -> None:
+        self.kind, self.workers = kind, workers
+        base = free_ports(workers) if workers > 1 else 0
         if kind == "speakbridge":
             command = [
                 sys.executable,
@@ -146,7 +153,9 @@ class ServerUnderTest:
                 "bridge",
                 "serve",
                 "--port",
-                "0",
+                str(base),
+                "--workers",
+                str(workers),
                 "--grace-s",
                 "0",
                 "--log-level",
@@ -175,20 +184,36 @@ class ServerUnderTest:
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
         banner = self.process.stdout.readline()  # type: ignore[union-attr]
-        self.port = int(re.search(r":(\d+)", banner).group(1))  # type: ignore[union-attr]
+        if workers == 1:
+            base = int(re.search(r":(\d+)", banner).group(1))  # type: ignore[union-attr]
+        self.port = base
+        self.ports = [base + i for i in range(workers)]
         self.core = core
         if core is not None:
             os.sched_setaffinity(self.process.pid, {core})
-        if kind != "speakbridge":
-            wait_until_listening(self.port)
+        for port in self.ports:
+            wait_until_listening(port)
+
+    def url(self, session_id: str) -> str:
+        """The base URL of the worker that serves session_id."""
+        return worker_url(f"ws://127.0.0.1:{self.port}", session_id, self.workers)
+
+    def pids(self) -> list[int]:
+        """The server's process and its workers."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [pid, *map(int, children)]
 
     @property
     def has_metrics(self) -> bool:
         return self.kind == "speakbridge"
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def steal_seconds(self) -> float:
         """Time the hypervisor ran something else while the server's core wanted to run (on a
@@ -201,8 +226,11 @@ class ServerUnderTest:
         return 0.0
 
     def rss_kb(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+        total = 0
+        for pid in self.pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+        return total
 
     def stop(self) -> None:
         self.process.terminate()
@@ -215,6 +243,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> int:
+    """A base port with the n ports from it free (workers listen on base + i)."""
+    while True:
+        base = free_port()
+        with contextlib.ExitStack() as probes:
+            try:
+                for i in range(1, n):
+                    probes.enter_context(socket.socket()).bind(("127.0.0.1", base + i))
+            except OSError:
+                continue
+        return base
+
+
 def wait_until_listening(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -224,10 +265,18 @@ def wait_until_listening(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-async def scrape(http: httpx.AsyncClient, port: int) -> Scrape:
-    """The server's metrics; parsed in a thread, as a parse of tens of ms would hold up bots."""
-    page = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
-    return await asyncio.to_thread(parse_metrics, page)
+async def scrape(http: httpx.AsyncClient, ports: list[int]) -> Scrape:
+    """The server's metrics, summed over its workers; parsed in a thread, as a parse of tens
+    of ms would hold up bots."""
+    values, histograms = empty_scrape()
+    for port in ports:
+        page = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
+        more, more_histograms = await asyncio.to_thread(parse_metrics, page)
+        for name, value in more.items():
+            values[name] = values.get(name, 0.0) + value
+        for name, histogram in histograms.items():
+            histogram.merge(more_histograms[name])
+    return values, histograms
 
 
 def empty_scrape() -> Scrape:
@@ -262,12 +311,13 @@ def difference(after: Histogram, before: Histogram) -> Histogram:
     return out
 
 
-async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Namespace) -> dict:
+async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) -> dict:
     rate, chunk = args.rate, args.rate * args.chunk_ms // 1000
     audio = speech(rate)
     bots: list[Bot] = []
     for i in range(n):
-        ws = await connect(f"{url}/bots/load-{n}-{i}?rate={rate}", compression=None)
+        session = f"load-{n}-{i}"
+        ws = await connect(f"{server.url(session)}/bots/{session}?rate={rate}", compression=None)
         await ws.send(json.dumps({"protocol_version": 1, "bot_id": f"bot-{i}", "offset": 0}))
         await ws.send(
             json.dumps(
@@ -309,7 +359,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
             for bot in bots:
                 bot.measuring, bot.measured_from = True, len(bot.sent_at)
             if server.has_metrics:  # in the background: the bots' ticks go on meanwhile
-                baseline = asyncio.create_task(scrape(http, server.port))
+                baseline = asyncio.create_task(scrape(http, server.ports))
             cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
             steal0 = server.steal_seconds()
         if measuring and time.monotonic() >= next_rss:
@@ -325,7 +375,7 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
     steal = server.steal_seconds() - steal0
-    metrics, histograms = await scrape(http, server.port) if server.has_metrics else empty_scrape()
+    metrics, histograms = await scrape(http, server.ports) if server.has_metrics else empty_scrape()
     metrics0, histograms0 = await baseline if baseline is not None else empty_scrape()
     added, loop_lag = (difference(histograms[h], histograms0[h]) for h in HISTOGRAMS)
     rss = server.rss_kb()
@@ -388,7 +438,10 @@ async def run_step(url: str, server: ServerUnderTest, n: int, args: argparse.Nam
     for name, totals in every_10s.items():  # so far -> in each 10 s: see when they come
         result[f"{name}_every_10s"] = np.diff(totals, prepend=0).tolist()
     result["sustained"] = bool(
-        underruns == 0 and dropped == 0 and late == 0 and cpu / wall < SUSTAINED_CPU_SHARE
+        underruns == 0
+        and dropped == 0
+        and late == 0
+        and cpu / wall < SUSTAINED_CPU_SHARE * server.workers
     )
     result["passed"] = bool(result["sustained"] and p99 is not None and p99 < P99_LIMIT_S)
     return result
@@ -414,13 +467,14 @@ def machine() -> dict:
 
 async def ramp(kind: str, args: argparse.Namespace) -> dict:
     """Run the ramp against one server kind; returns its steps and capacities."""
-    server = ServerUnderTest(kind, args.server_arg, args.rate, core=0 if args.pin else None)
-    url = f"ws://127.0.0.1:{server.port}"
+    workers = args.workers if kind == "speakbridge" else 1
+    core = 0 if args.pin and workers == 1 else None
+    server = ServerUnderTest(kind, args.server_arg, args.rate, core, workers)
     base_rss = server.rss_kb()
     steps = []
     try:
         for n in args.ramp:
-            step = await run_step(url, server, n, args)
+            step = await run_step(server, n, args)
             step["server"] = kind
             step["rss_per_session_kb"] = round((step["server_rss_mb"] * 1024 - base_rss) / n, 1)
             step["cpu_per_session_pct"] = round(100 * step["server_cpu_core_share"] / n, 3)
@@ -511,6 +565,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         help="an extra argument for `speakbridge serve` (repeat)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run speakbridge with --workers N (not pinned; CPU and RSS summed over them)",
     )
     parser.add_argument("--out", type=Path)
     return parser.parse_args(argv)

@@ -26,7 +26,7 @@ from bridge.server import BridgeServer
 from bridge.session import ResponderFactory
 from bridge.signing import control_url
 from bridge.simulator import SimulatorOptions, simulate
-from bridge.workers import supervise
+from bridge.workers import supervise, worker_url
 
 ENV_PREFIX = "SPEAKBRIDGE_"
 log = logging.getLogger("bridge")
@@ -167,10 +167,17 @@ def _add_control_flags(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(f"{ENV_PREFIX}SECRET"),
         help="the server's secret, to sign the control URL (env SPEAKBRIDGE_SECRET)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get(f"{ENV_PREFIX}WORKERS", "1")),
+        help="the server's --workers: the session's worker port (env SPEAKBRIDGE_WORKERS)",
+    )
 
 
 def _control_url(args: argparse.Namespace) -> str:
-    return control_url(args.url, args.secret, args.session, ttl_s=300)
+    url = worker_url(args.url, args.session, args.workers)
+    return control_url(url, args.secret, args.session, ttl_s=300)
 
 
 def _say(args: argparse.Namespace) -> int:

@@ -143,3 +143,11 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_control_commands_reach_the_sessions_worker():
+    from bridge import cli
+
+    session = session_on(1, 2)
+    args = cli._parser().parse_args(["events", session, "--url", "ws://h:9000", "--workers", "2"])
+    assert cli._control_url(args) == f"ws://h:9001/control/{session}"
