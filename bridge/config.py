@@ -99,6 +99,11 @@ class BridgeConfig(BaseModel):
         return self
 
     @property
+    def worker_index(self) -> int:
+        """This process's worker (0 when it runs alone or was started without a supervisor)."""
+        return max(self.worker, 0)
+
+    @property
     def listen_port(self) -> int:
         """The port this process listens on: its worker's."""
-        return self.port + max(self.worker, 0)
+        return self.port + self.worker_index

@@ -112,18 +112,18 @@ class BridgeServer:
     def base_url(self) -> str:
         c = self.config
         if c.public_url:
-            return port_offset(c.public_url, max(c.worker, 0)) if c.workers > 1 else c.public_url
+            return port_offset(c.public_url, c.worker_index) if c.workers > 1 else c.public_url
         return f"ws://{c.host}:{self.port}"
 
     def banner(self) -> str:
         """The URLs to give a bot, with an example session id."""
         c = self.config
         base, example = self.base_url(), uuid.uuid4().hex[:12]
-        while c.workers > 1 and worker_of(example, c.workers) != max(c.worker, 0):
+        while c.workers > 1 and worker_of(example, c.workers) != c.worker_index:
             example = uuid.uuid4().hex[:12]  # an example this worker accepts
         worker = (
-            f" (worker {max(c.worker, 0)} of {c.workers}: sessions whose crc32(id) % "
-            f"{c.workers} is {max(c.worker, 0)})"
+            f" (worker {c.worker_index} of {c.workers}: sessions whose crc32(id) % "
+            f"{c.workers} is {c.worker_index})"
             if c.workers > 1
             else ""
         )
@@ -182,7 +182,7 @@ class BridgeServer:
     def _check_worker(self, session_id: str) -> None:
         """With --workers, a session lives on its own worker: both sockets must come here."""
         c = self.config
-        if c.workers > 1 and (owner := worker_of(session_id, c.workers)) != max(c.worker, 0):
+        if c.workers > 1 and (owner := worker_of(session_id, c.workers)) != c.worker_index:
             raise RouteError(
                 421, f"session {session_id} belongs to worker {owner}, port {c.port + owner}"
             )

@@ -1,9 +1,7 @@
 """--workers: one process per worker on port + i; a session's sockets reach its own worker."""
 
 import asyncio
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +11,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from benchmarks.load import free_ports
 from bridge.config import BridgeConfig
 from bridge.launcher import session_urls
 from bridge.simulator import SimulatorOptions, simulate
@@ -20,22 +19,6 @@ from bridge.workers import worker_of, worker_url
 from tests.audio import ALSA
 
 FRONT_LEFT = str(ALSA / "Front_Left.wav")
-
-
-def free_ports(n: int) -> int:
-    """A base port with the n ports from it free on loopback."""
-    while True:
-        base = random.randint(20000, 60000)
-        probes = [socket.socket() for _ in range(n)]
-        try:
-            for i, probe in enumerate(probes):
-                probe.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
 
 
 def session_on(worker: int, workers: int) -> str:

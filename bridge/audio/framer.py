@@ -51,7 +51,7 @@ class Framer:
         taken = 0
         while True:
             taken += self._ring.write(chunk[taken:])
-            while self._ring.available >= len(self._frame):
+            while self._ring.available >= size:
                 self._ring.read_into(self._frame)
                 yield self._frame
             if taken == len(chunk):
