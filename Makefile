@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := espeak-ng sox alsa-utils
 
-.PHONY: setup system-packages test lint demo bench bench-peer soak clean
+.PHONY: setup system-packages test lint demo bench bench-peer bench-floor soak clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -39,6 +39,7 @@ bench: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.micro --rounds 20 --out $(RESULT)-micro.json
 	$(PY) -m benchmarks.load --ramp 25,50,75,100,125 --duration 15 --out $(RESULT)-load.json
+	$(PY) -m benchmarks.plot $(RESULT)-load.json --out $(RESULT)-load.png
 
 # The same, side by side with a pipecat echo pipeline (installs pipecat-ai: ~500 MB).
 bench-peer: setup
@@ -46,7 +47,14 @@ bench-peer: setup
 	$(PY) -m benchmarks.load --ramp 10,25,50,75,100 --duration 15 --compare --stop-on-fail \
 	  --out $(RESULT)-peer.json
 	$(PY) -m benchmarks.plot $(RESULT)-peer.json --out $(RESULT)-peer.png
-	$(PY) -m benchmarks.plot $(RESULT)-load.json --out $(RESULT)-load.png
+
+# The floor: the same ramp against the plainest echo on websockets and on picows, to see
+# what the WebSocket library alone costs a session.
+bench-floor: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.load --ramp 10,25,50,75,100,150 --duration 12 \
+	  --floor websockets --floor picows --out $(RESULT)-floor.json
+	$(PY) -m benchmarks.plot $(RESULT)-floor.json --out $(RESULT)-floor.png
 
 # Soak (30 minutes): 50 live sessions; zero underruns and flat memory expected.
 soak: setup

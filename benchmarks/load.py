@@ -16,7 +16,9 @@ other), with the live echo responder, so each frame's echo can be timed:
   server pacer's underruns (with live echo and no prebuffer these count input jitter of a
   millisecond or more, which the bot's device buffer hides; reported, not a criterion);
 - server CPU (share of its core) and RSS, per session; the hypervisor's steal on the
-  server's core (host_steal_share: on a shared VM, a burst of steal stalls every session).
+  server's core (host_steal_share: on a shared VM, a burst of steal stalls every session)
+  and on the generator's (a stalled generator hears echoes late: the player model then
+  counts underruns the bridge did not cause); per 10 s in a long step, to see which.
 
 A step passes when p99 added latency < 5 ms, no underruns and nothing dropped; the largest
 passing N is the capacity on this machine. `--workers N` runs `speakbridge serve --workers
@@ -47,6 +49,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
+from benchmarks.floor import LIBRARIES
 from bridge.codecs.wav import read_wav
 from bridge.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
 from bridge.workers import worker_url
@@ -54,6 +57,7 @@ from bridge.workers import worker_url
 SPEECH = ["Front_Left", "Front_Right", "Rear_Left", "Rear_Right", "Side_Left", "Side_Right"]
 PLAYER_BUFFER_S = 0.040
 P99_LIMIT_S = 0.005
+GENERATOR_CORE = 1  # when pinned; the server takes core 0
 SUSTAINED_CPU_SHARE = 0.9  # of the server's core: above it, a step is not sustainable
 PHASES = 10  # groups of bots, each sending at its own offset within the chunk period
 HISTOGRAMS = {  # the server's histograms a step reports, with their bucket bounds
@@ -139,7 +143,7 @@ def speech(rate: int) -> np.ndarray:
 
 class ServerUnderTest:
     """A server in its own process, pinned to one core: speakbridge (or several of its
-    workers, unpinned, measured together), or the pipecat peer."""
+    workers, unpinned, measured together), the pipecat peer, or a floor echo."""
 
     def __init__(
         self, kind: str, extra: list[str], rate: int, core: int | None, workers: int = 1
@@ -170,7 +174,7 @@ class ServerUnderTest:
                 "0",
                 *extra,
             ]
-        else:
+        elif kind == "pipecat":
             command = [
                 sys.executable,
                 "-m",
@@ -180,6 +184,10 @@ class ServerUnderTest:
                 "--rate",
                 str(rate),
             ]
+        else:  # floor-LIBRARY
+            library = kind.removeprefix("floor-")
+            command = [sys.executable, "-m", "benchmarks.floor", "--library", library]
+            command += ["--port", str(free_port())]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -216,14 +224,8 @@ class ServerUnderTest:
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def steal_seconds(self) -> float:
-        """Time the hypervisor ran something else while the server's core wanted to run (on a
-        VM); all cores when not pinned. The server can do nothing about it: it stalls."""
-        line = "cpu" if self.core is None else f"cpu{self.core}"
-        for row in Path("/proc/stat").read_text().splitlines():
-            fields = row.split()
-            if fields[0] == line:
-                return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-        return 0.0
+        """The host's steal on the server's core (all cores when not pinned)."""
+        return steal_seconds(self.core)
 
     def rss_kb(self) -> int:
         total = 0
@@ -235,6 +237,17 @@ class ServerUnderTest:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+def steal_seconds(core: int | None) -> float:
+    """Time the hypervisor ran something else while this core wanted to run (on a VM); all
+    cores for None. Whatever runs there can do nothing about it: it stalls."""
+    line = "cpu" if core is None else f"cpu{core}"
+    for row in Path("/proc/stat").read_text().splitlines():
+        fields = row.split()
+        if fields[0] == line:
+            return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def free_port() -> int:
@@ -343,9 +356,15 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     end = warmup_end + args.duration
     measuring = False
     rss_samples: list[float] = []
-    every_10s: dict[str, list[float]] = {"underruns": [], "host_steal_ms": []}
+    every_10s: dict[str, list[float]] = {
+        "underruns": [],
+        "host_steal_ms": [],
+        "generator_steal_ms": [],  # a stalled generator hears echoes late: harness underruns
+        "late_ticks": [],
+    }
+    generator_core = GENERATOR_CORE if args.pin else None
     next_rss = warmup_end
-    cpu0 = rss0 = wall0 = steal0 = 0.0
+    cpu0 = rss0 = wall0 = steal0 = generator_steal0 = 0.0
     baseline: asyncio.Task[Scrape] | None = None
     while True:
         due = begin + ticks * tick
@@ -361,11 +380,14 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
             if server.has_metrics:  # in the background: the bots' ticks go on meanwhile
                 baseline = asyncio.create_task(scrape(http, server.ports))
             cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
-            steal0 = server.steal_seconds()
+            steal0, generator_steal0 = server.steal_seconds(), steal_seconds(generator_core)
         if measuring and time.monotonic() >= next_rss:
             rss_samples.append(round(server.rss_kb() / 1024, 1))
             every_10s["underruns"].append(sum(b.stats.underruns for b in bots))
             every_10s["host_steal_ms"].append(round((server.steal_seconds() - steal0) * 1000))
+            generator_steal = steal_seconds(generator_core) - generator_steal0
+            every_10s["generator_steal_ms"].append(round(generator_steal * 1000))
+            every_10s["late_ticks"].append(late)
             next_rss += 10.0
         if time.monotonic() >= end:
             break
@@ -375,6 +397,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
     steal = server.steal_seconds() - steal0
+    generator_steal = steal_seconds(generator_core) - generator_steal0
     metrics, histograms = await scrape(http, server.ports) if server.has_metrics else empty_scrape()
     metrics0, histograms0 = await baseline if baseline is not None else empty_scrape()
     added, loop_lag = (difference(histograms[h], histograms0[h]) for h in HISTOGRAMS)
@@ -430,6 +453,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         },
         "server_cpu_core_share": round(cpu / wall, 3),
         "host_steal_share": round(steal / wall, 4),  # of the server's core, taken by the host
+        "generator_steal_share": round(generator_steal / wall, 4),  # of the generator's core
         "server_rss_mb": round(rss / 1024, 1),
         "rss_growth_kb_during_step": rss - rss0,
         "frames_measured": added.count,
@@ -494,10 +518,12 @@ async def ramp(kind: str, args: argparse.Namespace) -> dict:
 
 async def main_async(args: argparse.Namespace) -> dict:
     if args.pin:
-        os.sched_setaffinity(0, {1})
+        os.sched_setaffinity(0, {GENERATOR_CORE})
     servers = {"speakbridge": await ramp("speakbridge", args)}
     if args.compare:
         servers["pipecat"] = await ramp("pipecat", args)
+    for library in args.floor:
+        servers[f"floor-{library}"] = await ramp(f"floor-{library}", args)
     result = {
         "benchmark": "load",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -559,6 +585,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--compare",
         action="store_true",
         help="also run the pipecat peer (the `peer` extra), same generator",
+    )
+    parser.add_argument(
+        "--floor",
+        action="append",
+        default=[],
+        choices=LIBRARIES,
+        help="also run the plainest echo on this WebSocket library (benchmarks/floor.py; repeat)",
     )
     parser.add_argument(
         "--server-arg",

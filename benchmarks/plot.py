@@ -14,6 +14,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+COLOURS = {  # server kinds a load result may hold
+    "speakbridge": "tab:blue",
+    "pipecat": "tab:orange",
+    "floor-websockets": "tab:grey",
+    "floor-picows": "tab:green",
+}
+
 
 def p99(measure: dict | None) -> float:
     """A step's p99, or a gap in the line where the step could not give one (frames dropped)."""
@@ -24,7 +31,7 @@ def plot(result: dict, out: Path) -> None:
     """Write a PNG: latency (left axis, log) and server CPU (right axis) per server kind."""
     fig, latency_axis = plt.subplots(figsize=(8, 4.5), dpi=120)
     cpu_axis = latency_axis.twinx()
-    for kind, colour in (("speakbridge", "tab:blue"), ("pipecat", "tab:orange")):
+    for kind, colour in COLOURS.items():
         steps = result["servers"].get(kind, {}).get("steps", [])
         if not steps:
             continue
