@@ -1,8 +1,17 @@
-"""A preallocated ring buffer of samples: the bounded store between a producer and a framer."""
+"""A preallocated ring buffer of samples: the bounded store between a producer and a framer.
+
+Its storage is an anonymous memory map: a page becomes resident when audio is first written
+to it, and the pages past the front are handed back to the OS when the ring empties, so a
+large bound (seconds of queued speech) costs memory only while it is in use.
+"""
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
+
+KEPT_BYTES = 4 * mmap.PAGESIZE  # front of an emptied ring kept resident: it is written next
 
 
 class RingBuffer:
@@ -11,9 +20,11 @@ class RingBuffer:
     def __init__(self, capacity: int, dtype: str = "<i2") -> None:
         if capacity <= 0:
             raise ValueError("capacity must be positive")
-        self._data = np.zeros(capacity, dtype=dtype)
+        self._map = mmap.mmap(-1, capacity * np.dtype(dtype).itemsize)
+        self._data = np.frombuffer(self._map, dtype=dtype)
         self._read = 0  # index of the oldest sample
         self._size = 0
+        self._touched = 0  # bytes from the front written since the pages were last released
         self.overflowed = 0  # samples refused because the buffer was full
 
     @property
@@ -39,6 +50,7 @@ class RingBuffer:
         if n > first:
             self._data[: n - first] = samples[first:n]
         self._size += n
+        self._touched = max(self._touched, (start + first) * self._data.itemsize)
         return n
 
     def read_into(self, out: np.ndarray) -> int:
@@ -49,12 +61,22 @@ class RingBuffer:
         if n > first:
             out[first:n] = self._data[: n - first]
         self._size -= n
-        # emptied: start again at the front, so a stream that never backs up keeps to the
-        # first pages of the buffer (the rest is never touched, so never resident)
-        self._read = (self._read + n) % self.capacity if self._size else 0
+        if self._size:
+            self._read = (self._read + n) % self.capacity
+        else:
+            self._restart()
         return n
 
     def clear(self) -> int:
         """Drop everything buffered; returns how many samples were dropped."""
-        dropped, self._size, self._read = self._size, 0, 0
+        dropped, self._size = self._size, 0
+        self._restart()
         return dropped
+
+    def _restart(self) -> None:
+        """Emptied: start again at the front, so a stream that never backs up keeps to the
+        first pages, and give back the pages a backlog made resident."""
+        self._read = 0
+        if self._touched > KEPT_BYTES:
+            self._map.madvise(mmap.MADV_DONTNEED, KEPT_BYTES, len(self._map) - KEPT_BYTES)
+        self._touched = 0
