@@ -60,10 +60,12 @@ P99_LIMIT_S = 0.005
 GENERATOR_CORE = 1  # when pinned; the server takes core 0
 SUSTAINED_CPU_SHARE = 0.9  # of the server's core: above it, a step is not sustainable
 PHASES = 10  # groups of bots, each sending at its own offset within the chunk period
+LOOP_LAG = "speakbridge_event_loop_lag_seconds"
 HISTOGRAMS = {  # the server's histograms a step reports, with their bucket bounds
     "speakbridge_added_latency_seconds": LATENCY_BUCKETS_S,
-    "speakbridge_event_loop_lag_seconds": LOOP_LAG_BUCKETS_S,
+    LOOP_LAG: LOOP_LAG_BUCKETS_S,
 }
+STALL_S = 0.025  # a loop this late holds a frame past most of the bot's 40 ms buffer
 Scrape = tuple[dict[str, float], dict[str, Histogram]]
 
 
@@ -317,6 +319,34 @@ def parse_metrics(page: str) -> Scrape:
     return values, histograms
 
 
+def stalls(histogram: Histogram, longer_than_s: float = STALL_S) -> int:
+    """Observations of a loop-lag histogram above longer_than_s (one of its bounds)."""
+    return sum(histogram.counts[histogram.bounds.index(longer_than_s) + 1 :])
+
+
+class LoopStalls:
+    """The generator's own event-loop stalls, worst per window: a stalled generator hears
+    echoes late, and its player model then counts underruns the bridge did not cause."""
+
+    def __init__(self, period_s: float = 0.005) -> None:
+        self.worst = 0.0
+        self._task = asyncio.create_task(self._tick(period_s))
+
+    async def _tick(self, period_s: float) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(period_s)
+            self.worst = max(self.worst, time.monotonic() - before - period_s)
+
+    def take(self) -> float:
+        """The worst stall since the last take, in seconds."""
+        worst, self.worst = self.worst, 0.0
+        return worst
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 def difference(after: Histogram, before: Histogram) -> Histogram:
     out = Histogram(after.bounds)
     out.counts = [a - b for a, b in zip(after.counts, before.counts, strict=True)]
@@ -361,11 +391,15 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         "host_steal_ms": [],
         "generator_steal_ms": [],  # a stalled generator hears echoes late: harness underruns
         "late_ticks": [],
+        "server_stalls": [],  # the server's event loop late by more than STALL_S
     }
     generator_core = GENERATOR_CORE if args.pin else None
     next_rss = warmup_end
     cpu0 = rss0 = wall0 = steal0 = generator_steal0 = 0.0
     baseline: asyncio.Task[Scrape] | None = None
+    window_scrapes: list[asyncio.Task[Scrape]] = []  # the server's own stalls, per window
+    generator_stalls = LoopStalls()
+    generator_worst_ms: list[float] = []
     while True:
         due = begin + ticks * tick
         now = time.monotonic()
@@ -388,11 +422,15 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
             generator_steal = steal_seconds(generator_core) - generator_steal0
             every_10s["generator_steal_ms"].append(round(generator_steal * 1000))
             every_10s["late_ticks"].append(late)
+            generator_worst_ms.append(round(generator_stalls.take() * 1000, 1))
+            if server.has_metrics:
+                window_scrapes.append(asyncio.create_task(scrape(http, server.ports)))
             next_rss += 10.0
         if time.monotonic() >= end:
             break
         await asyncio.gather(*(bot.send_next(due) for bot in groups[ticks % PHASES]))
         ticks += 1
+    generator_stalls.stop()
     await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
@@ -400,6 +438,9 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     generator_steal = steal_seconds(generator_core) - generator_steal0
     metrics, histograms = await scrape(http, server.ports) if server.has_metrics else empty_scrape()
     metrics0, histograms0 = await baseline if baseline is not None else empty_scrape()
+    lag0 = stalls(histograms0[LOOP_LAG])
+    for window in window_scrapes:
+        every_10s["server_stalls"].append(stalls((await window)[1][LOOP_LAG]) - lag0)
     added, loop_lag = (difference(histograms[h], histograms0[h]) for h in HISTOGRAMS)
     rss = server.rss_kb()
     await http.aclose()
@@ -459,6 +500,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         "frames_measured": added.count,
     }
     result["rss_mb_every_10s"] = rss_samples
+    result["generator_worst_stall_ms_every_10s"] = generator_worst_ms
     for name, totals in every_10s.items():  # so far -> in each 10 s: see when they come
         result[f"{name}_every_10s"] = np.diff(totals, prepend=0).tolist()
     result["sustained"] = bool(
