@@ -61,6 +61,7 @@ GENERATOR_CORE = 1  # when pinned; the server takes core 0
 SUSTAINED_CPU_SHARE = 0.9  # of the server's core: above it, a step is not sustainable
 PHASES = 10  # groups of bots, each sending at its own offset within the chunk period
 LOOP_LAG = "speakbridge_event_loop_lag_seconds"
+DROPPED = "speakbridge_dropped_total"
 HISTOGRAMS = {  # the server's histograms a step reports, with their bucket bounds
     "speakbridge_added_latency_seconds": LATENCY_BUCKETS_S,
     LOOP_LAG: LOOP_LAG_BUCKETS_S,
@@ -392,6 +393,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         "generator_steal_ms": [],  # a stalled generator hears echoes late: harness underruns
         "late_ticks": [],
         "server_stalls": [],  # the server's event loop late by more than STALL_S
+        "dropped": [],  # frames the server shed: the player hears a gap (an underrun) too
     }
     generator_core = GENERATOR_CORE if args.pin else None
     next_rss = warmup_end
@@ -440,7 +442,9 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     metrics0, histograms0 = await baseline if baseline is not None else empty_scrape()
     lag0 = stalls(histograms0[LOOP_LAG])
     for window in window_scrapes:
-        every_10s["server_stalls"].append(stalls((await window)[1][LOOP_LAG]) - lag0)
+        values, window_histograms = await window
+        every_10s["server_stalls"].append(stalls(window_histograms[LOOP_LAG]) - lag0)
+        every_10s["dropped"].append(values.get(DROPPED, 0) - metrics0.get(DROPPED, 0))
     added, loop_lag = (difference(histograms[h], histograms0[h]) for h in HISTOGRAMS)
     rss = server.rss_kb()
     await http.aclose()
@@ -453,9 +457,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     server_underruns = metrics.get("speakbridge_underruns_total", 0) - metrics0.get(
         "speakbridge_underruns_total", 0
     )
-    dropped = metrics.get("speakbridge_dropped_total", 0) - metrics0.get(
-        "speakbridge_dropped_total", 0
-    )
+    dropped = metrics.get(DROPPED, 0) - metrics0.get(DROPPED, 0)
     p99 = added.quantile(0.99)
     result = {
         "sessions": n,
