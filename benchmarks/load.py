@@ -154,17 +154,9 @@ class ServerUnderTest:
         self.kind, self.workers = kind, workers
         base = free_ports(workers) if workers > 1 else 0
         if kind == "speakbridge":
-            command = [
-                sys.executable,
-                "-m",
-                "bridge",
-                "serve",
-                "--port",
-                str(base),
-                "--workers",
-                str(workers),
-                "--grace-s",
-                "0",
+            command = serve_command(
+                base,
+                workers,
                 "--log-level",
                 "warning",
                 "--max-sessions",
@@ -176,7 +168,7 @@ class ServerUnderTest:
                 "--prebuffer-ms",
                 "0",
                 *extra,
-            ]
+            )
         elif kind == "pipecat":
             command = [
                 sys.executable,
@@ -211,9 +203,7 @@ class ServerUnderTest:
 
     def pids(self) -> list[int]:
         """The server's process and its workers."""
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return [pid, *map(int, children)]
+        return [self.process.pid, *children(self.process.pid)]
 
     @property
     def has_metrics(self) -> bool:
@@ -240,6 +230,17 @@ class ServerUnderTest:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+def serve_command(port: int, workers: int, *extra: str) -> list[str]:
+    """`speakbridge serve` on port (worker i on port + i), sessions ending with their socket."""
+    serve = [sys.executable, "-m", "bridge", "serve", "--port", str(port)]
+    return [*serve, "--workers", str(workers), "--grace-s", "0", *extra]
+
+
+def children(pid: int) -> list[int]:
+    """The processes pid started (a supervisor's workers)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def steal_seconds(core: int | None) -> float:
@@ -399,7 +400,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     next_rss = warmup_end
     cpu0 = rss0 = wall0 = steal0 = generator_steal0 = 0.0
     baseline: asyncio.Task[Scrape] | None = None
-    window_scrapes: list[asyncio.Task[Scrape]] = []  # the server's own stalls, per window
+    window_scrapes: list[asyncio.Task[Scrape]] = []  # the server's stalls and drops, per window
     generator_stalls = LoopStalls()
     generator_worst_ms: list[float] = []
     while True:

@@ -3,7 +3,6 @@
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -11,7 +10,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from benchmarks.load import free_ports
+from benchmarks.load import children, free_ports, serve_command
 from bridge.config import BridgeConfig
 from bridge.launcher import session_urls
 from bridge.simulator import SimulatorOptions, simulate
@@ -55,18 +54,7 @@ def test_workers_need_a_fixed_port():
 def test_two_workers_serve_split_sessions_refuse_misrouted_ones_and_drain_on_sigterm():
     base = free_ports(2)
     supervisor = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "serve",
-            "--port",
-            str(base),
-            "--workers",
-            "2",
-            "--grace-s",
-            "0",
-        ],
+        serve_command(base, 2),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -113,11 +101,6 @@ def healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as listing:
-        return [int(child) for child in listing.read().split()]
 
 
 def alive(pid: int) -> bool:

@@ -24,7 +24,7 @@ class RingBuffer:
         self._data = np.frombuffer(self._map, dtype=dtype)
         self._read = 0  # index of the oldest sample
         self._size = 0
-        self._touched = 0  # bytes from the front written since the pages were last released
+        self._touched = 0  # samples from the front written since the pages were last released
         self.overflowed = 0  # samples refused because the buffer was full
 
     @property
@@ -50,7 +50,8 @@ class RingBuffer:
         if n > first:
             self._data[: n - first] = samples[first:n]
         self._size += n
-        self._touched = max(self._touched, (start + first) * self._data.itemsize)
+        if start + first > self._touched:
+            self._touched = start + first
         return n
 
     def read_into(self, out: np.ndarray) -> int:
@@ -77,6 +78,6 @@ class RingBuffer:
         """Emptied: start again at the front, so a stream that never backs up keeps to the
         first pages, and give back the pages a backlog made resident."""
         self._read = 0
-        if self._touched > KEPT_BYTES:
+        if self._touched * self._data.itemsize > KEPT_BYTES:
             self._map.madvise(mmap.MADV_DONTNEED, KEPT_BYTES, len(self._map) - KEPT_BYTES)
         self._touched = 0
