@@ -59,7 +59,7 @@ bench-floor: setup
 # Soak (30 minutes): 50 live sessions; zero underruns and flat memory expected.
 soak: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
-	$(PY) -m benchmarks.load --ramp 50 --duration 1800 --out $(RESULT)-soak.json
+	$(PY) -m benchmarks.load --ramp 50 --duration 1800 --prebuffer-ms 40 --out $(RESULT)-soak.json
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

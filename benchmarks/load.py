@@ -165,8 +165,6 @@ class ServerUnderTest:
                 "echo",
                 "-o",
                 "mode=live",
-                "--prebuffer-ms",
-                "0",
                 *extra,
             )
         elif kind == "pipecat":
@@ -538,7 +536,8 @@ async def ramp(kind: str, args: argparse.Namespace) -> dict:
     """Run the ramp against one server kind; returns its steps and capacities."""
     workers = args.workers if kind == "speakbridge" else 1
     core = 0 if args.pin and workers == 1 else None
-    server = ServerUnderTest(kind, args.server_arg, args.rate, core, workers)
+    extra = ["--prebuffer-ms", str(args.prebuffer_ms), *args.server_arg]
+    server = ServerUnderTest(kind, extra, args.rate, core, workers)
     base_rss = server.rss_kb()
     steps = []
     try:
@@ -577,6 +576,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         "chunk_ms": args.chunk_ms,
         "duration_s": args.duration,
         "responder": "echo, frame by frame (speakbridge: echo -o mode=live)",
+        "prebuffer_ms": args.prebuffer_ms,
+        "server_args": args.server_arg,
         "server_pinned_to_one_core": args.pin,
         "criteria": {
             "sustained": "no player underruns, nothing dropped, no late generator ticks, "
@@ -637,6 +638,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         choices=LIBRARIES,
         help="also run the plainest echo on this WebSocket library (benchmarks/floor.py; repeat)",
+    )
+    parser.add_argument(
+        "--prebuffer-ms",
+        type=float,
+        default=0.0,
+        help="the server's prebuffer: 0 (one frame) times the bridge's own latency; its "
+        "default, 40, gives the echo a frame of margin for jitter (the soak runs so)",
     )
     parser.add_argument(
         "--server-arg",

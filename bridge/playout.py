@@ -200,11 +200,14 @@ class Playout:
             raise RuntimeError(f"more than {self._max_pending} utterances pending (max_pending)")
 
     def _frame_ready(self, frame_size: int) -> bool:
-        """A whole frame is queued (after a gap: the prebuffer), or the rest of a finished one."""
+        """A whole frame is queued, or the rest of a finished utterance. When the bot has
+        nothing left to play (a start, or an underrun mid-stream) the prebuffer is queued
+        first, so jitter has its margin again instead of every later frame arriving just in time."""
         available = self.queue.available
         if not self.queue.producing:
             return available > 0
-        return available >= (frame_size if self.pacer.streaming else self._prebuffer)
+        dry = self.pacer.lead_at(self._clock()) == 0
+        return available >= (self._prebuffer if dry else frame_size)
 
     async def _feed(self, utterance: Utterance, source: AudioSource, rate: int) -> None:
         async with self._order:

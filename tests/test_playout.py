@@ -1,6 +1,7 @@
 """Playout with speech streams: order, interrupt and bounds, paced out on the real clock."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -90,3 +91,26 @@ async def test_a_stream_at_another_rate_is_resampled_to_the_bot_rate(playing):
     spectrum = np.abs(np.fft.rfft(sink.samples().astype(float)))
     peak_hz = np.argmax(spectrum) * RATE / len(sink.samples())
     assert abs(peak_hz - 440) < 15
+
+
+async def test_a_live_stream_that_ran_dry_queues_the_prebuffer_again():
+    playout = Playout(RATE, 20, lead_ms=40, capacity_s=0.2, max_pending=4, prebuffer_ms=40)
+    sink = Sink()
+    task = asyncio.create_task(playout.run(lambda: sink.send, sink.ready))
+    stream = await playout.open_stream()
+    for _ in range(3):  # frames as a live source writes them, one per 20 ms
+        stream.write(constant(1, 0.02))
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.15)  # the source stalls: the bot plays everything and runs dry
+    sent = len(sink.received)
+    assert sent == 3 * 2 * FRAME
+    stream.write(constant(2, 0.02))
+    await asyncio.sleep(0.05)
+    assert len(sink.received) == sent  # held: one frame would leave no margin for jitter
+    stream.write(constant(2, 0.02))
+    async with asyncio.timeout(1):
+        while len(sink.received) < sent + 2 * 2 * FRAME:
+            await asyncio.sleep(0.005)
+    assert playout.pacer.lead_at(time.monotonic()) > 0.03  # the 40 ms margin, less the wait
+    stream.close()
+    task.cancel()

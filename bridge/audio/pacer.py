@@ -23,11 +23,6 @@ class OutputPacer:
         self.underruns = 0
         self.samples_sent = 0
 
-    @property
-    def streaming(self) -> bool:
-        """A stream is open: frames are going out back to back."""
-        return self._streaming
-
     def play_end(self) -> float:
         """Clock time at which the audio sent so far finishes playing."""
         return self._origin + self._samples / self.sample_rate
