@@ -23,7 +23,10 @@ class BridgeConfig(BaseModel):
     frame_ms: Literal[10, 20, 30] = 20
     lead_ms: float = Field(40.0, gt=0, le=500, description="audio sent ahead of the bot's playback")
     prebuffer_ms: float = Field(
-        40.0, ge=0, le=1000, description="speech streamed in is held this long before it starts"
+        40.0,
+        ge=0,
+        le=1000,
+        description="speech streamed in is held this long before it starts (again after a gap)",
     )
     prefetch_s: float = Field(
         1.5, ge=0, description="queued speech above which the next utterance waits to be made"

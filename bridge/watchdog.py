@@ -25,12 +25,15 @@ class LoopWatchdog:
     def __init__(
         self,
         threshold_s: float,
-        tick_s: float = 0.05,
+        tick_s: float = 0.01,
         on_lag: Callable[[float], None] | None = None,
         on_block: Callable[[], None] | None = None,
     ) -> None:
         self.threshold_s = threshold_s
+        # a tick is late by a stall less the time left until it was due: a stall much longer
+        # than the tick is measured whole, a shorter one only when it happens to cover the tick
         self.tick_s = tick_s
+        self._poll_s = threshold_s / 5  # the thread names a block within 1.2 thresholds
         self.on_lag = on_lag
         self.on_block = on_block
         self.blocked: list[str] = []  # what each blocking episode was blamed on
@@ -65,7 +68,7 @@ class LoopWatchdog:
 
     def _watch(self) -> None:
         reported_beat = None
-        while not self._stop.wait(self.tick_s):
+        while not self._stop.wait(self._poll_s):
             beat = self._beat
             stalled = time.monotonic() - beat
             if stalled > self.threshold_s and beat != reported_beat:
