@@ -50,6 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.floor import LIBRARIES
+from bridge import loops
 from bridge.codecs.wav import read_wav
 from bridge.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
 from bridge.workers import worker_url
@@ -396,7 +397,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     }
     generator_core = GENERATOR_CORE if args.pin else None
     next_rss = warmup_end
-    cpu0 = rss0 = wall0 = steal0 = generator_steal0 = 0.0
+    cpu0 = rss0 = wall0 = steal0 = generator_steal0 = generator_cpu0 = 0.0
     baseline: asyncio.Task[Scrape] | None = None
     window_scrapes: list[asyncio.Task[Scrape]] = []  # the server's stalls and drops, per window
     generator_stalls = LoopStalls()
@@ -415,6 +416,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
             if server.has_metrics:  # in the background: the bots' ticks go on meanwhile
                 baseline = asyncio.create_task(scrape(http, server.ports))
             cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
+            generator_cpu0 = time.process_time()
             steal0, generator_steal0 = server.steal_seconds(), steal_seconds(generator_core)
         if measuring and time.monotonic() >= next_rss:
             rss_samples.append(round(server.rss_kb() / 1024, 1))
@@ -435,6 +437,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
+    generator_cpu = time.process_time() - generator_cpu0
     steal = server.steal_seconds() - steal0
     generator_steal = steal_seconds(generator_core) - generator_steal0
     metrics, histograms = await scrape(http, server.ports) if server.has_metrics else empty_scrape()
@@ -494,6 +497,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
             "max": round(float(sends_late.max()), 2),
         },
         "server_cpu_core_share": round(cpu / wall, 3),
+        "generator_cpu_core_share": round(generator_cpu / wall, 3),  # near 1: the harness limits
         "host_steal_share": round(steal / wall, 4),  # of the server's core, taken by the host
         "generator_steal_share": round(generator_steal / wall, 4),  # of the generator's core
         "server_rss_mb": round(rss / 1024, 1),
@@ -664,7 +668,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    result = asyncio.run(main_async(args))
+    result = loops.run(main_async(args))  # uvloop, as the server: the bots' own stalls are less
     print(f"largest passing N: {result['max_passing_sessions']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
