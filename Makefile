@@ -56,7 +56,8 @@ bench-floor: setup
 	  --floor websockets --floor picows --out $(RESULT)-floor.json
 	$(PY) -m benchmarks.plot $(RESULT)-floor.json --out $(RESULT)-floor.png
 
-# Soak (30 minutes): 50 live sessions; zero underruns and flat memory expected.
+# Soak (30 minutes): 50 live sessions on the server defaults (40 ms prebuffer); zero
+# underruns and flat memory expected.
 soak: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.load --ramp 50 --duration 1800 --prebuffer-ms 40 --out $(RESULT)-soak.json
