@@ -220,11 +220,7 @@ class ServerUnderTest:
         return steal_seconds(self.core)
 
     def rss_kb(self) -> int:
-        total = 0
-        for pid in self.pids():
-            status = Path(f"/proc/{pid}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-        return total
+        return sum(rss_kb(pid) for pid in self.pids())
 
     def stop(self) -> None:
         self.process.terminate()
@@ -235,6 +231,12 @@ def serve_command(port: int, workers: int, *extra: str) -> list[str]:
     """`speakbridge serve` on port (worker i on port + i), sessions ending with their socket."""
     serve = [sys.executable, "-m", "bridge", "serve", "--port", str(port)]
     return [*serve, "--workers", str(workers), "--grace-s", "0", *extra]
+
+
+def rss_kb(pid: int | str) -> int:
+    """Resident memory of a process ("self": this one), in KB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
 
 
 def children(pid: int) -> list[int]:

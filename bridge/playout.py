@@ -169,7 +169,8 @@ class Playout:
         """Pace queued audio out to the current sink until cancelled; waits while there is none."""
         frame_size = len(self._frame)
         while True:
-            if not self._frame_ready(frame_size):
+            now = self._clock()
+            if not self._frame_ready(frame_size, now):
                 if self.queue.idle:
                     self.pacer.end_stream()
                 self._audio_ready.clear()
@@ -180,7 +181,6 @@ class Playout:
                 self.pacer.end_stream()
                 await sink_ready.wait()
                 continue
-            now = self._clock()
             due = self.pacer.send_at(now, frame_size)
             if due > now:
                 await asyncio.sleep(due - now)
@@ -199,14 +199,14 @@ class Playout:
         if len(self._pending) + len(self._streams) >= self._max_pending:
             raise RuntimeError(f"more than {self._max_pending} utterances pending (max_pending)")
 
-    def _frame_ready(self, frame_size: int) -> bool:
+    def _frame_ready(self, frame_size: int, now: float) -> bool:
         """A whole frame is queued, or the rest of a finished utterance. When the bot has
         nothing left to play (a start, or an underrun mid-stream) the prebuffer is queued
         first, so jitter has its margin again instead of every later frame arriving just in time."""
         available = self.queue.available
         if not self.queue.producing:
             return available > 0
-        dry = self.pacer.lead_at(self._clock()) == 0
+        dry = self.pacer.lead_at(now) == 0
         return available >= (self._prebuffer if dry else frame_size)
 
     async def _feed(self, utterance: Utterance, source: AudioSource, rate: int) -> None:

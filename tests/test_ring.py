@@ -1,9 +1,7 @@
-import re
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from benchmarks.load import rss_kb
 from bridge.audio.ring import RingBuffer
 
 
@@ -76,27 +74,22 @@ def test_a_stream_that_never_backs_up_touches_only_the_front_of_the_buffer():
     assert not ring._data[480:].any()
 
 
-def resident_kb() -> int:
-    status = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-
-
 def test_a_backlog_stays_resident_only_until_the_ring_empties():
     """A backlog makes a ring's pages resident; emptying it (read out or cleared) gives them
     back to the OS, all but the front the next writes use."""
     rings = [RingBuffer(1_000_000) for _ in range(32)]  # 2 MB each, 64 MB in all
-    before = resident_kb()
+    before = rss_kb("self")
     backlog = np.ones(1_000_000, dtype=np.int16)
     for ring in rings:
         ring.write(backlog)
-    assert resident_kb() - before > 60_000  # the backlog is in memory
+    assert rss_kb("self") - before > 60_000  # the backlog is in memory
     out = np.zeros(1_000_000, dtype=np.int16)
     for ring in rings[:16]:
         assert ring.read_into(out) == 1_000_000 and out.all()
     for ring in rings[16:]:
         assert ring.clear() == 1_000_000
     del backlog, out
-    assert resident_kb() - before < 2_000  # 32 fronts of 16 KB kept, and the test's own
+    assert rss_kb("self") - before < 2_000  # 32 fronts of 16 KB kept, and the test's own
     for ring in rings:  # and the rings work on from their front
         ring.write(np.arange(5, dtype=np.int16))
         assert read(ring, 5) == [0, 1, 2, 3, 4]
