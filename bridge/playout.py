@@ -1,8 +1,9 @@
 """The output side of a session: responders' audio, resampled to the bot's rate and paced out.
 
 Audio is produced by `speak()` (any rate; bytes, arrays or an async iterator of chunks),
-queued in a bounded PlaybackQueue and sent by `run()` frame by frame on the pacer's
-deadline clock to whatever sink the session currently has.
+queued in a bounded PlaybackQueue and sent frame by frame on the pacer's deadline clock to
+whatever sink the session currently has: by `run()`'s task when a frame comes due later,
+straight from the code that queued it when it is due at once (no task switch per frame).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Callable
+from enum import Enum
 
 import numpy as np
 
@@ -24,7 +26,14 @@ log = logging.getLogger(__name__)
 
 AudioChunk = bytes | bytearray | memoryview | np.ndarray
 AudioSource = AudioChunk | AsyncIterable[AudioChunk]
-Send = Callable[[bytes], Awaitable[None]]
+Send = Callable[[bytes], None]  # writes one frame to the bot's socket, or counts it dropped
+
+
+class Wait(Enum):
+    """What the playout waits for when no frame is due: queued audio, or a socket to send to."""
+
+    AUDIO = "audio"
+    SINK = "sink"
 
 
 class Utterance:
@@ -96,6 +105,9 @@ class Playout:
         self._streams: set[SpeechStream] = set()
         self._order = asyncio.Lock()  # utterances enter the queue in the order spoken
         self._audio_ready = asyncio.Event()
+        self._sink: Callable[[], Send | None] = lambda: None  # set by run()
+        self._idle = False  # run() waits for audio: queueing code sends what is due itself
+        self._pumping = False
         self._space_freed = asyncio.Event()
         self._by_id: dict[int, Utterance] = {}
         self.samples_out = 0
@@ -138,7 +150,7 @@ class Playout:
     def put(self, utterance_id: int, samples: np.ndarray) -> int:
         """Queue samples of an open utterance now; returns how many did not fit (dropped)."""
         taken = self.queue.write(utterance_id, samples)
-        self._audio_ready.set()
+        self._wake()
         return len(samples) - taken
 
     def end_stream(self, stream: SpeechStream) -> None:
@@ -167,33 +179,58 @@ class Playout:
 
     async def run(self, sink: Callable[[], Send | None], sink_ready: asyncio.Event) -> None:
         """Pace queued audio out to the current sink until cancelled; waits while there is none."""
-        frame_size = len(self._frame)
+        self._sink = sink
         while True:
-            now = self._clock()
-            if not self._frame_ready(frame_size, now):
-                if self.queue.idle:
-                    self.pacer.end_stream()
-                self._audio_ready.clear()
-                await self._audio_ready.wait()
-                continue
-            send = sink()
-            if send is None:
-                self.pacer.end_stream()
+            self._audio_ready.clear()
+            wait = self._pump(self._clock())
+            if wait is Wait.AUDIO:
+                self._idle = True
+                try:
+                    await self._audio_ready.wait()
+                finally:
+                    self._idle = False
+            elif wait is Wait.SINK:
                 await sink_ready.wait()
-                continue
-            due = self.pacer.send_at(now, frame_size)
-            if due > now:
-                await asyncio.sleep(due - now)
-                continue
-            n, reports = self.queue.read(self._frame)
-            self._space_freed.set()
-            await send(self._frame[:n].tobytes())
-            self.pacer.sent(now, n)
-            self.samples_out += n
-            if self.on_sent is not None:
-                self.on_sent(self._frame[:n])
-            for report in reports:
-                self._settle(report)
+            else:
+                await asyncio.sleep(wait - self._clock())
+
+    def _wake(self) -> None:
+        """Audio was queued: send what is due now from here if run() is idle, else wake it."""
+        if self._idle and not self._pumping and self._pump(self._clock()) is Wait.AUDIO:
+            return  # all that was due went out; run() sleeps on
+        self._audio_ready.set()
+
+    def _pump(self, now: float) -> Wait | float:
+        """Send every frame due at `now`; returns what to wait for, or the next frame's due time."""
+        frame_size = len(self._frame)
+        self._pumping = True
+        try:
+            while True:
+                if not self._frame_ready(frame_size, now):
+                    if self.queue.idle:
+                        self.pacer.end_stream()
+                    return Wait.AUDIO
+                send = self._sink()
+                if send is None:
+                    self.pacer.end_stream()
+                    return Wait.SINK
+                due = self.pacer.send_at(now, frame_size)
+                if due > now:
+                    return due
+                self._send_frame(send, now)
+        finally:
+            self._pumping = False
+
+    def _send_frame(self, send: Send, now: float) -> None:
+        n, reports = self.queue.read(self._frame)
+        self._space_freed.set()
+        send(self._frame[:n].tobytes())
+        self.pacer.sent(now, n)
+        self.samples_out += n
+        if self.on_sent is not None:
+            self.on_sent(self._frame[:n])
+        for report in reports:
+            self._settle(report)
 
     def _check_pending(self) -> None:
         if len(self._pending) + len(self._streams) >= self._max_pending:
@@ -233,7 +270,7 @@ class Playout:
         while len(samples):
             taken = self.queue.write(utterance_id, samples)
             samples = samples[taken:]
-            self._audio_ready.set()
+            self._wake()
             if len(samples):
                 self._space_freed.clear()
                 await self._space_freed.wait()

@@ -1,9 +1,15 @@
-"""Runs one responder in its own task, fed through a bounded queue, isolated from the session."""
+"""Runs one responder, fed through a bounded queue, isolated from the session.
+
+Async hooks run one at a time in the responder's own task. A hook written as a plain
+function runs inline, as its input arrives, when nothing is queued before it: no task
+switch per frame (a live echo's on_audio). Order is kept either way.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections import Counter
 from typing import Any
@@ -22,12 +28,18 @@ class ResponderRunner:
         self.responder = responder
         self._queue: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue(maxsize=queue_size)
         self._session_id = session_id
+        self._inline = inline_hooks(responder)
+        self._busy = True  # the task is in a hook (on_start first): inline calls would overtake it
         self.dropped: Counter[str] = Counter()
         self.errors = 0
         self._task = asyncio.create_task(self._run(), name=f"responder-{session_id}")
 
     def offer(self, hook: str, *args: Any) -> bool:
-        """Queue a hook call without waiting; False (and counted) when the queue is full."""
+        """Deliver a hook call without waiting: inline if it is a plain function and nothing is
+        queued before it, else queued; False (and counted) when the queue is full."""
+        if hook in self._inline and not self._busy and self._queue.empty():
+            self._call_inline(hook, args)
+            return True
         try:
             self._queue.put_nowait((hook, args))
         except asyncio.QueueFull:
@@ -63,20 +75,42 @@ class ResponderRunner:
     async def _run(self) -> None:
         await self._call("start", ())
         while True:
+            self._busy = False
             hook, args = await self._queue.get()
+            self._busy = True
             await self._call(hook, args)
             if hook == "stop":
                 return
 
     async def _call(self, hook: str, args: tuple[Any, ...]) -> None:
-        method = getattr(self.responder, f"on_{hook}")
+        if hook in self._inline:
+            self._call_inline(hook, args)
+            return
         try:
-            await method(*args)
+            await getattr(self.responder, f"on_{hook}")(*args)
         except Exception:
-            self.errors += 1
-            log.exception(
-                "session %s: responder %s raised in on_%s; the session goes on",
-                self._session_id,
-                type(self.responder).__name__,
-                hook,
-            )
+            self._report(hook)
+
+    def _call_inline(self, hook: str, args: tuple[Any, ...]) -> None:
+        try:
+            getattr(self.responder, f"on_{hook}")(*args)
+        except Exception:
+            self._report(hook)
+
+    def _report(self, hook: str) -> None:
+        self.errors += 1
+        log.exception(
+            "session %s: responder %s raised in on_%s; the session goes on",
+            self._session_id,
+            type(self.responder).__name__,
+            hook,
+        )
+
+
+def inline_hooks(responder: Responder) -> frozenset[str]:
+    """The hooks a responder wrote as plain functions (called inline), by name without on_."""
+    return frozenset(
+        name.removeprefix("on_")
+        for name in vars(Responder)
+        if name.startswith("on_") and not inspect.iscoroutinefunction(getattr(responder, name))
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.playback import PlaybackReport
@@ -195,9 +195,9 @@ class Session:
         if not link.source and not await self._claim_source(link):
             return
         self.stats.bytes_in += len(data)
+        if self._loopback:  # before hearing it: its echo may leave within _hear
+            self._arrivals.append((self.pipeline.samples_in + len(samples), arrived))
         self._hear(samples)
-        if self._loopback:
-            self._arrivals.append((self.pipeline.samples_in, arrived))
 
     def position_ms(self) -> float:
         """Milliseconds of meeting audio heard so far: the session's timeline."""
@@ -331,20 +331,23 @@ class Session:
         return self._send
 
     def _sender(self, link: Link) -> Send:
+        """A synchronous frame writer through websockets' sans-I/O protocol: no task, no drain
+        (the backlog bound stands in for flow control)."""
         connection = link.connection
+        protocol, transport = connection.protocol, connection.transport
         backlog_limit = self.config.playback_backlog_bytes
 
-        async def send(data: bytes) -> None:
-            if connection.transport.get_write_buffer_size() > backlog_limit:
+        def send(data: bytes) -> None:
+            if protocol.state is not State.OPEN or transport.is_closing():
+                self._count_drop("playback_socket_closed", "a frame of speech was lost")
+            elif transport.get_write_buffer_size() > backlog_limit:
                 self._count_drop(
                     "playback_backlog",
                     "the bot is not reading its socket; frames of speech are dropped until it does",
                 )
-                return
-            try:
-                await connection.send(data)
-            except ConnectionClosed:
-                self._count_drop("playback_socket_closed", "a frame of speech was lost")
+            else:
+                protocol.send_binary(data)
+                transport.writelines(protocol.data_to_send())
 
         return send
 

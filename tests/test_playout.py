@@ -25,7 +25,7 @@ class Sink:
         self.ready = asyncio.Event()
         self.ready.set()
 
-    async def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
         self.received += data
         self.sent_at.append(time.monotonic())
 
@@ -117,3 +117,21 @@ async def test_a_live_stream_that_ran_dry_queues_the_prebuffer_again():
     assert playout.pacer.play_end() - sink.sent_at[-2] == pytest.approx(0.04, abs=0.002)
     stream.close()
     task.cancel()
+
+
+async def test_a_frame_due_at_once_leaves_from_write_and_a_later_one_from_the_task(playing):
+    playout, sink = playing
+    stream = await playout.open_stream()
+    await asyncio.sleep(0)  # run() is idle, waiting for audio
+    stream.write(constant(1, 0.02))
+    assert len(sink.received) == 2 * FRAME  # sent before write() returned: no task switch
+    stream.write(constant(2, 0.02))
+    assert len(sink.received) == 2 * 2 * FRAME  # the bot now holds the whole 40 ms lead
+    stream.write(constant(3, 0.02))
+    assert len(sink.received) == 2 * 2 * FRAME  # not due for 20 ms: run() sends it then
+    async with asyncio.timeout(1):
+        while len(sink.received) < 3 * 2 * FRAME:
+            await asyncio.sleep(0.002)
+    assert sink.sent_at[2] - sink.sent_at[1] == pytest.approx(0.02, abs=0.005)
+    assert sink.samples().tolist() == [1] * FRAME + [2] * FRAME + [3] * FRAME
+    stream.close()

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.audio.catchup import CatchUp
 from bridge.audio.segments import SegmentCollector
 from bridge.audio.vad import SpeechStarted, SpeechStopped
+from bridge.events import Event
 from bridge.playout import SpeechStream
 from bridge.plugins.base import Responder, SessionHandle
 
@@ -62,10 +63,8 @@ class EchoResponder(Responder):
         if self.options.mode == "live":
             self._live = await self.session.open_stream()
 
-    async def on_audio(self, frame: np.ndarray) -> None:
+    def on_audio(self, frame: np.ndarray) -> None:  # plain: runs inline, no task switch
         if self._live is not None:
-            if self._live.closed:  # a control `interrupt` ended it: the echo goes on
-                self._live = await self.session.open_stream()
             self._loop_back(self._live, frame)
             return
         if self._segments is None:
@@ -78,6 +77,12 @@ class EchoResponder(Responder):
         self._segments.add(frame)
         if self._segments.frames_cut > cut:
             self.session.drop_input("echo_utterance_too_long", len(frame))
+
+    async def on_event(self, event: Event) -> None:
+        # A control `interrupt` ends the live stream (its utterance_end is queued before any
+        # later frame): the echo goes on in a new one.
+        if self._live is not None and self._live.closed:
+            self._live = await self.session.open_stream()
 
     async def on_speech_start(self, event: SpeechStarted) -> None:
         if self._segments is not None:
@@ -93,7 +98,9 @@ class EchoResponder(Responder):
 
     def _loop_back(self, live: SpeechStream, frame: np.ndarray) -> None:
         waiting = int(self.session.output_delay() * self.session.bot_rate)
-        if not self._catchup.keep(waiting, len(frame)):
+        if live.closed:  # only if the interrupt's event was dropped from a full queue
+            self.session.drop_input("echo_live_interrupted", len(frame))
+        elif not self._catchup.keep(waiting, len(frame)):
             self.session.drop_input("echo_live_behind", len(frame))
         elif lost := live.write(frame):
             self.session.drop_input("echo_live_queue_full", lost)
