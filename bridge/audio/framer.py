@@ -44,7 +44,8 @@ class Framer:
         size = len(self._frame)
         if not self._ring.available:  # aligned: frames are views of chunk, only the rest is kept
             whole = len(chunk) - len(chunk) % size
-            self._ring.write(chunk[whole:])  # less than a frame: it fits, and waits for more
+            if whole < len(chunk):
+                self._ring.write(chunk[whole:])  # less than a frame: it fits, and waits for more
             for start in range(0, whole, size):
                 yield chunk[start : start + size]
             return
