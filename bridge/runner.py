@@ -38,7 +38,11 @@ class ResponderRunner:
         """Deliver a hook call without waiting: inline if it is a plain function and nothing is
         queued before it, else queued; False (and counted) when the queue is full."""
         if hook in self._inline and not self._busy and self._queue.empty():
-            self._call_inline(hook, args)
+            self._busy = True  # what the hook causes (a frame sent, heard back) queues behind it
+            try:
+                self._call_plain(hook, args)
+            finally:
+                self._busy = False
             return True
         try:
             self._queue.put_nowait((hook, args))
@@ -84,14 +88,14 @@ class ResponderRunner:
 
     async def _call(self, hook: str, args: tuple[Any, ...]) -> None:
         if hook in self._inline:
-            self._call_inline(hook, args)
+            self._call_plain(hook, args)
             return
         try:
             await getattr(self.responder, f"on_{hook}")(*args)
         except Exception:
             self._report(hook)
 
-    def _call_inline(self, hook: str, args: tuple[Any, ...]) -> None:
+    def _call_plain(self, hook: str, args: tuple[Any, ...]) -> None:
         try:
             getattr(self.responder, f"on_{hook}")(*args)
         except Exception:

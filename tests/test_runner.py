@@ -31,7 +31,7 @@ def frame(value: int) -> np.ndarray:
     return np.full(480, value, dtype=np.int16)
 
 
-async def started(responder: Listener) -> ResponderRunner:
+async def started(responder: Responder) -> ResponderRunner:
     runner = ResponderRunner(responder, queue_size=8, session_id="s")
     await asyncio.sleep(0)  # on_start has run; the task waits for its queue
     return runner
@@ -73,4 +73,28 @@ async def test_a_plain_hook_that_raises_is_logged_and_counted(caplog):
         runner.offer("audio", frame(4))
     assert runner.errors == 1 and responder.heard == ["audio 4"]
     assert "Listener raised in on_audio; the session goes on" in caplog.text
+    await runner.stop(1)
+
+
+class Relay(Responder):
+    """A plain on_audio whose work feeds it again (as a sent frame comes back to a listener)."""
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+        self.runner: ResponderRunner | None = None
+
+    def on_audio(self, frame: np.ndarray) -> None:
+        self.heard.append(f"begin {frame[0]}")
+        if frame[0] == 1 and self.runner is not None:
+            self.runner.offer("audio", frame + 1)
+        self.heard.append(f"end {frame[0]}")
+
+
+async def test_a_plain_hook_is_not_entered_again_from_within_itself():
+    responder = Relay()
+    runner = await started(responder)
+    responder.runner = runner
+    runner.offer("audio", frame(1))
+    await asyncio.sleep(0.01)
+    assert responder.heard == ["begin 1", "end 1", "begin 2", "end 2"]
     await runner.stop(1)

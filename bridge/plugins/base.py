@@ -115,6 +115,8 @@ class Responder:
 
     Hooks run one at a time, in order, in the responder's own task: a slow hook delays
     only this responder's input, whose queue is bounded (overflowing items are counted).
+    A hook overridden as a plain `def` runs inline as its input arrives (no task switch);
+    it must be quick, as the loop waits for it.
     """
 
     Options: ClassVar[type[BaseModel]] = NoOptions
