@@ -132,6 +132,6 @@ async def test_a_frame_due_at_once_leaves_from_write_and_a_later_one_from_the_ta
     async with asyncio.timeout(1):
         while len(sink.received) < 3 * 2 * FRAME:
             await asyncio.sleep(0.002)
-    assert sink.sent_at[2] - sink.sent_at[1] == pytest.approx(0.02, abs=0.005)
+    assert sink.sent_at[2] - sink.sent_at[1] >= 0.0195  # not before its deadline
     assert sink.samples().tolist() == [1] * FRAME + [2] * FRAME + [3] * FRAME
     stream.close()
