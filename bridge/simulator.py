@@ -21,6 +21,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from bridge.codecs.wav import read_wav, write_wav
 
 SPEAKER = {"name": "Simulated Speaker", "id": 1}
+STALL_TICK_S = 0.005  # how often the simulator checks that its own event loop keeps time
+STALL_THRESHOLD_S = 0.015  # a check this late: the simulator itself was held up
+STALL_REACH_S = 0.1  # a stall this long before a gap may cause it: a chunk sent late echoes late
 
 
 class PlayerModel:
@@ -38,6 +41,7 @@ class PlayerModel:
         self.arrivals: list[float] = []
         self.leads: list[float] = []
         self.underruns = 0
+        self.gaps: list[tuple[float, float]] = []  # (ran dry, next message) of each underrun
         self.pauses = 0
         self.odd_messages = 0
 
@@ -50,6 +54,7 @@ class PlayerModel:
         if self.play_end and now > self.play_end:
             if now - self.play_end < self.pause:
                 self.underruns += 1
+                self.gaps.append((self.play_end, now))
             else:
                 self.pauses += 1
         start = max(self.play_end, now)
@@ -65,6 +70,41 @@ class PlayerModel:
         for at, samples in self.chunks:
             out[at : at + len(samples)] = samples
         return out
+
+
+class LoopStalls:
+    """When the simulator's own event loop was held up (descheduled by the OS, or busy).
+
+    The player hears a message when the simulator reads it, so a gap during such a stall
+    may be the simulator's doing rather than the bridge's: those are reported apart.
+    """
+
+    def __init__(
+        self, tick_s: float = STALL_TICK_S, threshold_s: float = STALL_THRESHOLD_S
+    ) -> None:
+        self.tick_s = tick_s
+        self.threshold_s = threshold_s
+        self.intervals: list[tuple[float, float]] = []  # (due, arrived) of each late check
+        self._last: float | None = None
+
+    def beat(self, now: float) -> None:
+        """A check, due tick_s after the previous one, ran at clock time now."""
+        if self._last is not None:
+            due = self._last + self.tick_s
+            if now - due > self.threshold_s:
+                self.intervals.append((due, now))
+        self._last = now
+
+    def explain(self, gap: tuple[float, float]) -> bool:
+        """Whether a stall overlaps a playback gap, or ended within STALL_REACH_S before it."""
+        start, end = gap
+        return any(s <= end and e >= start - STALL_REACH_S for s, e in self.intervals)
+
+    async def watch(self) -> None:
+        """Check the loop every tick_s until cancelled."""
+        while True:
+            self.beat(time.monotonic())
+            await asyncio.sleep(self.tick_s)
 
 
 @dataclass
@@ -90,7 +130,8 @@ class SimulationReport:
     messages_received: int = 0
     utterances: list[Utterance] = field(default_factory=list)
     leads_ms: list[float] = field(default_factory=list)
-    underruns: int = 0
+    underruns: int = 0  # gaps the bridge caused (none while the simulator was stalled)
+    gaps_in_own_stalls: int = 0  # gaps while the simulator itself was held up: not the bridge's
     pauses: int = 0
     close_code: int | None = None
     output_wav: str | None = None
@@ -117,6 +158,11 @@ class SimulationReport:
             lines.append(
                 f"pacing lead at the player: p50 {np.percentile(self.leads_ms, 50):.1f} ms, "
                 f"max {max(self.leads_ms):.1f} ms; underruns {self.underruns}, pauses {self.pauses}"
+            )
+        if self.gaps_in_own_stalls:
+            lines.append(
+                f"gaps while the simulator itself was stalled: {self.gaps_in_own_stalls} "
+                "(not counted as the bridge's underruns)"
             )
         if self.output_wav:
             lines.append(f"what the meeting heard from the bot: {self.output_wav}")
@@ -173,15 +219,18 @@ async def simulate(
         chunk = opts.sample_rate * opts.chunk_ms // 1000
         origin = time.monotonic() - opts.burst_chunks * chunk / opts.sample_rate
         player = PlayerModel(opts.sample_rate, origin)
+        stalls = LoopStalls()
+        watcher = asyncio.create_task(stalls.watch())
         listener = asyncio.create_task(_listen(sink, player, report))
         await source.send(json.dumps({"protocol_version": 1, "bot_id": opts.bot_id, "offset": 0.0}))
         await _speak(source, timeline, utterances, chunk, origin, opts, report)
         await asyncio.sleep(opts.listen_s)
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        for task in (listener, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         report.close_code = source.close_code
-    _measure(report, player, timeline)
+    _measure(report, player, stalls, timeline)
     if output_wav:
         write_wav(output_wav, player.timeline(len(timeline)), opts.sample_rate)
         report.output_wav = output_wav
@@ -227,9 +276,13 @@ async def _listen(ws: ClientConnection, player: PlayerModel, report: SimulationR
             report.messages_received += 1
 
 
-def _measure(report: SimulationReport, player: PlayerModel, timeline: np.ndarray) -> None:
+def _measure(
+    report: SimulationReport, player: PlayerModel, stalls: LoopStalls, timeline: np.ndarray
+) -> None:
     report.leads_ms = [lead * 1000 for lead in player.leads]
-    report.underruns, report.pauses = player.underruns, player.pauses
+    report.gaps_in_own_stalls = sum(map(stalls.explain, player.gaps))
+    report.underruns = player.underruns - report.gaps_in_own_stalls
+    report.pauses = player.pauses
     # padded with the silence that follows, so an echo shorter than its recording (the VAD
     # trims a quiet tail) still aligns when it ends near the end of the timeline
     longest = max((len(u.samples) for u in report.utterances), default=0)
