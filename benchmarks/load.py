@@ -4,8 +4,9 @@
 
 Each bot sends the hello and a speaker event, then a chunk of a real recording every
 chunk-ms, and plays what comes back through a model of the bot's player (a 40 ms device
-buffer). The bridge runs in its own process, pinned to one core (the generator takes the
-other), with the live echo responder, so each frame's echo can be timed:
+buffer, running from the first echo: what the server sent ahead adds to it). The bridge
+runs in its own process, pinned to one core (the generator takes the other), with the live
+echo responder, so each frame's echo can be timed:
 
 - added latency: the server's own timestamps, frame arrival to echo sent (its /metrics);
 - round trip: measured by the bots, send to echo received (not given for a step that
@@ -82,6 +83,23 @@ class BotStats:
     leads: array[float] = field(default_factory=lambda: array("d"))
 
 
+class DeviceBufferPlayer:
+    """The bot's audio player with a device buffer: it starts, and restarts after running
+    dry, once buffer_s is queued. What the server sends ahead (its prebuffer) adds to that."""
+
+    def __init__(self, rate: int, buffer_s: float = PLAYER_BUFFER_S) -> None:
+        self.rate, self.buffer_s = rate, buffer_s
+        self.play_end = 0.0  # clock time at which everything received has played
+
+    def play(self, now: float, samples: int) -> bool:
+        """Queue samples that arrived at now; True if the player had run dry (a gap)."""
+        ran_dry = now > self.play_end
+        if ran_dry:
+            self.play_end = now + self.buffer_s
+        self.play_end += samples / self.rate
+        return ran_dry
+
+
 class Bot:
     """One simulated Meeting BaaS bot: sends chunks when ticked, times the echo."""
 
@@ -90,7 +108,7 @@ class Bot:
         self.sent_at = array("d")
         self.due_at = array("d")  # when each chunk should have gone: the generator may be late
         self.stats = BotStats()
-        self.play_end = 0.0
+        self.player = DeviceBufferPlayer(rate)
         self.measuring = False
         self.measured_from = 0  # index of the first chunk sent while measuring
         self._listener = asyncio.create_task(self._listen())
@@ -115,21 +133,18 @@ class Bot:
     def _heard(self, now: float, samples: int) -> None:
         stats = self.stats
         stats.received += samples
-        if not self.measuring:
-            self.play_end = now + PLAYER_BUFFER_S
-            return
-        chunk_index = (stats.received - 1) // self.chunk
-        if chunk_index < len(self.sent_at):
+        if self.measuring and (chunk_index := (stats.received - 1) // self.chunk) < len(
+            self.sent_at
+        ):
             round_trip = now - self.sent_at[chunk_index]
             stats.rtts.append(round_trip)
             # the player hears the echo as if its chunk had left on time: a late generator
             # tick is the harness's delay, not the bridge's (it is reported on its own)
             now = self.due_at[chunk_index] + round_trip
-        if now > self.play_end:
-            stats.underruns += 1
-            self.play_end = now + PLAYER_BUFFER_S  # the player rebuffers
-        self.play_end += samples / self.rate
-        stats.leads.append(self.play_end - now)
+        ran_dry = self.player.play(now, samples)
+        if self.measuring:  # the player runs from the first echo; gaps count once measuring
+            stats.underruns += ran_dry
+            stats.leads.append(self.player.play_end - now)
 
     async def close(self) -> None:
         await self.ws.close()
