@@ -56,7 +56,7 @@ bench-floor: setup
 	  --floor websockets --floor picows --out $(RESULT)-floor.json
 	$(PY) -m benchmarks.plot $(RESULT)-floor.json --out $(RESULT)-floor.png
 
-# Soak (30 minutes): 50 live sessions on the server defaults (40 ms prebuffer); zero
+# Soak (30 minutes): 50 live sessions on the server defaults (40 ms prebuffer, 80 ms lead); zero
 # underruns and flat memory expected.
 soak: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'

@@ -21,7 +21,9 @@ class BridgeConfig(BaseModel):
     public_url: str | None = Field(None, description="ws(s)://host[:port] the bot can reach")
     rate: Literal[16000, 24000] = Field(24000, description="sample rate when the URL sets none")
     frame_ms: Literal[10, 20, 30] = 20
-    lead_ms: float = Field(40.0, gt=0, le=500, description="audio sent ahead of the bot's playback")
+    # twice the prebuffer: the room above it absorbs a live stream's late frames as extra lead
+    # at the bot; with none, they wait in the bridge and are shed (README, "Pacing")
+    lead_ms: float = Field(80.0, gt=0, le=500, description="audio sent ahead of the bot's playback")
     prebuffer_ms: float = Field(
         40.0,
         ge=0,

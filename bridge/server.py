@@ -67,6 +67,14 @@ class BridgeServer:
                 c.host,
                 c.listen_port,
             )
+        if c.lead_ms <= c.prebuffer_ms:
+            log.warning(
+                "--lead-ms %g leaves no room above --prebuffer-ms %g: after a late frame, a live "
+                "stream's frames wait in the bridge until some are shed; keep the lead about "
+                "twice the prebuffer",
+                c.lead_ms,
+                c.prebuffer_ms,
+            )
         self._server = await serve(
             self._handle,
             c.host,

@@ -51,7 +51,7 @@ async def test_two_turn_conversation_with_context(start_bridge, tmp_path):
 async def test_barge_in_stops_the_reply_within_the_lead(start_bridge, tmp_path):
     long_reply = " ".join(f"This is sentence number {n}." for n in range(1, 9))
     with FakeOpenAI(["tell me a story", "stop"], [long_reply, "Okay."], speech_s=1.0) as api:
-        server = await start_bridge("agent", agent_options(api))
+        server = await start_bridge("agent", agent_options(api), lead_ms=40)
         url = f"ws://127.0.0.1:{server.port}/bots/barge"
         out = tmp_path / "heard.wav"
         opts = SimulatorOptions(lead_in_s=0.3, gap_s=2.5, listen_s=0.5)

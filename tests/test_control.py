@@ -113,7 +113,7 @@ async def test_play_from_the_media_dir_only(start_bridge, tmp_path):
 
 
 async def test_interrupt_stops_the_bot_within_the_lead(start_bridge, tmp_path):
-    server = await start_bridge("player", (f"file={ALSA / 'Front_Left.wav'}",))
+    server = await start_bridge("player", (f"file={ALSA / 'Front_Left.wav'}",), lead_ms=40)
     ws = await bot(server, "int")
     control = await Control.open(server, "int")
     await asyncio.sleep(0.5)

@@ -19,7 +19,7 @@ def opts(rate: int, **kw) -> SimulatorOptions:
     return SimulatorOptions(sample_rate=rate, lead_in_s=0.3, **kw)
 
 
-def assert_echoed(report, lead_ms: float = 40.0) -> None:
+def assert_echoed(report, lead_ms: float) -> None:
     for utterance in report.utterances:
         assert utterance.echo_correlation is not None, f"{utterance.name}: nothing came back"
         assert utterance.echo_correlation > 0.99, utterance
@@ -33,7 +33,7 @@ async def test_echo_round_trip_one_socket(start_bridge, rate):
     server = await start_bridge()
     url = f"ws://127.0.0.1:{server.port}/bots/echo-{rate}?rate={rate}"
     report = await simulate([url], [FRONT_LEFT, REAR_RIGHT], opts(rate))
-    assert_echoed(report)
+    assert_echoed(report, server.config.lead_ms)
     session = server.sessions.sessions[f"echo-{rate}"]
     assert session.sample_rate == rate
     assert session.pipeline.speech_segments == 2
@@ -45,7 +45,7 @@ async def test_rate_defaults_to_the_server_setting(start_bridge):
     server = await start_bridge(rate=16000)
     url = f"ws://127.0.0.1:{server.port}/bots/default-rate"
     report = await simulate([url], [FRONT_LEFT], opts(16000))
-    assert_echoed(report)
+    assert_echoed(report, server.config.lead_ms)
     assert server.sessions.sessions["default-rate"].sample_rate == 16000
 
 
@@ -57,7 +57,7 @@ async def test_split_sockets_in_either_order(start_bridge, order):
     server = await start_bridge()
     base = f"ws://127.0.0.1:{server.port}/bots/split"
     report = await simulate([f"{base}/{order[0]}", f"{base}/{order[1]}"], [FRONT_LEFT], opts(24000))
-    assert_echoed(report)  # the simulator only listens on its second socket
+    assert_echoed(report, server.config.lead_ms)  # the simulator only listens on its second socket
     assert server.sessions.sessions["split"].stats.sockets == 2
 
 
@@ -81,7 +81,7 @@ async def test_speaker_events_and_hooks_reach_the_responder(start_bridge):
 
 async def test_barge_in_stops_the_bot_and_tells_the_responder(start_bridge):
     """The responder speaks a 4 s tone; the user talks over it at 0.5 s; the tone stops."""
-    server = await start_bridge("tests.responders:Monologue", ("seconds=4",))
+    server = await start_bridge("tests.responders:Monologue", ("seconds=4",), lead_ms=40)
     url = f"ws://127.0.0.1:{server.port}/bots/barge"
     report = await simulate([url], [FRONT_LEFT], SimulatorOptions(lead_in_s=0.5, gap_s=1.0))
     session = server.sessions.sessions["barge"]

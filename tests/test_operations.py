@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import re
 import signal
 import socket
@@ -178,7 +179,9 @@ async def test_added_latency_is_measured_for_live_echo(start_bridge):
 
 
 async def test_live_echo_sheds_the_connect_burst_backlog_and_counts_it(start_bridge):
-    server = await start_bridge("echo", ("mode=live", "live_catchup_s=0.5"), prebuffer_ms=0)
+    server = await start_bridge(
+        "echo", ("mode=live", "live_catchup_s=0.5"), prebuffer_ms=0, lead_ms=40
+    )
     url = f"ws://127.0.0.1:{server.port}/bots/burst"
     # 10 chunks (200 ms) buffered while connecting: 2 go out at once (the 40 ms lead) and
     # the other 8 wait; with the lead kept full, each echo would leave 180 ms late for good.
@@ -196,7 +199,7 @@ async def test_live_echo_sheds_the_connect_burst_backlog_and_counts_it(start_bri
 
 
 async def test_live_echo_goes_on_after_a_control_interrupt(start_bridge):
-    server = await start_bridge("echo", ("mode=live",), prebuffer_ms=0)
+    server = await start_bridge("echo", ("mode=live",), prebuffer_ms=0, lead_ms=40)
     url = f"ws://127.0.0.1:{server.port}/bots/cut"
     opts = SimulatorOptions(lead_in_s=0.3, gap_s=0.5, listen_s=0.3, burst_chunks=0)
     bot = asyncio.create_task(simulate([url], [str(ALSA / "Front_Left.wav")], opts))
@@ -209,3 +212,12 @@ async def test_live_echo_goes_on_after_a_control_interrupt(start_bridge):
     assert "speakbridge_dropped_total{reason=echo_live_queue_full}" not in metrics
     # the interrupt cut at most the lead (2 frames); everything after it was echoed
     assert report.bytes_received >= report.bytes_sent // 960 * 960 - 3 * 960
+
+
+async def test_a_lead_with_no_room_above_the_prebuffer_is_warned_about(start_bridge, caplog):
+    with caplog.at_level(logging.WARNING, logger="bridge"):
+        await start_bridge(lead_ms=80, prebuffer_ms=40)
+        assert not any("leaves no room" in r.getMessage() for r in caplog.records)
+        await start_bridge(lead_ms=40, prebuffer_ms=40)
+    (warning,) = [r.getMessage() for r in caplog.records if "leaves no room" in r.getMessage()]
+    assert warning.startswith("--lead-ms 40 leaves no room above --prebuffer-ms 40")
