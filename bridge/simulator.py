@@ -222,13 +222,16 @@ async def simulate(
         stalls = LoopStalls()
         watcher = asyncio.create_task(stalls.watch())
         listener = asyncio.create_task(_listen(sink, player, report))
-        await source.send(json.dumps({"protocol_version": 1, "bot_id": opts.bot_id, "offset": 0.0}))
-        await _speak(source, timeline, utterances, chunk, origin, opts, report)
-        await asyncio.sleep(opts.listen_s)
-        for task in (listener, watcher):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        try:
+            hello = {"protocol_version": 1, "bot_id": opts.bot_id, "offset": 0.0}
+            await source.send(json.dumps(hello))
+            await _speak(source, timeline, utterances, chunk, origin, opts, report)
+            await asyncio.sleep(opts.listen_s)
+        finally:  # also when the bridge closed on us mid-speech
+            for task in (listener, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         report.close_code = source.close_code
     _measure(report, player, stalls, timeline)
     if output_wav:
