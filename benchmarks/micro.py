@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.audio.decimate import Decimator
 from bridge.audio.framer import Framer
 from bridge.audio.pacer import OutputPacer
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.resample import StreamResampler
 from bridge.audio.ring import RingBuffer
-from bridge.audio.vad import VoiceActivityDetector
+from bridge.audio.vad import VAD_RATE, VoiceActivityDetector
 from bridge.codecs.pcm import f32_to_s16, s16_to_f32
 from bridge.codecs.wav import read_wav
 from bridge.protocol import parse_audio, parse_text
@@ -86,18 +87,28 @@ def steady_delay_ms(resampler: StreamResampler, chunks: int = 200) -> float:
     return float(np.mean(delays))
 
 
-def case_vad(frames16: list[np.ndarray], max_flatness: float) -> Callable[[], None]:
+def case_vad(frames8: list[np.ndarray], max_flatness: float) -> Callable[[], None]:
     vad = VoiceActivityDetector(FRAME_MS, max_flatness=max_flatness)
 
     def run() -> None:
-        for f in frames16:
+        for f in frames8:
             vad.process(f)
 
     return run
 
 
+def case_decimate(frames: list[np.ndarray]) -> Callable[[], None]:
+    decimator = Decimator(24000, VAD_RATE)
+
+    def run() -> None:
+        for f in frames:
+            decimator.process(f)
+
+    return run
+
+
 def case_input_pipeline(frames: list[np.ndarray]) -> Callable[[], None]:
-    """A 24 kHz bot chunk through the whole input side: VAD at 16 kHz and 24 kHz framing."""
+    """A 24 kHz bot chunk through the whole input side: VAD at 8 kHz and 24 kHz framing."""
     pipeline = InputPipeline(24000, {24000}, FRAME_MS, VoiceActivityDetector(FRAME_MS), 1000)
 
     def run() -> None:
@@ -174,7 +185,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     n, rounds = args.frames, args.rounds
-    f24, f16 = frames_of(24000, n), frames_of(16000, n)
+    f24, f16, f8 = frames_of(24000, n), frames_of(16000, n), frames_of(VAD_RATE, n)
 
     cases: dict[str, tuple[Callable[[], None], StreamResampler | None]] = {
         "ring buffer write+read (24 kHz)": (case_ring(f24), None),
@@ -183,8 +194,9 @@ def main() -> None:
         "parse_text (speaker array)": (case_parse_speakers(n), None),
         "s16 -> f32 -> s16 (24 kHz)": (case_pcm(f24), None),
         "pacer decision": (case_pacer(n), None),
-        "VAD, webrtcvad only (16 kHz)": (case_vad(f16, 1.0), None),
-        "VAD with flatness gate (16 kHz)": (case_vad(f16, 0.1), None),
+        "decimate 24k->8k for the VAD": (case_decimate(f24), None),
+        "VAD, webrtcvad only (8 kHz)": (case_vad(f8, 1.0), None),
+        "VAD with flatness gate (8 kHz)": (case_vad(f8, 0.1), None),
         "input pipeline (24 kHz chunk)": (case_input_pipeline(f24), None),
     }
     for quality in ("QQ", "LQ", "MQ", "HQ", "VHQ"):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pocketsphinx import Decoder
 
-from bridge.audio.framer import Framer
+from bridge.audio.framer import Framer, frame_samples
 from bridge.audio.resample import StreamResampler
-from bridge.audio.vad import VoiceActivityDetector
+from bridge.audio.vad import VAD_RATE, VoiceActivityDetector
 from bridge.codecs.wav import read_wav, write_wav
 from bridge.simulator import SimulatorOptions, best_alignment, simulate
 from tests.audio import ALSA, recording, silence
@@ -23,8 +23,9 @@ def resample(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 
 def speech_segments(samples: np.ndarray, rate: int) -> int:
-    vad, framer = VoiceActivityDetector(20), Framer(320, 3200)
-    found = [vad.process(f) for f in framer.feed(resample(samples, rate, 16000))]
+    size = frame_samples(VAD_RATE, 20)
+    vad, framer = VoiceActivityDetector(20), Framer(size, size * 10)
+    found = [vad.process(f) for f in framer.feed(resample(samples, rate, VAD_RATE))]
     return sum(1 for e in found if e is not None and not vad.speaking) + vad.speaking
 
 

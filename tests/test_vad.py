@@ -9,6 +9,7 @@ from bridge.audio.vad import (
     SpeechStopped,
     VoiceActivityDetector,
     spectral_flatness,
+    windowed_dft,
 )
 from tests.audio import espeak, recording, silence, white_noise
 
@@ -68,7 +69,8 @@ def test_without_the_flatness_gate_webrtcvad_alone_takes_noise_for_speech():
 def test_stop_comes_after_the_hangover():
     speech = recording("Front_Left", VAD_RATE)
     vad = VoiceActivityDetector(20, stop_ms=500)
-    framer = Framer(320, 1280)
+    size = frame_samples(VAD_RATE, 20)
+    framer = Framer(size, size * 4)
     signal = np.concatenate([speech, silence(2, VAD_RATE)])
     for i, frame in enumerate(framer.feed(signal)):
         event = vad.process(frame)
@@ -83,9 +85,10 @@ def test_stop_comes_after_the_hangover():
 def reference_events(frames: list[np.ndarray], start_ms: int, stop_ms: int) -> list:
     """Every frame judged at once by webrtcvad and the gate, then the windows' rule: what the
     detector's lazy gate must reproduce exactly."""
-    vad, window = webrtcvad.Vad(3), np.hanning(320)
+    size = frame_samples(VAD_RATE, 20)
+    vad, dft = webrtcvad.Vad(3), windowed_dft(size)
     voiced = [
-        vad.is_speech(f.tobytes(), VAD_RATE) and spectral_flatness(f, window) <= 0.1 for f in frames
+        vad.is_speech(f.tobytes(), VAD_RATE) and spectral_flatness(f, dft) <= 0.1 for f in frames
     ]
     start_n, stop_n = start_ms // 20, stop_ms // 20
     found, speaking, since = [], False, 0  # since: index where the current window began
@@ -109,9 +112,24 @@ def test_lazy_gate_decides_exactly_as_judging_every_frame(start_ms, stop_ms):
     noise = white_noise(len(speech) / VAD_RATE, VAD_RATE, 3000)
     mixed = speech // 2 + noise // 2  # voice over hiss: webrtcvad fires, the gate must judge
     signal = np.concatenate([silence(0.5, VAD_RATE), speech, noise, mixed, speech, noise])
-    frames = [signal[i : i + 320] for i in range(0, len(signal) - 319, 320)]
+    size = frame_samples(VAD_RATE, 20)
+    frames = [signal[i : i + size] for i in range(0, len(signal) - size + 1, size)]
     vad = VoiceActivityDetector(20, start_ms=start_ms, stop_ms=stop_ms)
     found = [e for f in frames if (e := vad.process(f)) is not None]
     simplified = [e if isinstance(e, SpeechStarted) else ("stop", e.at_ms) for e in found]
     assert simplified == reference_events(frames, start_ms, stop_ms)
     assert len(found) >= 4  # the signal does start and stop speech several times
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_flatness_by_matrix_product_equals_the_fft_measure(frame_ms):
+    """The windowed DFT matrix is the Hann-windowed rfft's bins 2 and up: the same spectrum."""
+    size = frame_samples(VAD_RATE, frame_ms)
+    frames = [
+        recording("Front_Left", VAD_RATE)[4000 : 4000 + size],
+        white_noise(1, VAD_RATE, 3000)[:size],
+    ]
+    for frame in frames:
+        spectrum = np.abs(np.fft.rfft(frame * np.hanning(size))[2:]) + 3e-5
+        expected = np.exp(np.mean(np.log(spectrum**2))) / np.mean(spectrum**2)
+        assert spectral_flatness(frame, windowed_dft(size)) == pytest.approx(expected, rel=1e-3)

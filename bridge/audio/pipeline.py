@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bridge.audio.decimate import Decimator
 from bridge.audio.framer import Framer, frame_samples
 from bridge.audio.resample import Quality, StreamResampler
 from bridge.audio.vad import VAD_RATE, SpeechEvent, VoiceActivityDetector
@@ -26,14 +27,9 @@ class FrameStream:
         return self.framer.feed(self.resampler.process(chunk))
 
 
-# webrtcvad judges the band below 4 kHz (it works at 8 kHz inside), so the VAD's resampler
-# needs no steep anti-alias filter: QQ adds 0.06 ms of delay where HQ adds 21 ms to speech
-# detection and barge-in, and keeps a third of HQ's state per session.
-VAD_QUALITY: Quality = "QQ"
-
-
 class InputPipeline:
-    """Runs VAD at 16 kHz and frames audio at each listener rate, resampled at `quality`.
+    """Runs VAD at 8 kHz (a whole-factor decimation) and frames audio at each listener rate,
+    resampled at `quality`.
 
     feed() yields speech events and (rate, frame) pairs; frames are reused views: copy to keep.
     """
@@ -48,34 +44,29 @@ class InputPipeline:
         quality: Quality = "HQ",
     ) -> None:
         self.vad = vad
-        self._vad_stream = FrameStream(bot_rate, VAD_RATE, frame_ms, capacity_ms, VAD_QUALITY)
-        # 16 kHz listeners (speech to text) get the VAD's frames when they are the same audio
-        self._share_vad_frames = VAD_RATE in listen_rates and (
-            bot_rate == VAD_RATE or quality == VAD_QUALITY
-        )
-        shared = {VAD_RATE} if self._share_vad_frames else set()
+        self._decimator = Decimator(bot_rate, VAD_RATE)
+        size = frame_samples(VAD_RATE, frame_ms)
+        self._vad_framer = Framer(size, max(size, VAD_RATE * capacity_ms // 1000))
         self._listen_streams = {
             rate: FrameStream(bot_rate, rate, frame_ms, capacity_ms, quality)
-            for rate in listen_rates - shared
+            for rate in listen_rates
         }
         self.samples_in = 0
         self.speech_segments = 0
 
     @property
     def vad_delay_ms(self) -> float:
-        """How late the VAD hears the meeting: its resampler's filter delay."""
-        return self._vad_stream.resampler.delay_ms
+        """How late the VAD hears the meeting: its decimator's group delay."""
+        return self._decimator.delay_ms
 
     def feed(self, chunk: np.ndarray) -> Iterator[SpeechEvent | tuple[int, np.ndarray]]:
         """Push one bot chunk through VAD and framing."""
         self.samples_in += len(chunk)
-        for frame in self._vad_stream.feed(chunk):
+        for frame in self._vad_framer.feed(self._decimator.process(chunk)):
             event = self.vad.process(frame)
             if event is not None:
                 self.speech_segments += not self.vad.speaking
                 yield event
-            if self._share_vad_frames:
-                yield VAD_RATE, frame
         for rate, stream in self._listen_streams.items():
             for frame in stream.feed(chunk):
                 yield rate, frame

@@ -1,0 +1,40 @@
+"""Integer-factor downsampling for the VAD: the mean of each group of `factor` samples.
+
+webrtcvad judges 8 kHz audio (at 16 kHz it halves the rate itself first), and the bot's
+rates (16 and 24 kHz) are whole multiples of 8 kHz, so the VAD's input needs no resampler:
+a boxcar mean is its own anti-alias filter (nulls at multiples of 8 kHz, -9.5 dB at 6 kHz),
+adds a third of a sample of delay and keeps at most factor - 1 samples across chunks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Decimator:
+    """Downsamples one continuous s16 stream by a whole factor, chunk by chunk."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        if in_rate % out_rate:
+            raise ValueError(f"{in_rate} Hz is not a whole multiple of {out_rate} Hz")
+        self.factor = in_rate // out_rate
+        self.out_rate = out_rate
+        self._carry = np.zeros(0, dtype=np.int16)  # the start of a group split across chunks
+        self._weights = np.full(self.factor, 1 / self.factor, dtype=np.float32)
+
+    @property
+    def delay_ms(self) -> float:
+        """Group delay of the boxcar: (factor - 1) / 2 input samples."""
+        return (self.factor - 1) / 2 * 1000 / (self.out_rate * self.factor)
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """The means (truncated to s16) of every whole group this chunk completes."""
+        factor = self.factor
+        if factor == 1:
+            return chunk
+        if len(self._carry):
+            chunk = np.concatenate((self._carry, chunk))
+        whole = len(chunk) - len(chunk) % factor
+        self._carry = chunk[whole:].copy()
+        # one matrix product: numpy's fastest reduction for short rows (a third of a sum's cost)
+        return (chunk[:whole].reshape(-1, factor) @ self._weights).astype(np.int16)
