@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
+from bridge.connection import BotConnection
 from bridge.control import serve_control
 from bridge.limits import FailureLimiter
 from bridge.logs import session_context
@@ -81,6 +82,7 @@ class BridgeServer:
             c.listen_port,
             process_request=self._admit,
             compression=None,
+            create_connection=BotConnection,
             max_size=c.max_message_bytes,
             ping_interval=c.ping_interval_s,
             ping_timeout=c.ping_timeout_s,
@@ -256,12 +258,16 @@ class BridgeServer:
             )
             await connection.close(4000 + exc.status, exc.detail)
             return
+        bot = cast(BotConnection, connection)
         try:
             async for message in connection:
+                bot.took_message()
                 if isinstance(message, str):
                     await session.receive_text(link, message)
                 else:
                     await session.receive_audio(link, message)
+                    if link.source and bot.audio_sink is None:
+                        bot.audio_sink = session.receive_source_audio  # later chunks: inline
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 log.warning(

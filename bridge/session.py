@@ -185,18 +185,29 @@ class Session:
             )
 
     async def receive_audio(self, link: Link, data: bytes) -> None:
-        """Handle a binary frame of meeting audio."""
+        """Handle a binary frame of meeting audio; the first makes its socket the source."""
+        if link.source:
+            self.receive_source_audio(data)
+            return
+        try:
+            parse_audio(data)
+        except ProtocolError as exc:
+            self._refuse(exc)  # bad audio claims nothing
+            return
+        if await self._claim_source(link):
+            self.receive_source_audio(data)
+
+    def receive_source_audio(self, data: bytes) -> None:
+        """Handle a binary frame from the source socket; synchronous, so the socket can hand
+        it over inline (bridge.connection)."""
         try:
             samples = parse_audio(data)
         except ProtocolError as exc:
             self._refuse(exc)
             return
-        arrived = time.monotonic()
-        if not link.source and not await self._claim_source(link):
-            return
         self.stats.bytes_in += len(data)
         if self._loopback:  # before hearing it: its echo may leave within _hear
-            self._arrivals.append((self.pipeline.samples_in + len(samples), arrived))
+            self._arrivals.append((self.pipeline.samples_in + len(samples), time.monotonic()))
         self._hear(samples)
 
     def position_ms(self) -> float:
