@@ -1,10 +1,12 @@
-"""A bot's WebSocket connection whose audio can skip the message queue.
+"""A bot's WebSocket connection whose audio can skip the message queue, both ways.
 
 websockets queues every message for the handler task: per chunk a queue entry, a future
 and a task switch. Once a socket is its session's audio source, the session installs an
 `audio_sink`, and a whole binary message is handed to it from data_received, in order:
 only when no earlier message is still queued for the handler. The rest (text, fragmented
-messages, anything before the sink) goes the usual way.
+messages, anything before the sink) goes the usual way. Speech out is written as one
+unmasked binary frame straight to the transport (send_audio), without websockets' frame
+objects; websockets still writes every control frame and the close.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class BotConnection(ServerConnection):
         """The handler took a message off the queue: later ones may go inline again."""
         self._queued -= 1
 
+    def send_audio(self, data: bytes) -> None:
+        """Write one binary message now, as protocol.send_binary would; only while the
+        connection is OPEN (the caller checks: a frame after the close breaks the protocol)."""
+        self.transport.write(binary_frame_header(len(data)) + data)
+
     def _deliver(self, sink: AudioSink, data: bytes) -> None:
         try:
             sink(data)
@@ -58,6 +65,15 @@ class BotConnection(ServerConnection):
             self.audio_sink = None
             self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
             self.send_data()
+
+
+def binary_frame_header(length: int) -> bytes:
+    """RFC 6455 header of a final, unmasked (server to client) binary frame of length bytes."""
+    if length < 126:
+        return bytes((0x82, length))
+    if length < 1 << 16:
+        return b"\x82\x7e" + length.to_bytes(2, "big")
+    return b"\x82\x7f" + length.to_bytes(8, "big")
 
 
 DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)

@@ -243,7 +243,8 @@ class BridgeServer:
             await serve_control(connection, session, self.config.media_dir)
             return
         route = parse_route(target)
-        link = Link(connection, route.path_role)
+        bot = cast(BotConnection, connection)  # create_connection=BotConnection
+        link = Link(bot, route.path_role)
         context: dict[str, Any] = {"session": route.session_id}
         session_context.set(context)  # tasks the session starts inherit it
         try:
@@ -258,7 +259,6 @@ class BridgeServer:
             )
             await connection.close(4000 + exc.status, exc.detail)
             return
-        bot = cast(BotConnection, connection)
         try:
             async for message in connection:
                 bot.took_message()

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped, VoiceActivityDetector
 from bridge.config import BridgeConfig
+from bridge.connection import BotConnection
 from bridge.events import Event, EventHub
 from bridge.histogram import LATENCY_BUCKETS_S, Histogram
 from bridge.playout import Playout, Send
@@ -39,7 +39,7 @@ ARRIVALS_KEPT = 256  # arrival times of recent bot messages, for loopback latenc
 class Link:
     """One socket of a session; `source` once it has sent the hello or audio."""
 
-    connection: ServerConnection
+    connection: BotConnection
     path_role: PathRole
     source: bool = False
 
@@ -342,8 +342,8 @@ class Session:
         return self._send
 
     def _sender(self, link: Link) -> Send:
-        """A synchronous frame writer through websockets' sans-I/O protocol: no task, no drain
-        (the backlog bound stands in for flow control)."""
+        """A synchronous frame writer (BotConnection.send_audio): no task, no drain (the
+        backlog bound stands in for flow control)."""
         connection = link.connection
         protocol, transport = connection.protocol, connection.transport
         backlog_limit = self.config.playback_backlog_bytes
@@ -357,8 +357,7 @@ class Session:
                     "the bot is not reading its socket; frames of speech are dropped until it does",
                 )
             else:
-                protocol.send_binary(data)
-                transport.writelines(protocol.data_to_send())
+                connection.send_audio(data)
 
         return send
 

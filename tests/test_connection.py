@@ -6,8 +6,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
-from bridge.connection import BotConnection
+from bridge.connection import BotConnection, binary_frame_header
 
 
 class Recorder:
@@ -98,3 +100,26 @@ async def test_a_raising_sink_closes_only_its_socket_with_1011(caplog):
             await other.send("hello")
             await asyncio.sleep(0.1)
     assert caplog.text.count("handling an audio message failed") == 1
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 960, 65535, 65536, 70000])
+def test_audio_frames_are_the_bytes_websockets_would_write(length):
+    protocol = ServerProtocol()
+    protocol.state = State.OPEN
+    data = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    protocol.send_binary(data)
+    assert binary_frame_header(length) + data == b"".join(protocol.data_to_send())
+
+
+async def test_audio_sent_inline_reaches_the_client_whole_and_in_order():
+    async def handler(connection: BotConnection) -> None:
+        for size in (10, 960, 70000):
+            connection.send_audio(bytes([size % 251]) * size)
+        await connection.send("done")  # websockets' own send, after ours: order is kept
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=BotConnection) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", max_size=None) as ws:
+            got = [await ws.recv() for _ in range(4)]
+    assert got == [bytes([s % 251]) * s for s in (10, 960, 70000)] + ["done"]
