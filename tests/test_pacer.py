@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bridge.audio.pacer import OutputPacer
+from bridge.audio.pacer import EARLY_S, OutputPacer
 
 RATE, FRAME = 24000, 480  # 20 ms frames
 
@@ -30,14 +30,14 @@ def test_holds_real_time_within_a_millisecond_over_a_minute():
     assert abs(played - elapsed - pacer.lead_at(now)) < 0.001
     assert pacer.play_end() - sends[0] == pytest.approx(played, abs=1e-9)  # integer clock, no drift
     assert pacer.underruns == 0
-    assert max(leads) <= 0.040 + 1e-9
+    assert max(leads) <= 0.040 + EARLY_S
 
 
 def test_never_exceeds_its_lead():
     for lead_ms in (20, 30, 40, 80):
         pacer = OutputPacer(RATE, lead_ms=lead_ms)
         _, leads, _ = run(pacer, until=10.0, jitter_s=0.003, seed=lead_ms)
-        assert max(leads) <= lead_ms / 1000 + 1e-9
+        assert max(leads) <= lead_ms / 1000 + EARLY_S
 
 
 def test_first_frames_go_at_once_up_to_the_lead():
@@ -47,6 +47,14 @@ def test_first_frames_go_at_once_up_to_the_lead():
     assert pacer.send_at(5.0, FRAME) == 5.0  # 20 ms queued: one more fits in 40 ms
     pacer.sent(5.0, FRAME)
     assert pacer.send_at(5.0, FRAME) == pytest.approx(5.02)  # the third waits a frame
+
+
+def test_a_frame_due_within_a_millisecond_goes_now_one_due_later_waits():
+    pacer = OutputPacer(RATE, lead_ms=40)
+    pacer.sent(5.0, FRAME)
+    pacer.sent(5.0, FRAME)  # 40 ms sent: the next is due when 20 ms have played
+    assert pacer.send_at(5.0195, FRAME) == 5.0195  # due in 0.5 ms: at once, the lead 40.5 ms
+    assert pacer.send_at(5.0185, FRAME) == pytest.approx(5.02)  # due in 1.5 ms: it waits
 
 
 def test_a_stall_is_an_underrun_and_is_not_repaid_in_a_burst():

@@ -4,9 +4,14 @@ The bot plays whatever it receives at once and at real-time speed, with no feedb
 pacer models the bot's playhead: `play_end` is the clock time at which everything sent so
 far will have played. A frame may go out only while play_end stays within `lead` of now,
 so an interruption is heard at most `lead` later, and lateness is never repaid in a burst.
+A frame due within EARLY_S goes at once: a live stream runs at its full lead, so each frame
+is due just as it arrives, give or take jitter and rounding, and waiting that out would
+cost a timer and a task switch a frame for a lead that never exceeds `lead` + EARLY_S.
 """
 
 from __future__ import annotations
+
+EARLY_S = 0.001
 
 
 class OutputPacer:
@@ -33,8 +38,8 @@ class OutputPacer:
 
     def send_at(self, now: float, samples: int) -> float:
         """Earliest clock time at which a frame of `samples` may be sent (now if it may)."""
-        start = max(self.play_end(), now)
-        return max(now, start + samples / self.sample_rate - self.lead)
+        due = max(self.play_end(), now) + samples / self.sample_rate - self.lead
+        return now if due <= now + EARLY_S else due
 
     def sent(self, now: float, samples: int) -> None:
         """Account a frame sent at `now`; a gap since the last one is an underrun mid-stream."""
