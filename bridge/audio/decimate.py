@@ -34,7 +34,9 @@ class Decimator:
             return chunk
         if len(self._carry):
             chunk = np.concatenate((self._carry, chunk))
-        whole = len(chunk) - len(chunk) % factor
-        self._carry = chunk[whole:].copy()
-        # one matrix product: numpy's fastest reduction for short rows (a third of a sum's cost)
-        return (chunk[:whole].reshape(-1, factor) @ self._weights).astype(np.int16)
+        if rest := len(chunk) % factor:  # a bot's 20 ms chunk has none at 16 or 24 kHz
+            self._carry, chunk = chunk[-rest:].copy(), chunk[:-rest]
+        elif len(self._carry):
+            self._carry = chunk[:0]
+        # one dot product: numpy's fastest reduction for short rows (a third of a sum's cost)
+        return np.dot(chunk.reshape(-1, factor), self._weights).astype(np.int16)
