@@ -2,8 +2,9 @@
 
 webrtcvad judges 8 kHz audio (at 16 kHz it halves the rate itself first), and the bot's
 rates (16 and 24 kHz) are whole multiples of 8 kHz, so the VAD's input needs no resampler:
-a boxcar mean is its own anti-alias filter (nulls at multiples of 8 kHz, -9.5 dB at 6 kHz),
-adds a third of a sample of delay and keeps at most factor - 1 samples across chunks.
+a boxcar mean is its own anti-alias filter (nulls at multiples of 8 kHz; from 24 kHz, 6 kHz
+is cut by 9.5 dB), delays by (factor - 1) / 2 input samples (0.04 ms) and keeps at most
+factor - 1 samples across chunks.
 """
 
 from __future__ import annotations
