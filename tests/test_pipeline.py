@@ -47,3 +47,20 @@ def test_at_16khz_listeners_hear_the_bots_samples_unchanged():
     events, frames = run_at(pipeline, speech, 320)
     assert np.array_equal(frames[16000], speech[: len(frames[16000])])
     assert pipeline.vad_delay_ms < 0.1 and isinstance(events[0], SpeechStarted)
+
+
+def test_the_vad_hears_a_16khz_and_a_24khz_bot_alike():
+    """Both rates decimate to the VAD's 8 kHz: the same speech gives the same segments."""
+    found = {}
+    for rate in (16000, 24000):
+        gap = silence(1, rate)
+        speech = np.concatenate(
+            [gap, recording("Front_Left", rate), gap, recording("Rear_Center", rate), gap]
+        )
+        pipeline = InputPipeline(rate, {rate}, 20, VoiceActivityDetector(20), 200, "HQ")
+        events, _ = run_at(pipeline, speech, rate // 50)
+        found[rate] = [(type(e).__name__, e.at_ms) for e in events]
+    assert len(found[24000]) == 4  # two segments, each a start and a stop
+    assert [kind for kind, _ in found[16000]] == [kind for kind, _ in found[24000]]
+    for (_, at16), (_, at24) in zip(found[16000], found[24000], strict=True):
+        assert abs(at16 - at24) <= 40  # two frames
