@@ -29,7 +29,8 @@ class BotConnection(ServerConnection):
     """ServerConnection plus an inline path for binary messages (see the module's note)."""
 
     audio_sink: AudioSink | None = None
-    _queued = 0  # whole messages handed to the handler's queue and not yet taken
+    _queued = 0  # whole messages queued for the handler and not yet taken (matters once a
+    # sink is set: a control socket never gets one, and its handler never calls took_message)
     _partial = False  # a fragmented message is being queued
 
     def process_event(self, event: Request | Frame) -> None:  # type: ignore[override]
