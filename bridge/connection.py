@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import Frame, Opcode
+from websockets.frames import DATA_OPCODES, Frame, Opcode
 from websockets.http11 import Request
 
 from bridge.protocol import CloseCode
@@ -75,6 +75,3 @@ def binary_frame_header(length: int) -> bytes:
     if length < 1 << 16:
         return b"\x82\x7e" + length.to_bytes(2, "big")
     return b"\x82\x7f" + length.to_bytes(8, "big")
-
-
-DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)

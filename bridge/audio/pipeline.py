@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 
@@ -12,19 +13,29 @@ from bridge.audio.resample import Quality, StreamResampler
 from bridge.audio.vad import VAD_RATE, SpeechEvent, VoiceActivityDetector
 
 
-class FrameStream:
-    """Resample a chunk stream to one rate (state kept across chunks) and cut fixed frames."""
+class RateConverter(Protocol):
+    """A stream rate converter: a StreamResampler, or the VAD's Decimator."""
 
-    def __init__(
-        self, in_rate: int, out_rate: int, frame_ms: int, capacity_ms: int, quality: Quality
-    ) -> None:
-        self.resampler = StreamResampler(in_rate, out_rate, quality)
-        size = frame_samples(out_rate, frame_ms)
-        self.framer = Framer(size, max(size, out_rate * capacity_ms // 1000))
+    out_rate: int
+
+    @property
+    def delay_ms(self) -> float: ...
+
+    def process(self, chunk: np.ndarray) -> np.ndarray: ...
+
+
+class FrameStream:
+    """Convert a chunk stream to one rate (state kept across chunks) and cut fixed frames."""
+
+    def __init__(self, converter: RateConverter, frame_ms: int, capacity_ms: int) -> None:
+        self.converter = converter
+        rate = converter.out_rate
+        size = frame_samples(rate, frame_ms)
+        self.framer = Framer(size, max(size, rate * capacity_ms // 1000))
 
     def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
         """Yield the frames this chunk completes (views of one reused array)."""
-        return self.framer.feed(self.resampler.process(chunk))
+        return self.framer.feed(self.converter.process(chunk))
 
 
 class InputPipeline:
@@ -44,11 +55,9 @@ class InputPipeline:
         quality: Quality = "HQ",
     ) -> None:
         self.vad = vad
-        self._decimator = Decimator(bot_rate, VAD_RATE)
-        size = frame_samples(VAD_RATE, frame_ms)
-        self._vad_framer = Framer(size, max(size, VAD_RATE * capacity_ms // 1000))
+        self._vad_stream = FrameStream(Decimator(bot_rate, VAD_RATE), frame_ms, capacity_ms)
         self._listen_streams = {
-            rate: FrameStream(bot_rate, rate, frame_ms, capacity_ms, quality)
+            rate: FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms, capacity_ms)
             for rate in listen_rates
         }
         self.samples_in = 0
@@ -57,12 +66,12 @@ class InputPipeline:
     @property
     def vad_delay_ms(self) -> float:
         """How late the VAD hears the meeting: its decimator's group delay."""
-        return self._decimator.delay_ms
+        return self._vad_stream.converter.delay_ms
 
     def feed(self, chunk: np.ndarray) -> Iterator[SpeechEvent | tuple[int, np.ndarray]]:
         """Push one bot chunk through VAD and framing."""
         self.samples_in += len(chunk)
-        for frame in self._vad_framer.feed(self._decimator.process(chunk)):
+        for frame in self._vad_stream.feed(chunk):
             event = self.vad.process(frame)
             if event is not None:
                 self.speech_segments += not self.vad.speaking
