@@ -187,7 +187,7 @@ class Session:
     async def receive_audio(self, link: Link, data: bytes) -> None:
         """Handle a binary frame of meeting audio; the first makes its socket the source."""
         if link.source:
-            self.receive_source_audio(data)
+            self.receive_source_audio(data, time.monotonic())
             return
         try:
             parse_audio(data)
@@ -195,11 +195,11 @@ class Session:
             self._refuse(exc)  # bad audio claims nothing
             return
         if await self._claim_source(link):
-            self.receive_source_audio(data)
+            self.receive_source_audio(data, time.monotonic())
 
-    def receive_source_audio(self, data: bytes) -> None:
-        """Handle a binary frame from the source socket; synchronous, so the socket can hand
-        it over inline (bridge.connection)."""
+    def receive_source_audio(self, data: bytes, read_at: float) -> None:
+        """Handle a binary frame from the source socket, read at monotonic time read_at;
+        synchronous, so the socket can hand it over inline (bridge.connection)."""
         try:
             samples = parse_audio(data)
         except ProtocolError as exc:
@@ -207,7 +207,7 @@ class Session:
             return
         self.stats.bytes_in += len(data)
         if self._loopback:  # before hearing it: its echo may leave within _hear
-            self._arrivals.append((self.pipeline.samples_in + len(samples), time.monotonic()))
+            self._arrivals.append((self.pipeline.samples_in + len(samples), read_at))
         self._hear(samples)
 
     def position_ms(self) -> float:
@@ -265,13 +265,12 @@ class Session:
                 runner.offer("event", event)
 
     def _bot_audio(self, frame: np.ndarray) -> None:
-        if self._loopback:
-            self._measure_latency()
         for runner in self._hears_bot:
             runner.offer("bot_audio", frame.copy(), self.pipeline.samples_in)
 
     def _measure_latency(self) -> None:
-        """A loopback's output sample j is input sample j: time since that sample arrived."""
+        """A loopback's output sample j is input sample j: time from the read of the chunk
+        that held the last sample written to that write."""
         # While a dropped stretch's backlog drains, its frames are timed against later
         # arrivals (at most the dropped length later); exact again once it has played.
         sent = self.playout.samples_out + self._loopback_dropped
@@ -310,7 +309,7 @@ class Session:
     def _refuse(self, exc: ProtocolError) -> None:
         self._count_drop(exc.reason, exc.detail)
 
-    def _count_drop(self, reason: str, detail: str) -> None:
+    def _count_drop(self, reason: str, detail: str, count: int = 1) -> None:
         if not self.stats.dropped[reason]:
             log.warning(
                 "session %s: %s: %s (further ones are counted, not logged)",
@@ -318,7 +317,7 @@ class Session:
                 reason,
                 detail,
             )
-        self.stats.dropped[reason] += 1
+        self.stats.dropped[reason] += count
 
     # playback
 
@@ -347,10 +346,13 @@ class Session:
         connection = link.connection
         protocol, transport = connection.protocol, connection.transport
         backlog_limit = self.config.playback_backlog_bytes
+        connection.audio_lost = self._frames_lost
+        if self._loopback:
+            connection.audio_written = self._measure_latency
 
         def send(data: bytes) -> None:
             if protocol.state is not State.OPEN or transport.is_closing():
-                self._count_drop("playback_socket_closed", "a frame of speech was lost")
+                self._frames_lost(1)
             elif transport.get_write_buffer_size() > backlog_limit:
                 self._count_drop(
                     "playback_backlog",
@@ -360,6 +362,9 @@ class Session:
                 connection.send_audio(data)
 
         return send
+
+    def _frames_lost(self, frames: int) -> None:
+        self._count_drop("playback_socket_closed", "a frame of speech was lost", frames)
 
     # lifecycle
 

@@ -1,6 +1,7 @@
 """BotConnection: binary messages skip the queue only when nothing queued is ahead of them."""
 
 import asyncio
+import time
 
 import pytest
 from websockets.asyncio.client import connect
@@ -9,7 +10,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from bridge.connection import BotConnection, binary_frame_header
+from bridge.connection import BotConnection, TickBatch, binary_frame_header
 
 
 class Recorder:
@@ -20,7 +21,7 @@ class Recorder:
         self.heard: list[tuple[str, bytes | str]] = []
         self.sink_raises = sink_raises
 
-    def sink(self, data: bytes) -> None:
+    def sink(self, data: bytes, read_at: float) -> None:
         if self.sink_raises:
             raise RuntimeError("a bug in the pipeline")
         self.heard.append(("inline", data))
@@ -123,3 +124,92 @@ async def test_audio_sent_inline_reaches_the_client_whole_and_in_order():
         async with connect(f"ws://127.0.0.1:{port}", max_size=None) as ws:
             got = [await ws.recv() for _ in range(4)]
     assert got == [bytes([s % 251]) * s for s in (10, 960, 70000)] + ["done"]
+
+
+class Socket:
+    """A stand-in for a BotConnection as the batch sees it: records what the batch asks."""
+
+    def __init__(self, name: str, log: list, batch: TickBatch) -> None:
+        self.name, self.log, self.batch = name, log, batch
+        self.fail_writes = 0
+
+    def deliver(self, data: bytes, read_at: float) -> None:
+        self.log.append(("heard", self.name, data, read_at))
+        self.batch.await_write(self)  # a frame of speech for this tick
+
+    def write_unsent(self) -> None:
+        if self.fail_writes:
+            self.fail_writes -= 1
+            raise OSError("a broken transport")
+        self.log.append(("wrote", self.name))
+
+
+async def test_a_tick_hears_every_socket_in_order_then_writes_each_once():
+    batch = TickBatch(asyncio.get_running_loop())
+    log: list = []
+    a, b = Socket("a", log, batch), Socket("b", log, batch)
+    before = time.monotonic()
+    for socket, data in ((a, b"1"), (b, b"2"), (a, b"3")):  # three messages read in one tick
+        batch.hear(socket, data)
+    assert log == []  # nothing until the loop has read everything
+    await asyncio.sleep(0)
+    heard = [entry[:3] for entry in log if entry[0] == "heard"]
+    assert heard == [("heard", "a", b"1"), ("heard", "b", b"2"), ("heard", "a", b"3")]
+    read_at = {entry[3] for entry in log if entry[0] == "heard"}
+    assert len(read_at) == 1 and before <= read_at.pop() <= time.monotonic()
+    assert [entry[0] for entry in log] == ["heard"] * 3 + ["wrote"] * 3  # hear all, then write
+    log.clear()
+    batch.hear(b, b"4")  # the next tick runs again
+    await asyncio.sleep(0)
+    assert [entry[:2] for entry in log] == [("heard", "b"), ("wrote", "b")]
+
+
+async def test_a_failing_write_leaves_the_other_sockets_for_the_next_tick():
+    loop = asyncio.get_running_loop()
+    errors: list = []
+    loop.set_exception_handler(lambda _, context: errors.append(context["exception"]))
+    try:
+        batch = TickBatch(loop)
+        log: list = []
+        a, b = Socket("a", log, batch), Socket("b", log, batch)
+        b.fail_writes = 1
+        batch.hear(a, b"1")
+        batch.hear(b, b"2")
+        for _ in range(3):
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert [type(e) for e in errors] == [OSError]
+    assert ("wrote", "a") in log  # written the tick after b's write raised
+
+
+async def test_speech_written_this_tick_goes_before_the_close():
+    async def handler(connection: BotConnection) -> None:
+        connection.send_audio(b"\x01\x00" * 480)
+        await connection.close(1000, "bye")
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=BotConnection) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            assert await ws.recv() == b"\x01\x00" * 480
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+
+
+async def test_speech_left_unwritten_by_a_closed_socket_is_counted_lost():
+    lost: list[int] = []
+
+    async def handler(connection: BotConnection) -> None:
+        connection.audio_lost = lost.append
+        connection.send_audio(b"\x01\x00" * 480)
+        connection.send_audio(b"\x02\x00" * 480)
+        connection.transport.abort()  # the socket is gone before the tick's writes
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=BotConnection) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+    assert lost == [2]
