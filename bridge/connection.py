@@ -23,6 +23,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
+from typing import ClassVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import DATA_OPCODES, Frame, Opcode
@@ -116,7 +117,7 @@ class TickBatch:
     size, and sockets by max_sessions.
     """
 
-    _of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TickBatch] = (
+    _of_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TickBatch]] = (
         weakref.WeakKeyDictionary()
     )
 
