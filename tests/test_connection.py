@@ -10,7 +10,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from bridge.connection import BotConnection, TickBatch, binary_frame_header
+from bridge.connection import WRITE_EVERY, BotConnection, TickBatch, binary_frame_header
 
 
 class Recorder:
@@ -158,6 +158,13 @@ async def test_a_tick_hears_every_socket_in_order_then_writes_each_once():
     read_at = {entry[3] for entry in log if entry[0] == "heard"}
     assert len(read_at) == 1 and before <= read_at.pop() <= time.monotonic()
     assert [entry[0] for entry in log] == ["heard"] * 3 + ["wrote"] * 3  # hear all, then write
+    log.clear()
+    for i in range(WRITE_EVERY + 2):  # a busy tick: writes after WRITE_EVERY, and at the end
+        batch.hear(a, bytes([i]))
+    await asyncio.sleep(0)
+    assert [entry[0] for entry in log] == (
+        ["heard"] * WRITE_EVERY + ["wrote"] * WRITE_EVERY + ["heard"] * 2 + ["wrote"] * 2
+    )
     log.clear()
     batch.hear(b, b"4")  # the next tick runs again
     await asyncio.sleep(0)
