@@ -14,7 +14,7 @@ frames they produced. Handling each chunk as its socket is read interleaves the 
 receive path, numpy and the VAD, so every system call runs on cold caches: here a loopback
 send cost about three times as much inside the per-chunk path as in a tight loop (README,
 Design). A frame waits for the handling of at most WRITE_EVERY - 1 other chunks; a
-chunk's latency is timed from the start of the tick that read it.
+chunk's latency is timed from when it was read, so that wait is counted.
 """
 
 from __future__ import annotations
@@ -127,8 +127,7 @@ class TickBatch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._heard: list[tuple[BotConnection, bytes]] = []
-        self._read_at = 0.0  # when the tick's first message was read
+        self._heard: list[tuple[BotConnection, bytes, float]] = []  # with its read time
         self._to_write: list[BotConnection] = []
         self._scheduled = False
 
@@ -141,9 +140,7 @@ class TickBatch:
 
     def hear(self, connection: BotConnection, data: bytes) -> None:
         """Queue an audio message for the sinks, run once this tick's reads are done."""
-        if not self._heard:
-            self._read_at = time.monotonic()
-        self._heard.append((connection, data))
+        self._heard.append((connection, data, time.monotonic()))
         self._schedule()
 
     def await_write(self, connection: BotConnection) -> None:
@@ -156,8 +153,8 @@ class TickBatch:
         WRITE_EVERY messages and at the end."""
         try:
             heard, self._heard = self._heard, []
-            for i, (connection, data) in enumerate(heard, 1):
-                connection.deliver(data, self._read_at)
+            for i, (connection, data, read_at) in enumerate(heard, 1):
+                connection.deliver(data, read_at)
                 if not i % WRITE_EVERY:
                     self._write()
             self._write()

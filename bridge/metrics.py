@@ -150,7 +150,7 @@ class BridgeCollector:
         latency = t.latency(list(self.table.sessions.values()))
         yield HistogramMetricFamily(
             "speakbridge_added_latency_seconds",
-            "Bot frame arrival to its echo leaving, for loopback responders (echo live)",
+            "From reading a bot frame off its socket to the write of its echo (echo live)",
             buckets=latency.cumulative(),
             sum_value=latency.sum,
         )

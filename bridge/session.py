@@ -112,6 +112,7 @@ class Session:
         self.added_latency = Histogram(LATENCY_BUCKETS_S)
         self._loopback = any(r.responder.loopback for r in self.runners)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
+        self._unwritten: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # their frames' reads
         self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
         self.events.listen(self._tell_responders)
         self._playout_task = asyncio.create_task(
@@ -268,17 +269,24 @@ class Session:
         for runner in self._hears_bot:
             runner.offer("bot_audio", frame.copy(), self.pipeline.samples_in)
 
-    def _measure_latency(self) -> None:
-        """A loopback's output sample j is input sample j: time from the read of the chunk
-        that held the last sample written to that write."""
+    def _note_arrival(self, samples: int) -> None:
+        """A loopback's output sample j is input sample j: keep when the chunk holding the
+        last sample of the frame just sent was read, until the frame is written."""
         # While a dropped stretch's backlog drains, its frames are timed against later
         # arrivals (at most the dropped length later); exact again once it has played.
-        sent = self.playout.samples_out + self._loopback_dropped
+        sent = self.playout.samples_out + samples + self._loopback_dropped
         arrivals = self._arrivals
         while arrivals and arrivals[0][0] < sent:
             arrivals.popleft()
         if arrivals:
-            self.added_latency.observe(time.monotonic() - arrivals[0][1])
+            self._unwritten.append(arrivals[0][1])
+
+    def _measure_latency(self) -> None:
+        """Time each frame just written from the read of its chunk."""
+        now = time.monotonic()
+        for read_at in self._unwritten:
+            self.added_latency.observe(now - read_at)
+        self._unwritten.clear()
 
     def _utterance_finished(self, report: PlaybackReport) -> None:
         ms = 1000 / self.sample_rate
@@ -360,10 +368,13 @@ class Session:
                 )
             else:
                 connection.send_audio(data)
+                if self._loopback:
+                    self._note_arrival(len(data) // 2)
 
         return send
 
     def _frames_lost(self, frames: int) -> None:
+        self._unwritten.clear()  # never written: no latency to time
         self._count_drop("playback_socket_closed", "a frame of speech was lost", frames)
 
     # lifecycle
