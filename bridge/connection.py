@@ -111,7 +111,7 @@ class BotConnection(ServerConnection):
             self.send_data()
 
 
-WRITE_EVERY = 8  # messages heard between writes: a frame waits for at most 7 others' handling
+WRITE_EVERY = 8  # chunks heard between writes: a frame waits for at most WRITE_EVERY - 1 others
 
 
 class TickBatch:
