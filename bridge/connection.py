@@ -115,7 +115,8 @@ WRITE_EVERY = 8  # chunks heard between writes: a frame waits for at most WRITE_
 
 
 class TickBatch:
-    """One event loop's inline audio of one tick: heard together, then written together.
+    """One event loop's inline audio of one tick: heard once its reads are done, written
+    after every WRITE_EVERY chunks and at the end.
 
     Holds at most what one tick read: a socket's read is bounded by the transport's read
     size, and sockets by max_sessions.
