@@ -1,0 +1,199 @@
+"""A/B: the load ramp against several revisions of the bridge, alternating on one machine.
+
+    nice -n -10 .venv/bin/python -m benchmarks.ab 02d1bd1 HEAD --rounds 4 --out FILE -- \\
+        --ramp 100 --duration 15 --warmup 3
+
+A shared VM's capacity drifts with the host's load by more than most changes are worth, so
+two ramps an hour apart say little about a change. Here each revision runs from its own git
+worktree (`.` is the working tree as it is, uncommitted changes included), one ramp each
+round, the order reversed every other round (A B, B A, A B...) so that a drift weighs on
+every revision alike. The summary gives, per revision and step, the median server CPU share
+with its range over the rounds and its ratio to the first revision's, the median p99
+latencies, the underruns and how many rounds passed. Everything after `--` goes to
+benchmarks.load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks.load import machine
+
+WORKING_TREE = "."
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    """Run git; its stdout, stripped (raises with git's message when it fails)."""
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def resolve(revision: str, root: Path) -> str:
+    """A revision's short commit hash, or `.` for the working tree."""
+    if revision == WORKING_TREE:
+        return WORKING_TREE
+    return git("rev-parse", "--short=7", "--verify", f"{revision}^{{commit}}", cwd=root)
+
+
+@contextlib.contextmanager
+def checkouts(commits: list[str], root: Path) -> Iterator[dict[str, Path]]:
+    """A detached worktree per commit (the working tree runs from root); all removed after."""
+    with tempfile.TemporaryDirectory(prefix="speakbridge-ab-") as scratch:
+        trees: dict[str, Path] = {}
+        try:
+            for commit in commits:
+                if commit == WORKING_TREE:
+                    trees[commit] = root
+                elif commit not in trees:
+                    trees[commit] = Path(scratch) / commit
+                    git("worktree", "add", "--detach", str(trees[commit]), commit, cwd=root)
+            yield trees
+        finally:
+            for commit, tree in trees.items():
+                if commit != WORKING_TREE:
+                    git("worktree", "remove", "--force", str(tree), cwd=root)
+
+
+def order(revisions: list[str], round_index: int) -> list[str]:
+    """The revisions in the order one round runs them: reversed every other round."""
+    return revisions if round_index % 2 == 0 else revisions[::-1]
+
+
+def run_ramp(tree: Path, load_args: list[str], out: Path) -> dict:
+    """One benchmarks.load run from the given tree (its bridge, its generator); its result."""
+    command = [sys.executable, "-m", "benchmarks.load", *load_args, "--out", str(out)]
+    subprocess.run(command, cwd=tree, check=True)
+    return json.loads(out.read_text())
+
+
+def summarize(runs: list[dict], revisions: list[str]) -> dict[str, dict[str, dict]]:
+    """Per revision and step: medians over the rounds, the CPU range, and the CPU ratio to
+    the first revision's median at the same step."""
+    summary: dict[str, dict[str, dict]] = {}
+    for revision in revisions:
+        steps: dict[int, list[dict]] = {}
+        for run in runs:
+            if run["revision"] == revision:
+                for step in run["steps"]:
+                    steps.setdefault(step["sessions"], []).append(step)
+        summary[revision] = {str(n): step_summary(found) for n, found in sorted(steps.items())}
+    first = summary[revisions[0]]
+    for steps in summary.values():
+        for n, step in steps.items():
+            if n in first:
+                step["cpu_ratio_to_first"] = round(step["cpu_median"] / first[n]["cpu_median"], 3)
+    return summary
+
+
+def step_summary(steps: list[dict]) -> dict:
+    """One step over the rounds: CPU median and range, median p99s, underruns, passes."""
+    cpu = [s["server_cpu_core_share"] for s in steps]
+    added = [s["added_latency_ms"]["p99"] for s in steps if s.get("added_latency_ms")]
+    round_trip = [s["round_trip_ms"]["p99"] for s in steps if s.get("round_trip_ms")]
+    return {
+        "rounds": len(steps),
+        "cpu_median": round(statistics.median(cpu), 3),
+        "cpu_min": min(cpu),
+        "cpu_max": max(cpu),
+        "added_p99_ms_median": round(statistics.median(added), 3) if added else None,
+        "round_trip_p99_ms_median": round(statistics.median(round_trip), 2) if round_trip else None,
+        "underruns": [s["underruns"] for s in steps],
+        "passed": sum(s["passed"] for s in steps),
+    }
+
+
+def table(summary: dict[str, dict[str, dict]]) -> str:
+    """The summary as a plain-text table, a line per revision and step."""
+    lines = [
+        f"{'revision':<9} {'sessions':>8}  {'cpu median (range)':<19} {'ratio':>5}  "
+        f"{'added p99':>9}  {'rtt p99':>7}  underruns  passed"
+    ]
+    for revision, steps in summary.items():
+        for n, s in steps.items():
+            spread = f"{s['cpu_median']:.3f} ({s['cpu_min']:.2f}-{s['cpu_max']:.2f})"
+            ratio = "-" if (r := s.get("cpu_ratio_to_first")) is None else f"{r:.3f}"
+            lines.append(
+                f"{revision:<9} {n:>8}  {spread:<19} {ratio:>5}  "
+                f"{s['added_p99_ms_median']!s:>9}  {s['round_trip_p99_ms_median']!s:>7}  "
+                f"{s['underruns']}  {s['passed']}/{s['rounds']}"
+            )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """This script's arguments, and benchmarks.load's (after `--`)."""
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("revisions", nargs="+", help="git revisions, or . for the working tree")
+    parser.add_argument("--rounds", type=int, default=4, help="ramps per revision")
+    parser.add_argument("--label", action="append", default=[], help="REVISION=what it is")
+    parser.add_argument("--out", type=Path, help="write the runs and the summary here (JSON)")
+    args = parser.parse_args(argv[:split])
+    load_args = argv[split + 1 :]
+    if len(args.revisions) < 2:
+        parser.error("give at least two revisions to compare")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if "--out" in load_args:
+        parser.error("benchmarks.load's --out is set per run; give --out before --")
+    return args, load_args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, load_args = parse_args(sys.argv[1:] if argv is None else argv)
+    root = Path(git("rev-parse", "--show-toplevel"))
+    revisions = [resolve(r, root) for r in args.revisions]
+    if len(set(revisions)) < len(revisions):
+        raise SystemExit(f"revisions {args.revisions} name the same commit twice: {revisions}")
+    labels = dict(label.split("=", 1) for label in args.label)
+    runs = []
+    with checkouts(revisions, root) as trees, tempfile.TemporaryDirectory() as scratch:
+        for round_index in range(args.rounds):
+            for revision in order(revisions, round_index):
+                print(f"round {round_index + 1}/{args.rounds}: {revision}", flush=True)
+                result = run_ramp(trees[revision], load_args, Path(scratch) / "run.json")
+                runs.append(
+                    {
+                        "revision": revision,
+                        "round": round_index + 1,
+                        "steps": result["servers"]["speakbridge"]["steps"],
+                        "max_passing_sessions": result["max_passing_sessions"],
+                    }
+                )
+    summary = summarize(runs, revisions)
+    print(table(summary))
+    report = {
+        "benchmark": "ab",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "revisions": {
+            r: labels.get(given, labels.get(r, ""))
+            for r, given in zip(revisions, args.revisions, strict=True)
+        },
+        "load_args": load_args,
+        "rounds": args.rounds,
+        "summary": summary,
+        "runs": runs,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
