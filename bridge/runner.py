@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from bridge.plugins.base import Responder
@@ -28,7 +29,9 @@ class ResponderRunner:
         self.responder = responder
         self._queue: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue(maxsize=queue_size)
         self._session_id = session_id
-        self._inline = inline_hooks(responder)
+        self._inline: dict[str, Callable[..., object]] = {  # bound once: no lookup per frame
+            hook: getattr(responder, f"on_{hook}") for hook in inline_hooks(responder)
+        }
         self._busy = True  # the task is in a hook (on_start first): inline calls would overtake it
         self.dropped: Counter[str] = Counter()
         self.errors = 0
@@ -37,10 +40,11 @@ class ResponderRunner:
     def offer(self, hook: str, *args: Any) -> bool:
         """Deliver a hook call without waiting: inline if it is a plain function and nothing is
         queued before it, else queued; False (and counted) when the queue is full."""
-        if hook in self._inline and not self._busy and self._queue.empty():
+        call = self._inline.get(hook)
+        if call is not None and not self._busy and self._queue.empty():
             self._busy = True  # what the hook causes (a frame sent, heard back) queues behind it
             try:
-                self._call_plain(hook, args)
+                self._call_plain(call, hook, args)
             finally:
                 self._busy = False
             return True
@@ -87,17 +91,17 @@ class ResponderRunner:
                 return
 
     async def _call(self, hook: str, args: tuple[Any, ...]) -> None:
-        if hook in self._inline:
-            self._call_plain(hook, args)
+        if (call := self._inline.get(hook)) is not None:
+            self._call_plain(call, hook, args)
             return
         try:
             await getattr(self.responder, f"on_{hook}")(*args)
         except Exception:
             self._report(hook)
 
-    def _call_plain(self, hook: str, args: tuple[Any, ...]) -> None:
+    def _call_plain(self, call: Callable[..., object], hook: str, args: tuple[Any, ...]) -> None:
         try:
-            getattr(self.responder, f"on_{hook}")(*args)
+            call(*args)
         except Exception:
             self._report(hook)
 

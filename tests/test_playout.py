@@ -114,7 +114,7 @@ async def test_a_live_stream_that_ran_dry_queues_the_prebuffer_again():
         while len(sink.received) < sent + 2 * 2 * FRAME:
             await asyncio.sleep(0.005)
     # both went at once: the bot holds the whole 40 ms again, not one frame
-    assert playout.pacer.play_end() - sink.sent_at[-2] == pytest.approx(0.04, abs=0.002)
+    assert playout.pacer.play_end - sink.sent_at[-2] == pytest.approx(0.04, abs=0.002)
     stream.close()
     task.cancel()
 

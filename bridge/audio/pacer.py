@@ -24,30 +24,28 @@ class OutputPacer:
         self.lead = lead_ms / 1000
         self._origin = 0.0  # clock time at which the current run of audio began playing
         self._samples = 0  # samples sent since origin: integer, so the clock never drifts
+        self.play_end = 0.0  # clock time at which the audio sent so far finishes playing
         self._streaming = False  # a stream is open: running dry now is an underrun
         self.underruns = 0
         self.samples_sent = 0
 
-    def play_end(self) -> float:
-        """Clock time at which the audio sent so far finishes playing."""
-        return self._origin + self._samples / self.sample_rate
-
     def lead_at(self, now: float) -> float:
         """Seconds of audio sent but not yet played at `now` (never negative)."""
-        return max(0.0, self.play_end() - now)
+        return max(0.0, self.play_end - now)
 
     def send_at(self, now: float, samples: int) -> float:
         """Earliest clock time at which a frame of `samples` may be sent (now if it may)."""
-        due = max(self.play_end(), now) + samples / self.sample_rate - self.lead
+        due = max(self.play_end, now) + samples / self.sample_rate - self.lead
         return now if due <= now + EARLY_S else due
 
     def sent(self, now: float, samples: int) -> None:
         """Account a frame sent at `now`; a gap since the last one is an underrun mid-stream."""
-        if self.play_end() < now:
+        if self.play_end < now:
             if self._streaming and self._samples:
                 self.underruns += 1
             self._origin, self._samples = now, 0
         self._samples += samples
+        self.play_end = self._origin + self._samples / self.sample_rate  # from integers: exact
         self.samples_sent += samples
         self._streaming = True
 

@@ -22,47 +22,40 @@ class RingBuffer:
             raise ValueError("capacity must be positive")
         self._map = mmap.mmap(-1, capacity * np.dtype(dtype).itemsize)
         self._data = np.frombuffer(self._map, dtype=dtype)
+        self.capacity = capacity
+        self.available = 0  # samples ready to read (a plain attribute: read it, never set it)
         self._read = 0  # index of the oldest sample
-        self._size = 0
         self._touched = 0  # samples from the front written since the pages were last released
         self.overflowed = 0  # samples refused because the buffer was full
 
     @property
-    def capacity(self) -> int:
-        return len(self._data)
-
-    @property
-    def available(self) -> int:
-        """Samples ready to read."""
-        return self._size
-
-    @property
     def free(self) -> int:
-        return len(self._data) - self._size
+        return self.capacity - self.available
 
     def write(self, samples: np.ndarray) -> int:
         """Append as many samples as fit; returns how many, counting the rest as overflow."""
-        n = min(len(samples), self.free)
+        capacity = self.capacity
+        n = min(len(samples), capacity - self.available)
         self.overflowed += len(samples) - n
-        start = (self._read + self._size) % self.capacity
-        first = min(n, self.capacity - start)
+        start = (self._read + self.available) % capacity
+        first = min(n, capacity - start)
         self._data[start : start + first] = samples[:first]
         if n > first:
             self._data[: n - first] = samples[first:n]
-        self._size += n
+        self.available += n
         if start + first > self._touched:
             self._touched = start + first
         return n
 
     def read_into(self, out: np.ndarray) -> int:
         """Move up to len(out) of the oldest samples into out; returns how many."""
-        n = min(len(out), self._size)
+        n = min(len(out), self.available)
         first = min(n, self.capacity - self._read)
         out[:first] = self._data[self._read : self._read + first]
         if n > first:
             out[first:n] = self._data[: n - first]
-        self._size -= n
-        if self._size:
+        self.available -= n
+        if self.available:
             self._read = (self._read + n) % self.capacity
         else:
             self._restart()
@@ -70,7 +63,7 @@ class RingBuffer:
 
     def clear(self) -> int:
         """Drop everything buffered; returns how many samples were dropped."""
-        dropped, self._size = self._size, 0
+        dropped, self.available = self.available, 0
         self._restart()
         return dropped
 
