@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := espeak-ng sox alsa-utils
 
-.PHONY: setup system-packages test lint demo bench bench-peer bench-floor soak clean
+.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab soak clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -55,6 +55,14 @@ bench-floor: setup
 	$(PY) -m benchmarks.load --ramp 10,25,50,75,100,150 --duration 12 \
 	  --floor websockets --floor picows --out $(RESULT)-floor.json
 	$(PY) -m benchmarks.plot $(RESULT)-floor.json --out $(RESULT)-floor.png
+
+# A/B: the ramp at 100 sessions against two or more git revisions (`.`: the working tree),
+# each from its own worktree, alternating for four rounds: a change's worth on a noisy host.
+REVS ?= HEAD .
+bench-ab: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.ab $(REVS) --rounds 4 --out $(RESULT)-ab.json -- \
+	  --ramp 100 --duration 15 --warmup 3
 
 # Soak (30 minutes): 50 live sessions on the server defaults (40 ms prebuffer, 80 ms lead); zero
 # underruns and flat memory expected.

@@ -8,9 +8,9 @@ two ramps an hour apart say little about a change. Here each revision runs from 
 worktree (`.` is the working tree as it is, uncommitted changes included), one ramp each
 round, the order reversed every other round (A B, B A, A B...) so that a drift weighs on
 every revision alike. The summary gives, per revision and step, the median server CPU share
-with its range over the rounds and its ratio to the first revision's, the median p99
-latencies, the underruns and how many rounds passed. Everything after `--` goes to
-benchmarks.load.
+with its range over the rounds; its ratio to the first revision's, of the medians and round
+by round (a pair runs minutes apart: the tighter measure); the median p99 latencies, the
+underruns and how many rounds passed. Everything after `--` goes to benchmarks.load.
 """
 
 from __future__ import annotations
@@ -79,20 +79,37 @@ def run_ramp(tree: Path, load_args: list[str], out: Path) -> dict:
 
 def summarize(runs: list[dict], revisions: list[str]) -> dict[str, dict[str, dict]]:
     """Per revision and step: medians over the rounds, the CPU range, and the CPU ratio to
-    the first revision's median at the same step."""
-    summary: dict[str, dict[str, dict]] = {}
-    for revision in revisions:
-        steps: dict[int, list[dict]] = {}
-        for run in runs:
-            if run["revision"] == revision:
-                for step in run["steps"]:
-                    steps.setdefault(step["sessions"], []).append(step)
-        summary[revision] = {str(n): step_summary(found) for n, found in sorted(steps.items())}
-    first = summary[revisions[0]]
-    for steps in summary.values():
-        for n, step in steps.items():
-            if n in first:
-                step["cpu_ratio_to_first"] = round(step["cpu_median"] / first[n]["cpu_median"], 3)
+    the first revision, of the medians and round by round (the pairs ran minutes apart,
+    so the host's drift weighs on them least)."""
+    by_step: dict[str, dict[int, dict[int, dict]]] = {r: {} for r in revisions}
+    for run in runs:
+        for step in run["steps"]:
+            by_step[run["revision"]].setdefault(step["sessions"], {})[run["round"]] = step
+    summary = {
+        revision: {
+            str(n): step_summary(list(rounds.values())) for n, rounds in sorted(steps.items())
+        }
+        for revision, steps in by_step.items()
+    }
+    first = by_step[revisions[0]]
+    for revision, steps in by_step.items():
+        for n, rounds in steps.items():
+            if n not in first:
+                continue
+            step = summary[revision][str(n)]
+            step["cpu_ratio_to_first"] = round(
+                step["cpu_median"] / summary[revisions[0]][str(n)]["cpu_median"], 3
+            )
+            paired = [
+                rounds[r]["server_cpu_core_share"] / first[n][r]["server_cpu_core_share"]
+                for r in rounds
+                if r in first[n]
+            ]
+            step["cpu_ratio_in_round"] = {
+                "median": round(statistics.median(paired), 3),
+                "min": round(min(paired), 3),
+                "max": round(max(paired), 3),
+            }
     return summary
 
 
@@ -116,15 +133,20 @@ def step_summary(steps: list[dict]) -> dict:
 def table(summary: dict[str, dict[str, dict]]) -> str:
     """The summary as a plain-text table, a line per revision and step."""
     lines = [
-        f"{'revision':<9} {'sessions':>8}  {'cpu median (range)':<19} {'ratio':>5}  "
-        f"{'added p99':>9}  {'rtt p99':>7}  underruns  passed"
+        f"{'revision':<9} {'sessions':>8}  {'cpu median (range)':<19} "
+        f"{'ratio in round (range)':<22}  {'added p99':>9}  {'rtt p99':>7}  underruns  passed"
     ]
     for revision, steps in summary.items():
         for n, s in steps.items():
             spread = f"{s['cpu_median']:.3f} ({s['cpu_min']:.2f}-{s['cpu_max']:.2f})"
-            ratio = "-" if (r := s.get("cpu_ratio_to_first")) is None else f"{r:.3f}"
+            paired = s.get("cpu_ratio_in_round")
+            ratio = (
+                "-"
+                if paired is None
+                else (f"{paired['median']:.3f} ({paired['min']:.3f}-{paired['max']:.3f})")
+            )
             lines.append(
-                f"{revision:<9} {n:>8}  {spread:<19} {ratio:>5}  "
+                f"{revision:<9} {n:>8}  {spread:<19} {ratio:<22}  "
                 f"{s['added_p99_ms_median']!s:>9}  {s['round_trip_p99_ms_median']!s:>7}  "
                 f"{s['underruns']}  {s['passed']}/{s['rounds']}"
             )

@@ -33,12 +33,12 @@ def test_every_other_round_runs_the_revisions_in_reverse():
 
 def test_the_summary_takes_medians_over_rounds_and_ratios_to_the_first_revision():
     runs = [
-        {"revision": "a", "steps": [step(100, 0.80, added_p99=4.0), step(50, 0.40)]},
-        {"revision": "b", "steps": [step(100, 0.60, underruns=3, passed=False), step(50, 0.30)]},
-        {"revision": "b", "steps": [step(100, 0.70, rtt_p99=None), step(50, 0.20)]},
-        {"revision": "a", "steps": [step(100, 0.90, added_p99=2.0), step(50, 0.50)]},
-        {"revision": "a", "steps": [step(100, 0.70, added_p99=3.0), step(50, 0.45)]},
-        {"revision": "b", "steps": [step(100, 0.65), step(50, 0.25)]},
+        {"revision": "a", "round": 1, "steps": [step(100, 0.80, added_p99=4.0), step(50, 0.40)]},
+        {"revision": "b", "round": 1, "steps": [step(100, 0.60, underruns=3, passed=False)]},
+        {"revision": "b", "round": 2, "steps": [step(100, 0.72, rtt_p99=None), step(50, 0.20)]},
+        {"revision": "a", "round": 2, "steps": [step(100, 0.90, added_p99=2.0), step(50, 0.50)]},
+        {"revision": "a", "round": 3, "steps": [step(100, 0.70, added_p99=3.0), step(50, 0.45)]},
+        {"revision": "b", "round": 3, "steps": [step(100, 0.65), step(50, 0.25)]},
     ]
     summary = summarize(runs, ["a", "b"])
     assert list(summary["a"]) == ["50", "100"]  # steps in order of sessions
@@ -48,9 +48,13 @@ def test_the_summary_takes_medians_over_rounds_and_ratios_to_the_first_revision(
     assert a100["cpu_ratio_to_first"] == 1.0
     assert b100["cpu_median"] == 0.65
     assert b100["cpu_ratio_to_first"] == pytest.approx(0.65 / 0.8, abs=1e-3)
+    # round by round: 0.60 / 0.80, 0.72 / 0.90, 0.65 / 0.70
+    assert b100["cpu_ratio_in_round"] == {"median": 0.8, "min": 0.75, "max": 0.929}
     assert b100["round_trip_p99_ms_median"] == 2.0  # the round without one is left out
     assert (b100["underruns"], b100["passed"], b100["rounds"]) == ([3, 0, 0], 2, 3)
-    assert summary["b"]["50"]["cpu_ratio_to_first"] == pytest.approx(0.25 / 0.45, abs=1e-3)
+    b50 = summary["b"]["50"]  # round 1 ran no 50 for b: only rounds 2 and 3 pair up
+    assert b50["rounds"] == 2
+    assert b50["cpu_ratio_in_round"] == {"median": 0.478, "min": 0.4, "max": 0.556}
 
 
 def worktrees() -> list[str]:
