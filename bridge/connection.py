@@ -4,7 +4,11 @@ websockets queues every message for the handler task: per chunk a queue entry, a
 and a task switch. Once a socket is its session's audio source, the session installs an
 `audio_sink`, and a whole binary message is handed to this loop's TickBatch from
 data_received, in order: only when no earlier message is still queued for the handler.
-The rest (text, fragmented messages, anything before the sink) goes the usual way. Speech
+The rest (text, fragmented messages, anything before the sink) goes the usual way. While
+websockets' parser waits between frames, whole audio frames at the front of a read are
+unmasked here, without its generator-based parser (5.5 us a frame against 1 in a tight
+loop); from the first other byte on (a control or text frame, a frame cut by the read, a
+frame it must refuse), the read is websockets'. Speech
 out is written as unmasked binary frames straight to the transport (send_audio), without
 websockets' frame objects; websockets still writes every control frame and the close.
 
@@ -27,8 +31,10 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import DATA_OPCODES, Frame, Opcode
+from websockets.frames import DATA_OPCODES, Frame, Opcode, apply_mask
 from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.streams import StreamReader
 
 from bridge.protocol import CloseCode
 
@@ -37,6 +43,9 @@ log = logging.getLogger(__name__)
 AudioSink = Callable[[bytes, float], None]  # (message, monotonic time it was read)
 AudioLost = Callable[[int], None]  # frames of speech the socket closed before writing
 AudioWritten = Callable[[], None]  # after a tick's frames of speech went to the transport
+FINAL_BINARY = 0x82  # first byte of an unfragmented binary frame, no extension bits
+MASKED = 0x80
+_BETWEEN_FRAMES = StreamReader.at_eof.__code__  # where websockets' parser waits for a frame
 
 
 class BotConnection(ServerConnection):
@@ -53,6 +62,47 @@ class BotConnection(ServerConnection):
         super().connection_made(transport)
         self._batch = TickBatch.of(self.loop)
         self._unsent: list[bytes] = []  # frames of speech for the end of this tick
+        limits = (self.protocol.max_message_size, self.protocol.max_fragment_size)
+        self._max_message = min((n for n in limits if n is not None), default=1 << 63)
+
+    def data_received(self, data: bytes) -> None:
+        """Hear the whole audio frames at the front of data without websockets' parser (a
+        fifth of a chunk's cost in Python); the rest, from the first other byte, goes its way."""
+        if self.audio_sink is None or self._queued or self._partial or not self._between_frames():
+            super().data_received(data)
+        elif (taken := self._hear_frames(data)) < len(data):
+            super().data_received(data[taken:])
+
+    def _between_frames(self) -> bool:
+        """websockets' parser is waiting for a frame's first byte with nothing buffered: the
+        only state in which bytes may skip it. A read that ends mid-frame leaves it mid-frame,
+        and the bytes after go its way until it has finished that frame."""
+        protocol = self.protocol
+        if protocol.reader.buffer or protocol.state is not State.OPEN:
+            return False
+        parser = protocol.parser
+        while (inner := parser.gi_yieldfrom) is not None:
+            parser = inner
+        return parser.gi_code is _BETWEEN_FRAMES
+
+    def _hear_frames(self, data: bytes) -> int:
+        """Hear each whole, masked, final binary frame at the front of data, within the size
+        limit; returns the bytes taken. Anything else (a control or text frame, a frame cut
+        by the read, an unmasked or oversized one) stops it: websockets answers that."""
+        taken, end, view = 0, len(data), memoryview(data)
+        while end - taken >= 6 and data[taken] == FINAL_BINARY and data[taken + 1] & MASKED:
+            length, start = data[taken + 1] & 0x7F, taken + 2
+            if length >= 126:
+                size = 2 if length == 126 else 8
+                if end - start < size:
+                    break
+                length, start = int.from_bytes(data[start : start + size], "big"), start + size
+            payload = start + 4
+            if payload + length > end or length > self._max_message:
+                break
+            taken = payload + length
+            self._batch.hear(self, apply_mask(view[payload:taken], data[start:payload]))
+        return taken
 
     def process_event(self, event: Request | Frame) -> None:  # type: ignore[override]
         if not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -38,8 +38,16 @@ class Recorder:
             pass
 
 
-async def start(recorder: Recorder):
-    return await serve(recorder.handle, "127.0.0.1", 0, create_connection=BotConnection)
+async def start(recorder: Recorder, **options):
+    """A server of BotConnections, without compression as bridge.server runs it."""
+    return await serve(
+        recorder.handle,
+        "127.0.0.1",
+        0,
+        create_connection=BotConnection,
+        compression=None,
+        **options,
+    )
 
 
 async def test_messages_keep_their_order_across_the_queue_and_the_inline_path():
@@ -220,3 +228,114 @@ async def test_speech_left_unwritten_by_a_closed_socket_is_counted_lost():
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
     assert lost == [2]
+
+
+class ParserCalls:
+    """Counts the reads that went through websockets' own parser (its data_received)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reads: list[bytes] = []
+        parse = ServerConnection.data_received
+
+        def counted(connection: ServerConnection, data: bytes) -> None:
+            self.reads.append(data)
+            parse(connection, data)
+
+        monkeypatch.setattr(ServerConnection, "data_received", counted)
+
+
+def masked_frames(ws, *messages: bytes | str) -> bytes:
+    """The bytes the client would write for these messages, to write them in one go or cut."""
+    for message in messages:
+        if isinstance(message, bytes):
+            ws.protocol.send_binary(message)
+        else:
+            ws.protocol.send_text(message.encode())
+    return b"".join(ws.protocol.data_to_send())
+
+
+async def sink_in_place(ws, recorder: Recorder) -> None:
+    await ws.send(b"\x00\x00")  # the first binary message installs the sink
+    await asyncio.sleep(0.1)
+    recorder.heard.clear()
+
+
+async def test_audio_frames_between_frames_skip_websockets_parser(monkeypatch):
+    recorder, parser = Recorder(), ParserCalls(monkeypatch)
+    sizes = [2, 960, 200, 70000]  # lengths in 7 bits, 16 bits and 64 bits
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await sink_in_place(ws, recorder)
+            parsed_before = len(parser.reads)
+            for size in sizes:
+                await ws.send(bytes([size % 251]) * size)
+                await asyncio.sleep(0.02)
+            ws.transport.write(masked_frames(ws, b"\x01\x00", b"\x02\x00"))  # two in one read
+            await asyncio.sleep(0.1)
+            assert len(parser.reads) == parsed_before
+    expected = [bytes([s % 251]) * s for s in sizes] + [b"\x01\x00", b"\x02\x00"]
+    assert recorder.heard == [("inline", m) for m in expected]
+
+
+async def test_from_another_frame_on_a_read_goes_to_websockets_in_order(monkeypatch):
+    recorder, parser = Recorder(), ParserCalls(monkeypatch)
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await sink_in_place(ws, recorder)
+            first, rest = masked_frames(ws, b"\x01\x00"), masked_frames(ws, "speakers", b"\x02\x00")
+            ws.transport.write(first + rest)
+            await asyncio.sleep(0.1)
+            assert parser.reads[-1] == rest  # exactly what follows the audio frame taken
+    assert recorder.heard == [
+        ("inline", b"\x01\x00"),
+        ("queued", "speakers"),
+        ("queued", b"\x02\x00"),
+    ]
+
+
+async def test_a_frame_cut_by_a_read_is_finished_by_websockets_then_frames_skip_it_again(
+    monkeypatch,
+):
+    recorder, parser = Recorder(), ParserCalls(monkeypatch)
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await sink_in_place(ws, recorder)
+            (connection,) = server.connections
+            cut = masked_frames(ws, b"\x01" * 960)
+            second = masked_frames(ws, b"\x02" * 960)
+            ws.transport.write(cut[:8])  # header, length and mask: websockets holds no byte
+            await asyncio.sleep(0.05)
+            assert not connection.protocol.reader.buffer
+            assert not connection._between_frames()  # yet it is inside a frame
+            ws.transport.write(cut[8:] + second)
+            await asyncio.sleep(0.05)
+            assert parser.reads[-2:] == [cut[:8], cut[8:] + second]
+            assert connection._between_frames()
+            parsed = len(parser.reads)
+            await ws.send(b"\x03" * 960)
+            await asyncio.sleep(0.05)
+            assert len(parser.reads) == parsed  # between frames again
+    assert recorder.heard == [("inline", bytes([k]) * 960) for k in (1, 2, 3)]
+
+
+async def test_oversized_and_unmasked_frames_are_refused_as_websockets_refuses_them():
+    recorder = Recorder()
+    async with await start(recorder, max_size=1000) as server:
+        port = server.sockets[0].getsockname()[1]
+        codes = []
+        for bad in (
+            lambda ws: masked_frames(ws, bytes(1001)),
+            # unmasked, then a good frame: read as masked, it would run into the good one
+            lambda ws: binary_frame_header(10) + bytes(10) + masked_frames(ws, b"\x01\x00"),
+        ):
+            async with connect(f"ws://127.0.0.1:{port}") as ws:
+                await sink_in_place(ws, recorder)
+                ws.transport.write(bad(ws))
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 2)
+                codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+    assert codes == [1009, 1002]  # too big; a client frame must be masked
+    assert recorder.heard == []
