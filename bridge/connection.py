@@ -4,13 +4,14 @@ websockets queues every message for the handler task: per chunk a queue entry, a
 and a task switch. Once a socket is its session's audio source, the session installs an
 `audio_sink`, and a whole binary message is handed to this loop's TickBatch from
 data_received, in order: only when no earlier message is still queued for the handler.
-The rest (text, fragmented messages, anything before the sink) goes the usual way. While
-websockets' parser waits between frames, whole audio frames at the front of a read are
-unmasked here, without its generator-based parser (5.5 us a frame against 1 in a tight
-loop); from the first other byte on (a control or text frame, a frame cut by the read, a
-frame it must refuse), the read is websockets'. Speech
-out is written as unmasked binary frames straight to the transport (send_audio), without
-websockets' frame objects; websockets still writes every control frame and the close.
+The rest (text, fragmented messages, anything before the sink) goes the usual way.
+
+While websockets' parser waits between frames, the whole audio frames at the front of a
+read are unmasked here rather than by its generator-based parser (1 us a frame against 5.5
+in a tight loop); from the first other byte on (a control or text frame, a frame cut by
+the read, a frame it must refuse) the read is websockets'. Speech out is written as
+unmasked binary frames straight to the transport (send_audio), without websockets' frame
+objects; websockets still writes every control frame and the close.
 
 The batch runs once the loop has read every ready socket: the chunks heard, in arrival
 order, and after each WRITE_EVERY of them (and at the end) one write per socket of the
