@@ -49,12 +49,13 @@ def test_first_frames_go_at_once_up_to_the_lead():
     assert pacer.send_at(5.0, FRAME) == pytest.approx(5.02)  # the third waits a frame
 
 
-def test_a_frame_due_within_a_millisecond_goes_now_one_due_later_waits():
+def test_a_frame_due_within_early_s_goes_now_one_due_later_waits():
     pacer = OutputPacer(RATE, lead_ms=40)
     pacer.sent(5.0, FRAME)
     pacer.sent(5.0, FRAME)  # 40 ms sent: the next is due when 20 ms have played
-    assert pacer.send_at(5.0195, FRAME) == 5.0195  # due in 0.5 ms: at once, the lead 40.5 ms
-    assert pacer.send_at(5.0185, FRAME) == pytest.approx(5.02)  # due in 1.5 ms: it waits
+    early = 5.02 - EARLY_S
+    assert pacer.send_at(early + 0.0005, FRAME) == early + 0.0005  # at once: the lead 44.5 ms
+    assert pacer.send_at(early - 0.0005, FRAME) == pytest.approx(5.02)  # a little more: waits
 
 
 def test_a_stall_is_an_underrun_and_is_not_repaid_in_a_burst():

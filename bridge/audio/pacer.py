@@ -7,11 +7,13 @@ so an interruption is heard at most `lead` later, and lateness is never repaid i
 A frame due within EARLY_S goes at once: a live stream runs at its full lead, so each frame
 is due just as it arrives, give or take jitter and rounding, and waiting that out would
 cost a timer and a task switch a frame for a lead that never exceeds `lead` + EARLY_S.
+EARLY_S covers a busy loop's jitter (a few ms at 100 live sessions a core), not only
+rounding.
 """
 
 from __future__ import annotations
 
-EARLY_S = 0.001
+EARLY_S = 0.005
 
 
 class OutputPacer:
