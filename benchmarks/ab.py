@@ -126,6 +126,7 @@ def step_summary(steps: list[dict]) -> dict:
         "added_p99_ms_median": round(statistics.median(added), 3) if added else None,
         "round_trip_p99_ms_median": round(statistics.median(round_trip), 2) if round_trip else None,
         "underruns": [s["underruns"] for s in steps],
+        "host_steal_share": [s.get("host_steal_share") for s in steps],  # the host's noise
         "passed": sum(s["passed"] for s in steps),
     }
 

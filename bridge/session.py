@@ -90,7 +90,6 @@ class Session:
             config.prefetch_s,
             config.resample_quality,
         )
-        self.playout.on_sent = self._bot_audio
         self.playout.on_finished = self._utterance_finished
         self.runners = [self._start_responder(make) for make in make_responders]
         vad = VoiceActivityDetector(
@@ -109,6 +108,8 @@ class Session:
             config.resample_quality,
         )
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
+        if self._hears_bot:  # else no call a frame sent
+            self.playout.on_sent = self._bot_audio
         self.added_latency = Histogram(LATENCY_BUCKETS_S)
         self._loopback = any(r.responder.loopback for r in self.runners)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)

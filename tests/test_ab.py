@@ -12,9 +12,10 @@ from benchmarks.ab import main, order, summarize
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def step(sessions, cpu, added_p99=1.0, rtt_p99=2.0, underruns=0, passed=True):
+def step(sessions, cpu, added_p99=1.0, rtt_p99=2.0, underruns=0, passed=True, steal=0.001):
     return {
         "sessions": sessions,
+        "host_steal_share": steal,
         "server_cpu_core_share": cpu,
         "added_latency_ms": {"p99": added_p99},
         "round_trip_ms": {"p99": rtt_p99} if rtt_p99 is not None else None,
@@ -38,7 +39,7 @@ def test_the_summary_takes_medians_over_rounds_and_ratios_to_the_first_revision(
         {"revision": "b", "round": 2, "steps": [step(100, 0.72, rtt_p99=None), step(50, 0.20)]},
         {"revision": "a", "round": 2, "steps": [step(100, 0.90, added_p99=2.0), step(50, 0.50)]},
         {"revision": "a", "round": 3, "steps": [step(100, 0.70, added_p99=3.0), step(50, 0.45)]},
-        {"revision": "b", "round": 3, "steps": [step(100, 0.65), step(50, 0.25)]},
+        {"revision": "b", "round": 3, "steps": [step(100, 0.65, steal=0.05), step(50, 0.25)]},
     ]
     summary = summarize(runs, ["a", "b"])
     assert list(summary["a"]) == ["50", "100"]  # steps in order of sessions
@@ -52,6 +53,7 @@ def test_the_summary_takes_medians_over_rounds_and_ratios_to_the_first_revision(
     assert b100["cpu_ratio_in_round"] == {"median": 0.8, "min": 0.75, "max": 0.929}
     assert b100["round_trip_p99_ms_median"] == 2.0  # the round without one is left out
     assert (b100["underruns"], b100["passed"], b100["rounds"]) == ([3, 0, 0], 2, 3)
+    assert b100["host_steal_share"] == [0.001, 0.001, 0.05]  # round by round, to judge noise
     b50 = summary["b"]["50"]  # round 1 ran no 50 for b: only rounds 2 and 3 pair up
     assert b50["rounds"] == 2
     assert b50["cpu_ratio_in_round"] == {"median": 0.478, "min": 0.4, "max": 0.556}
