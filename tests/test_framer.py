@@ -18,7 +18,7 @@ def test_chunks_of_any_length_become_exact_frames():
     frames, at = [], 0
     while at < len(signal):
         n = int(rng.integers(1, 3000))  # some chunks are larger than the ring buffer
-        frames += framer.feed(signal[at : at + n])  # kept as given: none is reused later
+        frames += [f.copy() for f in framer.feed(signal[at : at + n])]
         at += n
     assert all(len(f) == 480 for f in frames)
     whole = len(signal) // 480
@@ -29,8 +29,12 @@ def test_chunks_of_any_length_become_exact_frames():
 
 def test_flush_pads_the_last_frame():
     framer = Framer(frame_size=4, capacity=8)
-    (frame,) = framer.feed(np.array([1, 2, 3, 4, 5, 6], dtype=np.int16))
-    assert frame.tolist() == [1, 2, 3, 4]
+    assert next(framer.feed(np.array([1, 2, 3, 4, 5, 6], dtype=np.int16))).tolist() == [
+        1,
+        2,
+        3,
+        4,
+    ]
     last = framer.flush()
     assert last is not None and last.tolist() == [5, 6, 0, 0]
     assert framer.flush() is None
@@ -39,7 +43,7 @@ def test_flush_pads_the_last_frame():
 def test_frames_of_an_aligned_chunk_are_views_of_it_and_the_rest_is_kept():
     framer = Framer(frame_size=4, capacity=8)
     chunk = np.arange(10, dtype=np.int16)
-    frames = framer.feed(chunk)
+    frames = list(framer.feed(chunk))
     assert [f.tolist() for f in frames] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert all(np.shares_memory(f, chunk) for f in frames)  # no copy through the ring
     assert framer.pending == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from bridge.audio.ring import RingBuffer
@@ -17,44 +19,49 @@ def frame_samples(sample_rate: int, frame_ms: int) -> int:
 
 
 class Framer:
-    """Cuts fixed frames out of chunks as they arrive; a chunk larger than the buffer is taken
-    in parts.
+    """Yields fixed frames as chunks arrive; a chunk larger than the buffer is taken in parts.
 
-    feed() returns a list, not a generator (a generator's resumes cost more than the frames'
-    handling): frames of an aligned chunk are views of it, frames that crossed the ring are
-    new arrays, so every frame stays valid as long as it is kept.
+    Each yielded frame is a view of the chunk or of one reused array: copy it to keep it.
     """
 
     def __init__(self, frame_size: int, capacity: int) -> None:
         if capacity < frame_size:
             raise ValueError("the ring buffer must hold at least one frame")
         self._ring = RingBuffer(capacity)
-        self.frame_size = frame_size
+        self._frame = np.zeros(frame_size, dtype="<i2")
+
+    @property
+    def frame_size(self) -> int:
+        return len(self._frame)
 
     @property
     def pending(self) -> int:
         """Samples waiting for a frame to fill."""
         return self._ring.available
 
-    def feed(self, chunk: np.ndarray) -> list[np.ndarray]:
-        """Buffer chunk; returns every whole frame now available."""
-        size = self.frame_size
+    def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
+        """Buffer chunk and yield every whole frame now available."""
+        size = len(self._frame)
         if not self._ring.available:  # aligned: frames are views of chunk, only the rest is kept
             whole = len(chunk) - len(chunk) % size
             if whole < len(chunk):
                 self._ring.write(chunk[whole:])  # less than a frame: it fits, and waits for more
-            return [chunk[start : start + size] for start in range(0, whole, size)]
-        frames, taken = [], 0
+            for start in range(0, whole, size):
+                yield chunk[start : start + size]
+            return
+        taken = 0
         while True:
             taken += self._ring.write(chunk[taken:])
             while self._ring.available >= size:
-                frame = np.empty(size, dtype="<i2")
-                self._ring.read_into(frame)
-                frames.append(frame)
+                self._ring.read_into(self._frame)
+                yield self._frame
             if taken == len(chunk):
-                return frames
+                return
 
     def flush(self) -> np.ndarray | None:
         """The last partial frame, zero-padded, or None when nothing is pending."""
-        frame = np.zeros(self.frame_size, dtype="<i2")
-        return frame if self._ring.read_into(frame) else None
+        n = self._ring.read_into(self._frame)
+        if n == 0:
+            return None
+        self._frame[n:] = 0
+        return self._frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -32,8 +33,8 @@ class FrameStream:
         size = frame_samples(rate, frame_ms)
         self.framer = Framer(size, max(size, rate * capacity_ms // 1000))
 
-    def feed(self, chunk: np.ndarray) -> list[np.ndarray]:
-        """The frames this chunk completes (Framer.feed)."""
+    def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
+        """Yield the frames this chunk completes (views of one reused array)."""
         return self.framer.feed(self.converter.process(chunk))
 
 
@@ -41,7 +42,7 @@ class InputPipeline:
     """Runs VAD at 8 kHz (a whole-factor decimation) and frames audio at each listener rate,
     resampled at `quality`.
 
-    feed() returns speech events and (rate, frame) pairs; a frame may be a view of the chunk.
+    feed() yields speech events and (rate, frame) pairs; frames are reused views: copy to keep.
     """
 
     def __init__(
@@ -67,15 +68,14 @@ class InputPipeline:
         """How late the VAD hears the meeting: its decimator's group delay."""
         return self._vad_stream.converter.delay_ms
 
-    def feed(self, chunk: np.ndarray) -> list[SpeechEvent | tuple[int, np.ndarray]]:
-        """Push one bot chunk through VAD and framing; what it produced, in order."""
+    def feed(self, chunk: np.ndarray) -> Iterator[SpeechEvent | tuple[int, np.ndarray]]:
+        """Push one bot chunk through VAD and framing."""
         self.samples_in += len(chunk)
-        out: list[SpeechEvent | tuple[int, np.ndarray]] = []
         for frame in self._vad_stream.feed(chunk):
             event = self.vad.process(frame)
             if event is not None:
                 self.speech_segments += not self.vad.speaking
-                out.append(event)
+                yield event
         for rate, stream in self._listen_streams.items():
-            out += [(rate, frame) for frame in stream.feed(chunk)]
-        return out
+            for frame in stream.feed(chunk):
+                yield rate, frame
