@@ -34,7 +34,7 @@ from typing import ClassVar
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import DATA_OPCODES, Frame, Opcode, apply_mask
 from websockets.http11 import Request
-from websockets.protocol import State
+from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
 
 from bridge.protocol import CloseCode
@@ -47,6 +47,32 @@ AudioWritten = Callable[[], None]  # after a tick's frames of speech went to the
 FINAL_BINARY = 0x82  # first byte of an unfragmented binary frame, no extension bits
 MASKED = 0x80
 _BETWEEN_FRAMES = StreamReader.at_eof.__code__  # where websockets' parser waits for a frame
+
+
+def between_frames(protocol: Protocol) -> bool:
+    """websockets' parser is waiting for a frame's first byte with nothing buffered: the
+    only state in which bytes may skip it. A read that ends mid-frame leaves it mid-frame,
+    and the bytes after go its way until it has finished that frame."""
+    if protocol.reader.buffer or protocol.state is not State.OPEN:
+        return False
+    parser = protocol.parser
+    while (inner := parser.gi_yieldfrom) is not None:
+        parser = inner
+    return parser.gi_code is _BETWEEN_FRAMES
+
+
+def _parser_as_expected() -> bool:
+    """This websockets parses as the fast path assumes: an open protocol's parser generator
+    waits in its reader's at_eof. Else every frame goes through its parser, as before."""
+    try:
+        return between_frames(Protocol(Side.SERVER, state=State.OPEN))
+    except AttributeError:
+        return False
+
+
+SKIP_PARSER = _parser_as_expected()
+if not SKIP_PARSER:
+    log.warning("this websockets parses frames differently: audio frames go through its parser")
 
 
 class BotConnection(ServerConnection):
@@ -69,22 +95,16 @@ class BotConnection(ServerConnection):
     def data_received(self, data: bytes) -> None:
         """Hear the whole audio frames at the front of data without websockets' parser (a
         fifth of a chunk's cost in Python); the rest, from the first other byte, goes its way."""
-        if self.audio_sink is None or self._queued or self._partial or not self._between_frames():
+        if (
+            self.audio_sink is None
+            or self._queued
+            or self._partial
+            or not SKIP_PARSER
+            or not between_frames(self.protocol)
+        ):
             super().data_received(data)
         elif (taken := self._hear_frames(data)) < len(data):
             super().data_received(data[taken:])
-
-    def _between_frames(self) -> bool:
-        """websockets' parser is waiting for a frame's first byte with nothing buffered: the
-        only state in which bytes may skip it. A read that ends mid-frame leaves it mid-frame,
-        and the bytes after go its way until it has finished that frame."""
-        protocol = self.protocol
-        if protocol.reader.buffer or protocol.state is not State.OPEN:
-            return False
-        parser = protocol.parser
-        while (inner := parser.gi_yieldfrom) is not None:
-            parser = inner
-        return parser.gi_code is _BETWEEN_FRAMES
 
     def _hear_frames(self, data: bytes) -> int:
         """Hear each whole, masked, final binary frame at the front of data, within the size

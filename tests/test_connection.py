@@ -10,7 +10,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from bridge.connection import WRITE_EVERY, BotConnection, TickBatch, binary_frame_header
+from bridge.connection import (
+    SKIP_PARSER,
+    WRITE_EVERY,
+    BotConnection,
+    TickBatch,
+    between_frames,
+    binary_frame_header,
+)
 
 
 class Recorder:
@@ -260,6 +267,10 @@ async def sink_in_place(ws, recorder: Recorder) -> None:
     recorder.heard.clear()
 
 
+def test_the_installed_websockets_parses_as_the_fast_path_assumes():
+    assert SKIP_PARSER  # else audio frames still work, through its parser, slower
+
+
 async def test_audio_frames_between_frames_skip_websockets_parser(monkeypatch):
     recorder, parser = Recorder(), ParserCalls(monkeypatch)
     sizes = [2, 960, 200, 70000]  # lengths in 7 bits, 16 bits and 64 bits
@@ -309,11 +320,11 @@ async def test_a_frame_cut_by_a_read_is_finished_by_websockets_then_frames_skip_
             ws.transport.write(cut[:8])  # header, length and mask: websockets holds no byte
             await asyncio.sleep(0.05)
             assert not connection.protocol.reader.buffer
-            assert not connection._between_frames()  # yet it is inside a frame
+            assert not between_frames(connection.protocol)  # yet it is inside a frame
             ws.transport.write(cut[8:] + second)
             await asyncio.sleep(0.05)
             assert parser.reads[-2:] == [cut[:8], cut[8:] + second]
-            assert connection._between_frames()
+            assert between_frames(connection.protocol)
             parsed = len(parser.reads)
             await ws.send(b"\x03" * 960)
             await asyncio.sleep(0.05)
