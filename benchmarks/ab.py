@@ -55,7 +55,7 @@ def checkouts(commits: list[str], root: Path) -> Iterator[dict[str, Path]]:
             for commit in commits:
                 if commit == WORKING_TREE:
                     trees[commit] = root
-                elif commit not in trees:
+                else:  # main() refuses a commit named twice
                     trees[commit] = Path(scratch) / commit
                     git("worktree", "add", "--detach", str(trees[commit]), commit, cwd=root)
             yield trees

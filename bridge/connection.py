@@ -95,13 +95,7 @@ class BotConnection(ServerConnection):
     def data_received(self, data: bytes) -> None:
         """Hear the whole audio frames at the front of data without websockets' parser (a
         fifth of a chunk's cost in Python); the rest, from the first other byte, goes its way."""
-        if (
-            self.audio_sink is None
-            or self._queued
-            or self._partial
-            or not SKIP_PARSER
-            or not between_frames(self.protocol)
-        ):
+        if not (self._inline() and SKIP_PARSER and between_frames(self.protocol)):
             super().data_received(data)
         elif (taken := self._hear_frames(data)) < len(data):
             super().data_received(data[taken:])
@@ -128,18 +122,17 @@ class BotConnection(ServerConnection):
     def process_event(self, event: Request | Frame) -> None:  # type: ignore[override]
         if not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
             super().process_event(event)
-        elif (
-            self.audio_sink is not None
-            and event.opcode is Opcode.BINARY
-            and event.fin
-            and not self._queued
-            and not self._partial
-        ):
+        elif event.opcode is Opcode.BINARY and event.fin and self._inline():
             self._batch.hear(self, event.data)
         else:
             self._partial = not event.fin
             self._queued += event.fin
             super().process_event(event)
+
+    def _inline(self) -> bool:
+        """A binary message may skip the handler's queue: a sink is set and nothing queued
+        for the handler (no whole message, no fragment) is ahead of it."""
+        return self.audio_sink is not None and not self._queued and not self._partial
 
     def took_message(self) -> None:
         """The handler took a message off the queue: later ones may go inline again."""

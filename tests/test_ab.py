@@ -2,12 +2,11 @@
 revisions (a worktree of HEAD and the working tree) that leaves no worktree behind."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from benchmarks.ab import main, order, summarize
+from benchmarks.ab import git, main, order, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,10 +59,8 @@ def test_the_summary_takes_medians_over_rounds_and_ratios_to_the_first_revision(
 
 
 def worktrees() -> list[str]:
-    listing = subprocess.run(
-        ["git", "worktree", "list", "--porcelain"], cwd=ROOT, capture_output=True, text=True
-    )
-    return [line for line in listing.stdout.splitlines() if line.startswith("worktree ")]
+    listing = git("worktree", "list", "--porcelain", cwd=ROOT)
+    return [line for line in listing.splitlines() if line.startswith("worktree ")]
 
 
 def test_a_real_ab_runs_each_revision_from_its_own_tree_and_cleans_up(tmp_path, monkeypatch):
@@ -75,9 +72,7 @@ def test_a_real_ab_runs_each_revision_from_its_own_tree_and_cleans_up(tmp_path, 
     report = main(argv)
     assert worktrees() == before
     assert json.loads(out.read_text()) == report
-    head = subprocess.run(
-        ["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    head = git("rev-parse", "--short=7", "HEAD", cwd=ROOT)
     assert report["revisions"] == {head: "", ".": "this tree"}
     assert [(r["revision"], r["round"]) for r in report["runs"]] == [
         (head, 1),
