@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bridge.loops import run
+from bridge.server.loops import run
 
 LIBRARIES = ("websockets", "picows")
 

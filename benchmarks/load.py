@@ -51,10 +51,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.floor import LIBRARIES
-from bridge import loops
 from bridge.codecs.wav import read_wav
-from bridge.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
-from bridge.workers import worker_url
+from bridge.server import loops
+from bridge.server.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
+from bridge.server.workers import worker_url
 
 SPEECH = ["Front_Left", "Front_Right", "Rear_Left", "Rear_Right", "Side_Left", "Side_Right"]
 PLAYER_BUFFER_S = 0.040

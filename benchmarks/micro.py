@@ -29,7 +29,7 @@ from bridge.audio.ring import RingBuffer
 from bridge.audio.vad import VAD_RATE, VoiceActivityDetector
 from bridge.codecs.pcm import f32_to_s16, s16_to_f32
 from bridge.codecs.wav import read_wav
-from bridge.protocol import parse_audio, parse_text
+from bridge.wire.protocol import parse_audio, parse_text
 
 FRAME_MS = 20
 SPEECH = Path("/usr/share/sounds/alsa/Front_Left.wav")

@@ -14,19 +14,20 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from bridge import __version__, loops
+from bridge import __version__
 from bridge.config import BridgeConfig
-from bridge.control_client import control_client
-from bridge.launch import DEFAULT_BASE_URL, ApiError, BotSpec, MeetingBaasClient
-from bridge.launcher import launch, session_urls
 from bridge.logs import setup_logging
+from bridge.meetingbaas.client import DEFAULT_BASE_URL, ApiError, BotSpec, MeetingBaasClient
+from bridge.meetingbaas.launcher import launch, session_urls
 from bridge.plugins import registry
-from bridge.plugins.base import Responder, SessionHandle
-from bridge.server import BridgeServer
-from bridge.session import ResponderFactory
-from bridge.signing import control_url
-from bridge.simulator import SimulatorOptions, simulate
-from bridge.workers import supervise, worker_url
+from bridge.responder import Responder, SessionHandle
+from bridge.server import loops
+from bridge.server.server import BridgeServer
+from bridge.server.session import ResponderFactory
+from bridge.server.workers import supervise, worker_url
+from bridge.sim.control_client import control_client
+from bridge.sim.simulator import SimulatorOptions, simulate
+from bridge.wire.signing import control_url
 
 ENV_PREFIX = "SPEAKBRIDGE_"
 log = logging.getLogger("bridge")

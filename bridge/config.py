@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bridge.audio.resample import Quality
-from bridge.workers import port_offset
+from bridge.server.workers import port_offset
 
 
 class BridgeConfig(BaseModel):

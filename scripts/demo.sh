@@ -24,5 +24,5 @@ wait $server || true
 trap - EXIT
 echo
 echo "== the server's summary of the session"
-grep -E "ended \(" "$out/server.log" | sed 's/^.*INFO bridge.session: //'
+grep -E "ended \(" "$out/server.log" | sed 's/^.*INFO bridge.server.session: //'
 echo "(server log: $out/server.log)"

@@ -6,7 +6,7 @@ import pytest
 
 from bridge.cli import responder_factories
 from bridge.config import BridgeConfig
-from bridge.server import BridgeServer
+from bridge.server.server import BridgeServer
 
 StartBridge = Callable[..., Awaitable[BridgeServer]]
 

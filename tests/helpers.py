@@ -9,8 +9,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bridge.server import BridgeServer
-from bridge.session import Session
+from bridge.server.server import BridgeServer
+from bridge.server.session import Session
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> Any:

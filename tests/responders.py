@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped
-from bridge.plugins.base import Responder
-from bridge.protocol import SpeakerState
+from bridge.responder import Responder
+from bridge.wire.protocol import SpeakerState
 
 
 class HookLog(Responder):

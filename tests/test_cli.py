@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.audio import ALSA
+from tests.sounds import ALSA
 
 
 def speakbridge(*args: str, **kw) -> subprocess.Popen:

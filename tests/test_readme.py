@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from bridge.codecs.wav import read_wav
-from bridge.simulator import SimulatorOptions, simulate
-from tests.audio import ALSA
+from bridge.sim.simulator import SimulatorOptions, simulate
+from tests.sounds import ALSA
 
 README = Path(__file__).parent.parent / "README.md"
 

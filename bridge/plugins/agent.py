@@ -12,23 +12,25 @@ import asyncio
 import contextlib
 import os
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted
-from bridge.openai_api import OPENAI_PCM_RATE, OpenAIClient
-from bridge.playout import Utterance
-from bridge.plugins.base import SessionHandle
 from bridge.plugins.listening import Segment, SegmentListener
+from bridge.responder import SessionHandle
 from bridge.retry import HttpError, RetryPolicy
-from bridge.stt import STT_RATE, check_pocketsphinx, transcribe
-from bridge.tts import ESPEAK_RATE, check_espeak, espeak
+from bridge.speech.openai_api import OPENAI_PCM_RATE, OpenAIClient
+from bridge.speech.stt import STT_RATE, check_pocketsphinx, transcribe
+from bridge.speech.tts import ESPEAK_RATE, check_espeak, espeak
 
 SENTENCE_END = re.compile(r"(.+?[.!?…:;])(?=\s)\s*", re.S)
 INTERRUPTED_MARK = " [interrupted]"
+
+if TYPE_CHECKING:
+    from bridge.server.playout import Utterance
 
 
 def _env(name: str, default: str | None = None) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.audio.catchup import CatchUp
 from bridge.audio.segments import SegmentCollector
 from bridge.audio.vad import SpeechStarted, SpeechStopped
-from bridge.events import Event
-from bridge.playout import SpeechStream
-from bridge.plugins.base import Responder, SessionHandle
+from bridge.responder import Event, Responder, SessionHandle
+
+if TYPE_CHECKING:
+    from bridge.server.playout import SpeechStream
 
 
 class EchoOptions(BaseModel):

@@ -9,10 +9,9 @@ from pydantic import BaseModel
 
 from bridge.audio.segments import SegmentCollector
 from bridge.audio.vad import SpeechStarted, SpeechStopped
-from bridge.events import Event
-from bridge.plugins.base import Responder, SessionHandle
-from bridge.speakers import SpeakerTurns
-from bridge.stt import STT_RATE
+from bridge.plugins.speakers import SpeakerTurns
+from bridge.responder import Event, Responder, SessionHandle
+from bridge.speech.stt import STT_RATE
 
 
 @dataclass(frozen=True)

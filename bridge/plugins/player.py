@@ -9,8 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.codecs.wav import read_wav
-from bridge.events import Event
-from bridge.plugins.base import Responder, SessionHandle
+from bridge.responder import Event, Responder, SessionHandle
 
 
 class PlayerOptions(BaseModel):

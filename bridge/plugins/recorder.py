@@ -16,8 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.codecs.wav import WavWriter
-from bridge.events import Event
-from bridge.plugins.base import Responder, SessionHandle
+from bridge.responder import Event, Responder, SessionHandle
 
 SILENCE_BLOCK = 24000  # samples of zeros written at a time when padding bot.wav
 

@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
-from bridge.plugins.base import Responder
+from bridge.responder import Responder
 
 GROUP = "speakbridge.responders"
 
@@ -37,7 +37,7 @@ def load(spec: str) -> type[Responder]:
             )
         cls = next(iter(matches)).load()
     if not (isinstance(cls, type) and issubclass(cls, Responder)):
-        raise ResponderError(f"{spec!r} is not a subclass of bridge.plugins.base.Responder")
+        raise ResponderError(f"{spec!r} is not a subclass of bridge.responder.Responder")
     return cls
 
 

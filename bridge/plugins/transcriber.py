@@ -11,9 +11,9 @@ import asyncio
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.plugins.base import SessionHandle
 from bridge.plugins.listening import Segment, SegmentListener
-from bridge.stt import check_pocketsphinx, transcribe
+from bridge.responder import SessionHandle
+from bridge.speech.stt import check_pocketsphinx, transcribe
 
 
 class TranscriberOptions(BaseModel):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.events import Event
-from bridge.plugins.base import Responder
-from bridge.tts import ESPEAK_RATE, check_espeak, espeak
+from bridge.responder import Event, Responder
+from bridge.speech.tts import ESPEAK_RATE, check_espeak, espeak
 
 
 class TtsOptions(BaseModel):

@@ -1,0 +1,1 @@
+"""The asyncio edge: the server and routing, sessions, playout, responder runner, control."""

@@ -1,0 +1,124 @@
+"""Runs one responder, fed through a bounded queue, isolated from the session.
+
+Async hooks run one at a time in the responder's own task. A hook written as a plain
+function runs inline, as its input arrives, when nothing is queued before it: no task
+switch per frame (a live echo's on_audio). Order is kept either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from bridge.responder import Responder
+
+log = logging.getLogger(__name__)
+
+_STOP: tuple[str, tuple[Any, ...]] = ("stop", ())
+
+
+class ResponderRunner:
+    """Delivers hooks in order; a full queue drops the item (counted), a raising hook is logged."""
+
+    def __init__(self, responder: Responder, queue_size: int, session_id: str) -> None:
+        self.responder = responder
+        self._queue: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue(maxsize=queue_size)
+        self._session_id = session_id
+        self._inline: dict[str, Callable[..., object]] = {  # bound once: no lookup per frame
+            hook: getattr(responder, f"on_{hook}") for hook in inline_hooks(responder)
+        }
+        self._busy = True  # the task is in a hook (on_start first): inline calls would overtake it
+        self.dropped: Counter[str] = Counter()
+        self.errors = 0
+        self._task = asyncio.create_task(self._run(), name=f"responder-{session_id}")
+
+    def offer(self, hook: str, *args: Any) -> bool:
+        """Deliver a hook call without waiting: inline if it is a plain function and nothing is
+        queued before it, else queued; False (and counted) when the queue is full."""
+        call = self._inline.get(hook)
+        if call is not None and not self._busy and self._queue.empty():
+            self._busy = True  # what the hook causes (a frame sent, heard back) queues behind it
+            try:
+                self._call_plain(call, hook, args)
+            finally:
+                self._busy = False
+            return True
+        try:
+            self._queue.put_nowait((hook, args))
+        except asyncio.QueueFull:
+            if not self.dropped:
+                log.warning(
+                    "session %s: responder %s is behind, its queue of %d is full; dropping %s "
+                    "(further drops are counted, not logged)",
+                    self._session_id,
+                    type(self.responder).__name__,
+                    self._queue.maxsize,
+                    hook,
+                )
+            self.dropped[hook] += 1
+            return False
+        return True
+
+    async def stop(self, timeout: float) -> None:
+        """Let the responder drain its queue and run on_stop; cancel it after timeout seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._queue.put(_STOP)
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            log.error(
+                "session %s: responder did not stop within %.1f s; cancelled",
+                self._session_id,
+                timeout,
+            )
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        await self._call("start", ())
+        while True:
+            self._busy = False
+            hook, args = await self._queue.get()
+            self._busy = True
+            await self._call(hook, args)
+            if hook == "stop":
+                return
+
+    async def _call(self, hook: str, args: tuple[Any, ...]) -> None:
+        if (call := self._inline.get(hook)) is not None:
+            self._call_plain(call, hook, args)
+            return
+        try:
+            await getattr(self.responder, f"on_{hook}")(*args)
+        except Exception:
+            self._report(hook)
+
+    def _call_plain(self, call: Callable[..., object], hook: str, args: tuple[Any, ...]) -> None:
+        try:
+            call(*args)
+        except Exception:
+            self._report(hook)
+
+    def _report(self, hook: str) -> None:
+        self.errors += 1
+        log.exception(
+            "session %s: responder %s raised in on_%s; the session goes on",
+            self._session_id,
+            type(self.responder).__name__,
+            hook,
+        )
+
+
+def inline_hooks(responder: Responder) -> frozenset[str]:
+    """The hooks a responder wrote as plain functions (called inline), by name without on_."""
+    return frozenset(
+        name.removeprefix("on_")
+        for name in vars(Responder)
+        if name.startswith("on_") and not inspect.iscoroutinefunction(getattr(responder, name))
+    )

@@ -1,0 +1,1 @@
+"""A simulated Meeting BaaS bot, and a client for the control channel."""

@@ -1,0 +1,1 @@
+"""The bot's wire protocol, sans-I/O: routes, messages, close codes, fast path, URL signing."""

@@ -1,0 +1,247 @@
+"""A bot's WebSocket connection whose audio skips the message queue, both ways, a tick at a time.
+
+websockets queues every message for the handler task: per chunk a queue entry, a future
+and a task switch. Once a socket is its session's audio source, the session installs an
+`audio_sink`, and a whole binary message is handed to this loop's TickBatch from
+data_received, in order: only when no earlier message is still queued for the handler.
+The rest (text, fragmented messages, anything before the sink) goes the usual way.
+
+While websockets' parser waits between frames, the whole audio frames at the front of a
+read are unmasked here rather than by its generator-based parser (1 us a frame against 5.5
+in a tight loop); from the first other byte on (a control or text frame, a frame cut by
+the read, a frame it must refuse) the read is websockets'. Speech out is written as
+unmasked binary frames straight to the transport (send_audio), without websockets' frame
+objects; websockets still writes every control frame and the close.
+
+The batch runs once the loop has read every ready socket: the chunks heard, in arrival
+order, and after each WRITE_EVERY of them (and at the end) one write per socket of the
+frames they produced. Handling each chunk as its socket is read interleaves the kernel's
+receive path, numpy and the VAD, so every system call runs on cold caches: here a loopback
+send cost about three times as much inside the per-chunk path as in a tight loop (README,
+Design). A frame waits for the handling of at most WRITE_EVERY - 1 other chunks; a
+chunk's latency is timed from when it was read, so that wait is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from typing import ClassVar
+
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import DATA_OPCODES, Frame, Opcode, apply_mask
+from websockets.http11 import Request
+from websockets.protocol import Protocol, Side, State
+from websockets.streams import StreamReader
+
+from bridge.wire.protocol import CloseCode
+
+log = logging.getLogger(__name__)
+
+AudioSink = Callable[[bytes, float], None]  # (message, monotonic time it was read)
+AudioLost = Callable[[int], None]  # frames of speech the socket closed before writing
+AudioWritten = Callable[[], None]  # after a tick's frames of speech went to the transport
+FINAL_BINARY = 0x82  # first byte of an unfragmented binary frame, no extension bits
+MASKED = 0x80
+_BETWEEN_FRAMES = StreamReader.at_eof.__code__  # where websockets' parser waits for a frame
+
+
+def between_frames(protocol: Protocol) -> bool:
+    """websockets' parser is waiting for a frame's first byte with nothing buffered: the
+    only state in which bytes may skip it. A read that ends mid-frame leaves it mid-frame,
+    and the bytes after go its way until it has finished that frame."""
+    if protocol.reader.buffer or protocol.state is not State.OPEN:
+        return False
+    parser = protocol.parser
+    while (inner := parser.gi_yieldfrom) is not None:
+        parser = inner
+    return parser.gi_code is _BETWEEN_FRAMES
+
+
+def _parser_as_expected() -> bool:
+    """This websockets parses as the fast path assumes: an open protocol's parser generator
+    waits in its reader's at_eof. Else every frame goes through its parser, as before."""
+    try:
+        return between_frames(Protocol(Side.SERVER, state=State.OPEN))
+    except AttributeError:
+        return False
+
+
+SKIP_PARSER = _parser_as_expected()
+if not SKIP_PARSER:
+    log.warning("this websockets parses frames differently: audio frames go through its parser")
+
+
+class BotConnection(ServerConnection):
+    """ServerConnection plus a batched inline path for binary messages (the module's note)."""
+
+    audio_sink: AudioSink | None = None
+    audio_lost: AudioLost | None = None
+    audio_written: AudioWritten | None = None
+    _queued = 0  # whole messages queued for the handler and not yet taken (matters once a
+    # sink is set: a control socket never gets one, and its handler never calls took_message)
+    _partial = False  # a fragmented message is being queued
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._batch = TickBatch.of(self.loop)
+        self._unsent: list[bytes] = []  # frames of speech for the end of this tick
+        limits = (self.protocol.max_message_size, self.protocol.max_fragment_size)
+        self._max_message = min((n for n in limits if n is not None), default=1 << 63)
+
+    def data_received(self, data: bytes) -> None:
+        """Hear the whole audio frames at the front of data without websockets' parser (a
+        fifth of a chunk's cost in Python); the rest, from the first other byte, goes its way."""
+        if not (self._inline() and SKIP_PARSER and between_frames(self.protocol)):
+            super().data_received(data)
+        elif (taken := self._hear_frames(data)) < len(data):
+            super().data_received(data[taken:])
+
+    def _hear_frames(self, data: bytes) -> int:
+        """Hear each whole, masked, final binary frame at the front of data, within the size
+        limit; returns the bytes taken. Anything else (a control or text frame, a frame cut
+        by the read, an unmasked or oversized one) stops it: websockets answers that."""
+        taken, end, view = 0, len(data), memoryview(data)
+        while end - taken >= 6 and data[taken] == FINAL_BINARY and data[taken + 1] & MASKED:
+            length, start = data[taken + 1] & 0x7F, taken + 2
+            if length >= 126:
+                size = 2 if length == 126 else 8
+                if end - start < size:
+                    break
+                length, start = int.from_bytes(data[start : start + size], "big"), start + size
+            payload = start + 4
+            if payload + length > end or length > self._max_message:
+                break
+            taken = payload + length
+            self._batch.hear(self, apply_mask(view[payload:taken], data[start:payload]))
+        return taken
+
+    def process_event(self, event: Request | Frame) -> None:  # type: ignore[override]
+        if not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
+            super().process_event(event)
+        elif event.opcode is Opcode.BINARY and event.fin and self._inline():
+            self._batch.hear(self, event.data)
+        else:
+            self._partial = not event.fin
+            self._queued += event.fin
+            super().process_event(event)
+
+    def _inline(self) -> bool:
+        """A binary message may skip the handler's queue: a sink is set and nothing queued
+        for the handler (no whole message, no fragment) is ahead of it."""
+        return self.audio_sink is not None and not self._queued and not self._partial
+
+    def took_message(self) -> None:
+        """The handler took a message off the queue: later ones may go inline again."""
+        self._queued -= 1
+
+    def send_audio(self, data: bytes) -> None:
+        """Write one binary message at the end of this tick, before anything websockets
+        writes later; only while the connection is OPEN (the caller checks)."""
+        if not self._unsent:
+            self._batch.await_write(self)
+        self._unsent.append(binary_frame_header(len(data)) + data)
+
+    def send_data(self) -> None:
+        self.write_unsent()  # a control frame or the close goes after the speech before it
+        super().send_data()
+
+    def write_unsent(self) -> None:
+        """Write the frames of speech sent this tick in one call; a closed socket loses them."""
+        if not self._unsent:
+            return
+        frames, self._unsent = self._unsent, []
+        if self.transport.is_closing():
+            if self.audio_lost is not None:
+                self.audio_lost(len(frames))
+            return
+        self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if self.audio_written is not None:
+            self.audio_written()
+
+    def deliver(self, data: bytes, read_at: float) -> None:
+        """Hand an inline message to the sink; a raising sink closes this socket (1011)."""
+        if (sink := self.audio_sink) is None:
+            return  # the sink failed on an earlier message of this tick: the socket is closing
+        try:
+            sink(data, read_at)
+        except Exception:  # a bug: end this socket, as the handler task would, not the loop
+            log.exception("handling an audio message failed; closing the socket")
+            self.audio_sink = None
+            self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
+            self.send_data()
+
+
+WRITE_EVERY = 8  # chunks heard between writes: a frame waits for at most WRITE_EVERY - 1 others
+
+
+class TickBatch:
+    """One event loop's inline audio of one tick: heard once its reads are done, written
+    after every WRITE_EVERY chunks and at the end.
+
+    Holds at most what one tick read: a socket's read is bounded by the transport's read
+    size, and sockets by max_sessions.
+    """
+
+    _of_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TickBatch]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heard: list[tuple[BotConnection, bytes, float]] = []  # with its read time
+        self._to_write: list[BotConnection] = []
+        self._scheduled = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> TickBatch:
+        """The loop's batch, made on first use."""
+        if (batch := cls._of_loop.get(loop)) is None:
+            batch = cls._of_loop[loop] = cls(loop)
+        return batch
+
+    def hear(self, connection: BotConnection, data: bytes) -> None:
+        """Queue an audio message for the sinks, run once this tick's reads are done."""
+        self._heard.append((connection, data, time.monotonic()))
+        self._schedule()
+
+    def await_write(self, connection: BotConnection) -> None:
+        """Note a socket with frames to write at the end of the tick."""
+        self._to_write.append(connection)
+        self._schedule()
+
+    def run(self) -> None:
+        """Deliver every message heard, writing every socket's frames after each
+        WRITE_EVERY messages and at the end."""
+        try:
+            heard, self._heard = self._heard, []
+            for i, (connection, data, read_at) in enumerate(heard, 1):
+                connection.deliver(data, read_at)
+                if not i % WRITE_EVERY:
+                    self._write()
+            self._write()
+        finally:
+            self._scheduled = False
+            if self._heard or self._to_write:  # a write raised: the rest go next tick
+                self._schedule()
+
+    def _write(self) -> None:
+        while self._to_write:
+            self._to_write.pop().write_unsent()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.run)
+
+
+def binary_frame_header(length: int) -> bytes:
+    """RFC 6455 header of a final, unmasked (server to client) binary frame of length bytes."""
+    if length < 126:
+        return bytes((0x82, length))
+    if length < 1 << 16:
+        return b"\x82\x7e" + length.to_bytes(2, "big")
+    return b"\x82\x7f" + length.to_bytes(8, "big")

@@ -1,0 +1,66 @@
+"""The input pipeline: VAD on its own decimator, listeners at their configured quality."""
+
+import numpy as np
+
+from bridge.audio.pipeline import InputPipeline
+from bridge.audio.resample import StreamResampler
+from bridge.audio.vad import SpeechStarted, VoiceActivityDetector
+from tests.sounds import recording, silence
+
+RATE = 24000
+
+
+def run(pipeline: InputPipeline, signal: np.ndarray) -> tuple[list, dict[int, np.ndarray]]:
+    return run_at(pipeline, signal, 480)  # 20 ms chunks at 24 kHz, as the bot sends
+
+
+def run_at(pipeline: InputPipeline, signal: np.ndarray, chunk: int) -> tuple[list, dict]:
+    events, frames = [], {}
+    for at in range(0, len(signal), chunk):
+        for item in pipeline.feed(signal[at : at + chunk]):
+            if isinstance(item, tuple):
+                rate, frame = item
+                frames.setdefault(rate, []).append(frame.copy())
+            else:
+                events.append(item)
+    return events, {rate: np.concatenate(f) for rate, f in frames.items()}
+
+
+def test_listeners_at_16khz_hear_the_configured_quality_not_the_vads():
+    speech = np.concatenate([silence(0.5, RATE), recording("Front_Left", RATE)])
+    pipeline = InputPipeline(RATE, {16000, RATE}, 20, VoiceActivityDetector(20), 200, "HQ")
+    events, frames = run(pipeline, speech)
+    hq = StreamResampler(RATE, 16000, "HQ")
+    reference = np.concatenate(
+        [hq.process(speech[at : at + 480]) for at in range(0, len(speech), 480)]
+    )
+    heard = frames[16000].astype(int)  # soxr dithers its s16 output: equal to 1 LSB or so
+    assert np.abs(heard - reference[: len(heard)]).max() <= 2
+    assert np.array_equal(frames[RATE], speech[: len(frames[RATE])])
+    assert isinstance(events[0], SpeechStarted)
+    assert pipeline.vad_delay_ms < 0.1 < 1 < hq.delay_ms  # the VAD does not wait for HQ's filter
+
+
+def test_at_16khz_listeners_hear_the_bots_samples_unchanged():
+    speech = recording("Front_Left", 16000)
+    pipeline = InputPipeline(16000, {16000}, 20, VoiceActivityDetector(20), 200, "HQ")
+    events, frames = run_at(pipeline, speech, 320)
+    assert np.array_equal(frames[16000], speech[: len(frames[16000])])
+    assert pipeline.vad_delay_ms < 0.1 and isinstance(events[0], SpeechStarted)
+
+
+def test_the_vad_hears_a_16khz_and_a_24khz_bot_alike():
+    """Both rates decimate to the VAD's 8 kHz: the same speech gives the same segments."""
+    found = {}
+    for rate in (16000, 24000):
+        gap = silence(1, rate)
+        speech = np.concatenate(
+            [gap, recording("Front_Left", rate), gap, recording("Rear_Center", rate), gap]
+        )
+        pipeline = InputPipeline(rate, {rate}, 20, VoiceActivityDetector(20), 200, "HQ")
+        events, _ = run_at(pipeline, speech, rate // 50)
+        found[rate] = [(type(e).__name__, e.at_ms) for e in events]
+    assert len(found[24000]) == 4  # two segments, each a start and a stop
+    assert [kind for kind, _ in found[16000]] == [kind for kind, _ in found[24000]]
+    for (_, at16), (_, at24) in zip(found[16000], found[24000], strict=True):
+        assert abs(at16 - at24) <= 40  # two frames

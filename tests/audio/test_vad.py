@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+import webrtcvad
+
+from bridge.audio.framer import Framer, frame_samples
+from bridge.audio.vad import (
+    VAD_RATE,
+    SpeechStarted,
+    SpeechStopped,
+    VoiceActivityDetector,
+    spectral_flatness,
+    windowed_dft,
+)
+from tests.sounds import espeak, recording, silence, white_noise
+
+
+def events(signal: np.ndarray, frame_ms: int = 20, **kwargs) -> list:
+    vad = VoiceActivityDetector(frame_ms, **kwargs)
+    size = frame_samples(VAD_RATE, frame_ms)
+    framer = Framer(size, size * 4)
+    return [e for f in framer.feed(signal) if (e := vad.process(f)) is not None]
+
+
+@pytest.mark.parametrize("name", ["Front_Left", "Front_Right", "Rear_Center", "Side_Right"])
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_finds_the_speech_in_a_real_recording(name, frame_ms):
+    speech = recording(name, VAD_RATE)
+    found = events(np.concatenate([silence(1, VAD_RATE), speech, silence(1, VAD_RATE)]), frame_ms)
+    assert len(found) >= 2
+    assert isinstance(found[0], SpeechStarted) and isinstance(found[-1], SpeechStopped)
+    speech_ms = len(speech) * 1000 / VAD_RATE
+    # the segment lies within the recording (which starts at 1000 ms), give or take a window
+    assert 900 <= found[0].at_ms <= 1300
+    assert 1000 + speech_ms - 500 <= found[-1].at_ms <= 1000 + speech_ms + 300
+
+
+def test_finds_every_sentence_of_synthetic_speech(tmp_path):
+    first = espeak("Good morning everyone, let us begin the meeting.", VAD_RATE, tmp_path)
+    second = espeak("Thank you, that is all for today.", VAD_RATE, tmp_path)
+    gap = silence(1.5, VAD_RATE)
+    found = events(np.concatenate([gap, first, gap, second, gap]))
+    starts = [e.at_ms for e in found if isinstance(e, SpeechStarted)]
+    assert len(starts) >= 2
+    second_at = (len(gap) * 2 + len(first)) * 1000 / VAD_RATE
+    assert any(abs(s - second_at) < 300 for s in starts)
+    assert not any(1500 + len(first) * 1000 / VAD_RATE + 600 < s < second_at - 300 for s in starts)
+
+
+def test_no_speech_in_silence():
+    assert events(silence(5, VAD_RATE)) == []
+
+
+@pytest.mark.parametrize("sigma", [100, 1000, 5000, 15000])
+def test_no_speech_in_white_noise(sigma):
+    assert events(white_noise(5, VAD_RATE, sigma)) == []
+
+
+def test_no_speech_in_recorded_noise():
+    noise = recording("Noise", VAD_RATE)
+    assert events(np.concatenate([silence(1, VAD_RATE), noise, noise, silence(1, VAD_RATE)])) == []
+
+
+def test_without_the_flatness_gate_webrtcvad_alone_takes_noise_for_speech():
+    """Why the gate exists: the same noise fools webrtcvad at its most aggressive."""
+    noise = white_noise(3, VAD_RATE, 5000)
+    assert events(noise, max_flatness=1.0) != []
+
+
+def test_stop_comes_after_the_hangover():
+    speech = recording("Front_Left", VAD_RATE)
+    vad = VoiceActivityDetector(20, stop_ms=500)
+    size = frame_samples(VAD_RATE, 20)
+    framer = Framer(size, size * 4)
+    signal = np.concatenate([speech, silence(2, VAD_RATE)])
+    for i, frame in enumerate(framer.feed(signal)):
+        event = vad.process(frame)
+        if isinstance(event, SpeechStopped):
+            heard_at_ms = (i + 1) * 20
+            assert heard_at_ms - event.at_ms == 500  # reported back-dated by the window
+            assert heard_at_ms >= len(speech) * 1000 / VAD_RATE
+            return
+    pytest.fail("speech never stopped")
+
+
+def reference_events(frames: list[np.ndarray], start_ms: int, stop_ms: int) -> list:
+    """Every frame judged at once by webrtcvad and the gate, then the windows' rule: what the
+    detector's lazy gate must reproduce exactly."""
+    size = frame_samples(VAD_RATE, 20)
+    vad, dft = webrtcvad.Vad(3), windowed_dft(size)
+    voiced = [
+        vad.is_speech(f.tobytes(), VAD_RATE) and spectral_flatness(f, dft) <= 0.1 for f in frames
+    ]
+    start_n, stop_n = start_ms // 20, stop_ms // 20
+    found, speaking, since = [], False, 0  # since: index where the current window began
+    for i in range(len(frames)):
+        n = stop_n if speaking else start_n
+        if i + 1 - since < n:
+            continue
+        votes = voiced[i + 1 - n : i + 1]
+        if not speaking and sum(votes) >= VoiceActivityDetector.START_RATIO * n:
+            speaking, since = True, i + 1
+            found.append(SpeechStarted((i + 1 - n) * 20))
+        elif speaking and votes.count(False) >= VoiceActivityDetector.STOP_RATIO * n:
+            speaking, since = False, i + 1
+            found.append(("stop", (i + 1 - n) * 20))
+    return found
+
+
+@pytest.mark.parametrize(("start_ms", "stop_ms"), [(200, 500), (100, 300), (60, 1000)])
+def test_lazy_gate_decides_exactly_as_judging_every_frame(start_ms, stop_ms):
+    speech = np.concatenate([recording(n, VAD_RATE) for n in ("Front_Left", "Rear_Center")])
+    noise = white_noise(len(speech) / VAD_RATE, VAD_RATE, 3000)
+    mixed = speech // 2 + noise // 2  # voice over hiss: webrtcvad fires, the gate must judge
+    signal = np.concatenate([silence(0.5, VAD_RATE), speech, noise, mixed, speech, noise])
+    size = frame_samples(VAD_RATE, 20)
+    frames = [signal[i : i + size] for i in range(0, len(signal) - size + 1, size)]
+    vad = VoiceActivityDetector(20, start_ms=start_ms, stop_ms=stop_ms)
+    found = [e for f in frames if (e := vad.process(f)) is not None]
+    simplified = [e if isinstance(e, SpeechStarted) else ("stop", e.at_ms) for e in found]
+    assert simplified == reference_events(frames, start_ms, stop_ms)
+    assert len(found) >= 4  # the signal does start and stop speech several times
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_flatness_by_matrix_product_equals_the_fft_measure(frame_ms):
+    """The windowed DFT matrix is the Hann-windowed rfft's bins 2 and up: the same spectrum."""
+    size = frame_samples(VAD_RATE, frame_ms)
+    frames = [
+        recording("Front_Left", VAD_RATE)[4000 : 4000 + size],
+        white_noise(1, VAD_RATE, 3000)[:size],
+    ]
+    for frame in frames:
+        spectrum = np.abs(np.fft.rfft(frame * np.hanning(size))[2:]) + 3e-5
+        expected = np.exp(np.mean(np.log(spectrum**2))) / np.mean(spectrum**2)
+        assert spectral_flatness(frame, windowed_dft(size)) == pytest.approx(expected, rel=1e-3)

@@ -1,0 +1,137 @@
+"""Playout with speech streams: order, interrupt and bounds, paced out on the real clock."""
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from bridge.server.playout import Playout
+
+RATE = 24000
+FRAME = 480  # 20 ms
+
+
+def constant(value: int, seconds: float) -> np.ndarray:
+    return np.full(int(RATE * seconds), value, dtype=np.int16)
+
+
+class Sink:
+    """Collects what the playout sends, as the bot would receive it."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.sent_at: list[float] = []
+        self.ready = asyncio.Event()
+        self.ready.set()
+
+    def send(self, data: bytes) -> None:
+        self.received += data
+        self.sent_at.append(time.monotonic())
+
+    def samples(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.received), dtype=np.int16)
+
+
+@pytest.fixture
+async def playing():
+    playout = Playout(RATE, 20, lead_ms=40, capacity_s=0.2, max_pending=4)
+    sink = Sink()
+    task = asyncio.create_task(playout.run(lambda: sink.send, sink.ready))
+    yield playout, sink
+    task.cancel()
+
+
+async def test_a_stream_plays_after_earlier_speech_and_holds_later_speech(playing):
+    playout, sink = playing
+    before = playout.speak(constant(1, 0.1))
+    stream = await playout.open_stream()  # waits for `before` to be queued
+    after = playout.speak(constant(3, 0.1))
+    for _ in range(5):
+        assert stream.write(constant(2, 0.02)) == 0
+        await asyncio.sleep(0.02)
+    assert not after.report.done()  # later speech waits for the stream to close
+    stream.close()
+    reports = await asyncio.wait_for(asyncio.gather(before, stream.utterance, after), 2)
+    assert [r.sent for r in reports] == [2400, 2400, 2400]
+    assert not any(r.interrupted for r in reports)
+    heard = sink.samples()
+    assert heard.tolist() == [1] * 2400 + [2] * 2400 + [3] * 2400
+
+
+async def test_interrupt_ends_a_stream_and_lets_later_speech_in(playing):
+    playout, sink = playing
+    stream = await playout.open_stream()
+    assert stream.write(constant(2, 0.1)) == 0
+    reports = playout.interrupt()
+    assert stream.closed and [r.interrupted for r in reports] == [True]
+    assert (await stream.utterance).interrupted
+    assert stream.write(constant(2, 0.02)) == FRAME  # an ended stream queues nothing
+    after = await asyncio.wait_for(playout.speak(constant(3, 0.04)), 2)
+    assert after.sent == 960 and not after.interrupted
+    assert sink.samples()[-960:].tolist() == [3] * 960
+
+
+async def test_a_stream_write_beyond_the_playback_queue_returns_what_was_dropped(playing):
+    playout, _ = playing
+    stream = await playout.open_stream()
+    capacity = int(RATE * 0.2)
+    assert stream.write(constant(2, 0.3)) == int(RATE * 0.3) - capacity
+    stream.close()
+    report = await asyncio.wait_for(stream.utterance, 2)
+    assert report.sent == capacity
+
+
+async def test_a_stream_at_another_rate_is_resampled_to_the_bot_rate(playing):
+    playout, sink = playing
+    stream = await playout.open_stream(16000)
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(1600) / 16000)).astype(np.int16)
+    assert stream.write(tone) == 0
+    stream.close()
+    report = await asyncio.wait_for(stream.utterance, 2)
+    assert abs(report.sent - 2400) <= 2  # 0.1 s at 24 kHz
+    spectrum = np.abs(np.fft.rfft(sink.samples().astype(float)))
+    peak_hz = np.argmax(spectrum) * RATE / len(sink.samples())
+    assert abs(peak_hz - 440) < 15
+
+
+async def test_a_live_stream_that_ran_dry_queues_the_prebuffer_again():
+    playout = Playout(RATE, 20, lead_ms=40, capacity_s=0.2, max_pending=4, prebuffer_ms=40)
+    sink = Sink()
+    task = asyncio.create_task(playout.run(lambda: sink.send, sink.ready))
+    stream = await playout.open_stream()
+    for _ in range(3):  # frames as a live source writes them, one per 20 ms
+        stream.write(constant(1, 0.02))
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.15)  # the source stalls: the bot plays everything and runs dry
+    sent = len(sink.received)
+    assert sent == 3 * 2 * FRAME
+    stream.write(constant(2, 0.02))
+    await asyncio.sleep(0.05)
+    assert len(sink.received) == sent  # held: one frame would leave no margin for jitter
+    stream.write(constant(2, 0.02))
+    async with asyncio.timeout(1):
+        while len(sink.received) < sent + 2 * 2 * FRAME:
+            await asyncio.sleep(0.005)
+    # both went at once: the bot holds the whole 40 ms again, not one frame
+    assert playout.pacer.play_end - sink.sent_at[-2] == pytest.approx(0.04, abs=0.002)
+    stream.close()
+    task.cancel()
+
+
+async def test_a_frame_due_at_once_leaves_from_write_and_a_later_one_from_the_task(playing):
+    playout, sink = playing
+    stream = await playout.open_stream()
+    await asyncio.sleep(0)  # run() is idle, waiting for audio
+    stream.write(constant(1, 0.02))
+    assert len(sink.received) == 2 * FRAME  # sent before write() returned: no task switch
+    stream.write(constant(2, 0.02))
+    assert len(sink.received) == 2 * 2 * FRAME  # the bot now holds the whole 40 ms lead
+    stream.write(constant(3, 0.02))
+    assert len(sink.received) == 2 * 2 * FRAME  # not due for 20 ms: run() sends it then
+    async with asyncio.timeout(1):
+        while len(sink.received) < 3 * 2 * FRAME:
+            await asyncio.sleep(0.002)
+    assert sink.sent_at[2] - sink.sent_at[1] >= 0.0195  # not before its deadline
+    assert sink.samples().tolist() == [1] * FRAME + [2] * FRAME + [3] * FRAME
+    stream.close()

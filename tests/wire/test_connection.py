@@ -1,0 +1,352 @@
+"""BotConnection: binary messages skip the queue only when nothing queued is ahead of them."""
+
+import asyncio
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from bridge.wire.connection import (
+    SKIP_PARSER,
+    WRITE_EVERY,
+    BotConnection,
+    TickBatch,
+    between_frames,
+    binary_frame_header,
+)
+
+
+class Recorder:
+    """A handler that takes messages slowly (so a backlog queues up) and, after the first
+    binary one, installs a sink that records what arrives inline."""
+
+    def __init__(self, sink_raises: bool = False) -> None:
+        self.heard: list[tuple[str, bytes | str]] = []
+        self.sink_raises = sink_raises
+
+    def sink(self, data: bytes, read_at: float) -> None:
+        if self.sink_raises:
+            raise RuntimeError("a bug in the pipeline")
+        self.heard.append(("inline", data))
+
+    async def handle(self, connection: BotConnection) -> None:
+        try:
+            async for message in connection:
+                connection.took_message()
+                self.heard.append(("queued", message))
+                await asyncio.sleep(0.01)  # a slow hello: later messages queue meanwhile
+                if isinstance(message, bytes) and connection.audio_sink is None:
+                    connection.audio_sink = self.sink
+        except ConnectionClosed:
+            pass
+
+
+async def start(recorder: Recorder, **options):
+    """A server of BotConnections, without compression as bridge.server.server runs it."""
+    return await serve(
+        recorder.handle,
+        "127.0.0.1",
+        0,
+        create_connection=BotConnection,
+        compression=None,
+        **options,
+    )
+
+
+async def test_messages_keep_their_order_across_the_queue_and_the_inline_path():
+    recorder = Recorder()
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        sent: list[bytes | str] = ["hello", b"\x01\x00", b"\x02\x00", "speakers", b"\x03\x00"]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            for message in sent:  # one burst: the handler is still on the hello
+                await ws.send(message)
+            await asyncio.sleep(0.2)
+            later = [b"\x04\x00", b"\x05\x00", "speakers again", b"\x06\x00"]
+            for message in later:
+                await ws.send(message)
+                await asyncio.sleep(0.05)  # paced, like a bot: the queue is empty each time
+            # a text and audio in one TCP segment, the sink in place: the audio must wait
+            burst = ["speakers in a burst", b"\x07\x00"]
+            ws.protocol.send_text(burst[0].encode())
+            ws.protocol.send_binary(burst[1])
+            ws.transport.write(b"".join(ws.protocol.data_to_send()))
+            await asyncio.sleep(0.1)
+    assert [m for _, m in recorder.heard] == sent + later + burst
+    how = dict((m, path) for path, m in recorder.heard if isinstance(m, bytes))
+    assert [how[m] for m in (b"\x02\x00", b"\x03\x00")] == ["queued", "queued"]  # a backlog
+    assert [how[m] for m in (b"\x04\x00", b"\x05\x00", b"\x06\x00")] == ["inline"] * 3
+    assert how[b"\x07\x00"] == "queued"
+
+
+async def test_fragmented_audio_goes_through_the_queue_whole():
+    recorder = Recorder()
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await ws.send(b"\x01\x00")
+            await asyncio.sleep(0.1)  # the sink is in place
+            await ws.send([b"\x02\x00", b"\x03\x00"])  # one message in two frames
+            await asyncio.sleep(0.1)
+            await ws.send(b"\x04\x00")
+            await asyncio.sleep(0.1)
+    assert recorder.heard == [
+        ("queued", b"\x01\x00"),
+        ("queued", b"\x02\x00\x03\x00"),
+        ("inline", b"\x04\x00"),
+    ]
+
+
+async def test_a_raising_sink_closes_only_its_socket_with_1011(caplog):
+    recorder = Recorder(sink_raises=True)
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await ws.send(b"\x01\x00")
+            await asyncio.sleep(0.1)
+            await ws.send(b"\x02\x00")
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 2)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+        async with connect(f"ws://127.0.0.1:{port}") as other:  # the server still serves
+            await other.send("hello")
+            await asyncio.sleep(0.1)
+    assert caplog.text.count("handling an audio message failed") == 1
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 960, 65535, 65536, 70000])
+def test_audio_frames_are_the_bytes_websockets_would_write(length):
+    protocol = ServerProtocol()
+    protocol.state = State.OPEN
+    data = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    protocol.send_binary(data)
+    assert binary_frame_header(length) + data == b"".join(protocol.data_to_send())
+
+
+async def test_audio_sent_inline_reaches_the_client_whole_and_in_order():
+    async def handler(connection: BotConnection) -> None:
+        for size in (10, 960, 70000):
+            connection.send_audio(bytes([size % 251]) * size)
+        await connection.send("done")  # websockets' own send, after ours: order is kept
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=BotConnection) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", max_size=None) as ws:
+            got = [await ws.recv() for _ in range(4)]
+    assert got == [bytes([s % 251]) * s for s in (10, 960, 70000)] + ["done"]
+
+
+class Socket:
+    """A stand-in for a BotConnection as the batch sees it: records what the batch asks."""
+
+    def __init__(self, name: str, log: list, batch: TickBatch) -> None:
+        self.name, self.log, self.batch = name, log, batch
+        self.fail_writes = 0
+
+    def deliver(self, data: bytes, read_at: float) -> None:
+        self.log.append(("heard", self.name, data, read_at))
+        self.batch.await_write(self)  # a frame of speech for this tick
+
+    def write_unsent(self) -> None:
+        if self.fail_writes:
+            self.fail_writes -= 1
+            raise OSError("a broken transport")
+        self.log.append(("wrote", self.name))
+
+
+async def test_a_tick_hears_every_socket_in_order_then_writes_each_once():
+    batch = TickBatch(asyncio.get_running_loop())
+    log: list = []
+    a, b = Socket("a", log, batch), Socket("b", log, batch)
+    before = time.monotonic()
+    for socket, data in ((a, b"1"), (b, b"2"), (a, b"3")):  # three messages read in one tick
+        batch.hear(socket, data)
+    assert log == []  # nothing until the loop has read everything
+    await asyncio.sleep(0)
+    heard = [entry[:3] for entry in log if entry[0] == "heard"]
+    assert heard == [("heard", "a", b"1"), ("heard", "b", b"2"), ("heard", "a", b"3")]
+    read_at = [entry[3] for entry in log if entry[0] == "heard"]
+    assert before <= read_at[0] <= read_at[1] <= read_at[2] <= time.monotonic()
+    assert [entry[0] for entry in log] == ["heard"] * 3 + ["wrote"] * 3  # hear all, then write
+    log.clear()
+    for i in range(WRITE_EVERY + 2):  # a busy tick: writes after WRITE_EVERY, and at the end
+        batch.hear(a, bytes([i]))
+    await asyncio.sleep(0)
+    assert [entry[0] for entry in log] == (
+        ["heard"] * WRITE_EVERY + ["wrote"] * WRITE_EVERY + ["heard"] * 2 + ["wrote"] * 2
+    )
+    log.clear()
+    batch.hear(b, b"4")  # the next tick runs again
+    await asyncio.sleep(0)
+    assert [entry[:2] for entry in log] == [("heard", "b"), ("wrote", "b")]
+
+
+async def test_a_failing_write_leaves_the_other_sockets_for_the_next_tick():
+    loop = asyncio.get_running_loop()
+    errors: list = []
+    loop.set_exception_handler(lambda _, context: errors.append(context["exception"]))
+    try:
+        batch = TickBatch(loop)
+        log: list = []
+        a, b = Socket("a", log, batch), Socket("b", log, batch)
+        b.fail_writes = 1
+        batch.hear(a, b"1")
+        batch.hear(b, b"2")
+        for _ in range(3):
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert [type(e) for e in errors] == [OSError]
+    assert ("wrote", "a") in log  # written the tick after b's write raised
+
+
+async def test_speech_written_this_tick_goes_before_the_close():
+    async def handler(connection: BotConnection) -> None:
+        connection.send_audio(b"\x01\x00" * 480)
+        await connection.close(1000, "bye")
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=BotConnection) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            assert await ws.recv() == b"\x01\x00" * 480
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+
+
+async def test_speech_left_unwritten_by_a_closed_socket_is_counted_lost():
+    lost: list[int] = []
+
+    async def handler(connection: BotConnection) -> None:
+        connection.audio_lost = lost.append
+        connection.send_audio(b"\x01\x00" * 480)
+        connection.send_audio(b"\x02\x00" * 480)
+        connection.transport.abort()  # the socket is gone before the tick's writes
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=BotConnection) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+    assert lost == [2]
+
+
+class ParserCalls:
+    """Counts the reads that went through websockets' own parser (its data_received)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reads: list[bytes] = []
+        parse = ServerConnection.data_received
+
+        def counted(connection: ServerConnection, data: bytes) -> None:
+            self.reads.append(data)
+            parse(connection, data)
+
+        monkeypatch.setattr(ServerConnection, "data_received", counted)
+
+
+def masked_frames(ws, *messages: bytes | str) -> bytes:
+    """The bytes the client would write for these messages, to write them in one go or cut."""
+    for message in messages:
+        if isinstance(message, bytes):
+            ws.protocol.send_binary(message)
+        else:
+            ws.protocol.send_text(message.encode())
+    return b"".join(ws.protocol.data_to_send())
+
+
+async def sink_in_place(ws, recorder: Recorder) -> None:
+    await ws.send(b"\x00\x00")  # the first binary message installs the sink
+    await asyncio.sleep(0.1)
+    recorder.heard.clear()
+
+
+def test_the_installed_websockets_parses_as_the_fast_path_assumes():
+    assert SKIP_PARSER  # else audio frames still work, through its parser, slower
+
+
+async def test_audio_frames_between_frames_skip_websockets_parser(monkeypatch):
+    recorder, parser = Recorder(), ParserCalls(monkeypatch)
+    sizes = [2, 960, 200, 70000]  # lengths in 7 bits, 16 bits and 64 bits
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await sink_in_place(ws, recorder)
+            parsed_before = len(parser.reads)
+            for size in sizes:
+                await ws.send(bytes([size % 251]) * size)
+                await asyncio.sleep(0.02)
+            ws.transport.write(masked_frames(ws, b"\x01\x00", b"\x02\x00"))  # two in one read
+            await asyncio.sleep(0.1)
+            assert len(parser.reads) == parsed_before
+    expected = [bytes([s % 251]) * s for s in sizes] + [b"\x01\x00", b"\x02\x00"]
+    assert recorder.heard == [("inline", m) for m in expected]
+
+
+async def test_from_another_frame_on_a_read_goes_to_websockets_in_order(monkeypatch):
+    recorder, parser = Recorder(), ParserCalls(monkeypatch)
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await sink_in_place(ws, recorder)
+            first, rest = masked_frames(ws, b"\x01\x00"), masked_frames(ws, "speakers", b"\x02\x00")
+            ws.transport.write(first + rest)
+            await asyncio.sleep(0.1)
+            assert parser.reads[-1] == rest  # exactly what follows the audio frame taken
+    assert recorder.heard == [
+        ("inline", b"\x01\x00"),
+        ("queued", "speakers"),
+        ("queued", b"\x02\x00"),
+    ]
+
+
+async def test_a_frame_cut_by_a_read_is_finished_by_websockets_then_frames_skip_it_again(
+    monkeypatch,
+):
+    recorder, parser = Recorder(), ParserCalls(monkeypatch)
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await sink_in_place(ws, recorder)
+            (connection,) = server.connections
+            cut = masked_frames(ws, b"\x01" * 960)
+            second = masked_frames(ws, b"\x02" * 960)
+            ws.transport.write(cut[:8])  # header, length and mask: websockets holds no byte
+            await asyncio.sleep(0.05)
+            assert not connection.protocol.reader.buffer
+            assert not between_frames(connection.protocol)  # yet it is inside a frame
+            ws.transport.write(cut[8:] + second)
+            await asyncio.sleep(0.05)
+            assert parser.reads[-2:] == [cut[:8], cut[8:] + second]
+            assert between_frames(connection.protocol)
+            parsed = len(parser.reads)
+            await ws.send(b"\x03" * 960)
+            await asyncio.sleep(0.05)
+            assert len(parser.reads) == parsed  # between frames again
+    assert recorder.heard == [("inline", bytes([k]) * 960) for k in (1, 2, 3)]
+
+
+async def test_oversized_and_unmasked_frames_are_refused_as_websockets_refuses_them():
+    recorder = Recorder()
+    async with await start(recorder, max_size=1000) as server:
+        port = server.sockets[0].getsockname()[1]
+        codes = []
+        for bad in (
+            lambda ws: masked_frames(ws, bytes(1001)),
+            # unmasked, then a good frame: read as masked, it would run into the good one
+            lambda ws: binary_frame_header(10) + bytes(10) + masked_frames(ws, b"\x01\x00"),
+        ):
+            async with connect(f"ws://127.0.0.1:{port}") as ws:
+                await sink_in_place(ws, recorder)
+                ws.transport.write(bad(ws))
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 2)
+                codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+    assert codes == [1009, 1002]  # too big; a client frame must be masked
+    assert recorder.heard == []
