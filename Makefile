@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := espeak-ng sox alsa-utils
 
-.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab soak clean
+.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab bench-bots soak clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -63,6 +63,10 @@ bench-ab: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.ab $(REVS) --rounds 4 --out $(RESULT)-ab.json -- \
 	  --ramp 100 --duration 15 --warmup 3
+
+# The fidelity matrix: every bot generation x rate x one socket or two, echoed (a minute).
+bench-bots: setup
+	$(PY) -m benchmarks.bots --out $(RESULT)-bots.json
 
 # Soak (30 minutes): 50 live sessions on the server defaults (40 ms prebuffer, 80 ms lead); zero
 # underruns and flat memory expected.
