@@ -17,8 +17,19 @@ system-packages:
 	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
+# The venv module is a separate Debian package (python3-venv): named when it is missing,
+# installed when run as root (ROOT= on the command line acts as a user would).
+ROOT ?= $(shell [ "$$(id -u)" = 0 ] && echo yes)
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  if [ -n "$(ROOT)" ] && command -v apt-get >/dev/null; then \
+	    echo "$(PYTHON) -m venv failed: installing python3-venv"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
+	      >/dev/null && $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "$(PYTHON) -m venv failed: install the venv module, e.g. on Debian or Ubuntu:" \
+	      "sudo apt-get install python3-venv"; exit 1; \
+	  fi; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@

@@ -22,7 +22,7 @@ class BridgeConfig(BaseModel):
     rate: Literal[16000, 24000] = Field(24000, description="sample rate when the URL sets none")
     frame_ms: Literal[10, 20, 30] = 20
     # twice the prebuffer: the room above it absorbs a live stream's late frames as extra lead
-    # at the bot; with none, they wait in the bridge and are shed (README, "Pacing")
+    # at the bot; with none, they wait in the bridge and are shed (docs/design.md, "Pacing")
     lead_ms: float = Field(80.0, gt=0, le=500, description="audio sent ahead of the bot's playback")
     prebuffer_ms: float = Field(
         40.0,
@@ -77,14 +77,22 @@ class BridgeConfig(BaseModel):
         2.0, gt=0, description="wait for the peer's close frame; a half-open socket drops after"
     )
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
-        "auto", description="auto: uvloop when installed (the fast extra), else asyncio"
+        "auto", description="auto: uvloop when installed (it is, but on Windows), else asyncio"
     )
     ping_interval_s: float = Field(20.0, gt=0)
     ping_timeout_s: float = Field(20.0, gt=0)
     workers: int = Field(
-        1, ge=1, le=64, description="processes, one per core: worker i on port + i (see README)"
+        1,
+        ge=1,
+        le=64,
+        description="processes, one per core: worker i on port + i (docs/operations.md)",
     )
-    worker: int = Field(-1, ge=-1, description="set by the supervisor: this process's index")
+    worker: int = Field(
+        -1,
+        ge=-1,
+        description="set by the supervisor: this process's index",
+        json_schema_extra={"internal": True},  # not a user's setting: hidden from help and docs
+    )
 
     @model_validator(mode="after")
     def _prefetch_within_buffer(self) -> BridgeConfig:

@@ -20,6 +20,7 @@ from bridge.audio.pipeline import InputPipeline
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped, VoiceActivityDetector
 from bridge.config import BridgeConfig
+from bridge.logs import counted
 from bridge.responder import Responder, SessionHandle, SessionInfo
 from bridge.server.events import Event, EventHub
 from bridge.server.histogram import LATENCY_BUCKETS_S, Histogram
@@ -402,6 +403,7 @@ class Session:
         rate = self.sample_rate
         stats = self.stats
         out = self.playout.samples_out
+        segments = self.pipeline.speech_segments + self.pipeline.vad.speaking
         dropped = sum((r.dropped for r in self.runners), stats.dropped)
         if self.events.dropped:
             dropped["event"] = self.events.dropped
@@ -409,8 +411,8 @@ class Session:
             f"{time.monotonic() - stats.started:.1f} s, bot {self.info.bot_id or '?'}, "
             f"{rate} Hz, audio in {stats.bytes_in / 2 / rate:.2f} s ({stats.bytes_in} B), "
             f"out {out / rate:.2f} s ({out * 2} B), "
-            f"{self.pipeline.speech_segments + self.pipeline.vad.speaking} speech segments, "
-            f"{stats.barge_ins} barge-ins, {self.playout.pacer.underruns} underruns, "
+            f"{counted(segments, 'speech segment')}, {counted(stats.barge_ins, 'barge-in')}, "
+            f"{counted(self.playout.pacer.underruns, 'underrun')}, "
             f"dropped {dict(dropped) or 'none'}, "
             f"responder errors {sum(r.errors for r in self.runners)}, sockets {stats.sockets}"
         )

@@ -11,14 +11,18 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from bridge.codecs.wav import read_wav, write_wav
+from bridge.logs import counted
+from bridge.wire.signing import redact_token
 
 SPEAKER = {"name": "Simulated Speaker", "id": 1}
 STALL_TICK_S = 0.005  # how often the simulator checks that its own event loop keeps time
@@ -140,8 +144,8 @@ class SimulationReport:
         lines = [
             f"sent {self.bytes_sent} B ({self.bytes_sent / 2 / self.sample_rate:.2f} s at "
             f"{self.sample_rate} Hz), received {self.bytes_received} B "
-            f"({self.bytes_received / 2 / self.sample_rate:.2f} s) in {self.messages_received} "
-            "messages",
+            f"({self.bytes_received / 2 / self.sample_rate:.2f} s) in "
+            f"{counted(self.messages_received, 'message')}",
         ]
         for u in self.utterances:
             heard = (
@@ -212,10 +216,10 @@ async def simulate(
     report = SimulationReport(opts.sample_rate, utterances=utterances)
     urls = [with_rate(u, opts.sample_rate) for u in urls]
     async with contextlib.AsyncExitStack() as stack:
-        source = await stack.enter_async_context(connect(urls[0], compression=None))
+        source = await stack.enter_async_context(_connect(urls[0]))
         sink = source
         if len(urls) > 1:
-            sink = await stack.enter_async_context(connect(urls[1], compression=None))
+            sink = await stack.enter_async_context(_connect(urls[1]))
         chunk = opts.sample_rate * opts.chunk_ms // 1000
         origin = time.monotonic() - opts.burst_chunks * chunk / opts.sample_rate
         player = PlayerModel(opts.sample_rate, origin)
@@ -238,6 +242,22 @@ async def simulate(
         write_wav(output_wav, player.timeline(len(timeline)), opts.sample_rate)
         report.output_wav = output_wav
     return report
+
+
+@contextlib.asynccontextmanager
+async def _connect(url: str) -> AsyncIterator[ClientConnection]:
+    """A socket to the bridge; a failed connect raises ConnectionError naming the URL (its
+    token hidden) and the bridge's refusal, if it gave one."""
+    try:
+        ws = await connect(url, compression=None)
+    except InvalidStatus as exc:
+        body = exc.response.body.decode(errors="replace").strip()
+        reason = f"HTTP {exc.response.status_code} {body}".strip()
+        raise ConnectionError(f"cannot connect to {redact_token(url)}: {reason}") from None
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+        raise ConnectionError(f"cannot connect to {redact_token(url)}: {exc}") from None
+    async with ws:
+        yield ws
 
 
 async def _speak(
