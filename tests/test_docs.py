@@ -12,7 +12,7 @@ The convention, for whoever writes a page (this test enforces it):
   - `<!-- doc-test: dry -->`: for commands that need a real meeting, an API key, minutes,
     or a live session. The block runs, but a `speakbridge` command is only parsed by the
     command's own parser (every flag and value must be valid), `python -m MODULE ...`
-    gets `--help` (the module must exist and answer it), `pip` gets `--dry-run`, and
+    only checks that the module exists (it may need an extra), `pip` gets `--dry-run`, and
     `make` runs as `make -n` (the target must exist): nothing happens.
   - `<!-- doc-test: background -->`: a server, in one command. It is started (with
     `exec`, so that it gets the signals), and the next block runs once it has printed
@@ -55,7 +55,10 @@ speakbridge() {  # parsed in full by the command's own parser, then not run
   command python -c 'import sys; from bridge import cli, environment
 environment.config_defaults(); cli._parser().parse_args(sys.argv[1:])' "$@"
 }
-python() { command python "$@" --help >/dev/null; }
+python() {  # `python -m MODULE ...`: the module must exist (its extra may not be installed)
+  [ "$1" = -m ] && command python -c 'import importlib.util as u, sys
+sys.exit(u.find_spec(sys.argv[1]) is None and f"no module {sys.argv[1]}")' "$2"
+}
 pip() { command pip "$@" --dry-run --quiet >/dev/null; }
 make() { command make -n "$@" >/dev/null; }
 """
@@ -244,7 +247,7 @@ NOISE = str(ALSA / "Noise.wav")
     [
         ("dry", "speakbridge serve --no-such-flag", "unrecognized arguments: --no-such-flag"),
         ("dry", "make no-such-target", "No rule to make target"),
-        ("dry", "python -m benchmarks.nosuch", "No module named benchmarks.nosuch"),
+        ("dry", "python -m benchmarks.nosuch --ramp 1", "no module benchmarks.nosuch"),
         ("dry", "speakbridge launch --lead-ms fast", "invalid float value: 'fast'"),
         ("dry", "SPEAKBRIDGE_PORT=abc speakbridge serve", "SPEAKBRIDGE_PORT='abc'"),
         ("", "speakbridge simulate ws://127.0.0.1:9/bots/x --wav " + NOISE, "cannot connect"),
