@@ -20,9 +20,6 @@ The convention, for whoever writes a page (this test enforces it):
     page ends, then gets SIGTERM and must exit 0.
   - `<!-- doc-test: file NAME -->` (any language): the block's text is written to NAME in
     the scratch directory, for the commands after it (a responder the page shows).
-  - `<!-- doc-test: show -->` on a `sh` block: an example of syntax that no machine here
-    can run as is (it names the placeholder hosts of a deployment); it is parsed by
-    `bash -n` only. Use it sparingly.
 """
 
 from __future__ import annotations
@@ -113,11 +110,6 @@ def run_page(page: Path, work: Path) -> None:
                 (work / block.mark.removeprefix("file ").strip()).write_text(block.body)
             elif block.lang != "sh":
                 continue
-            elif block.mark == "show":
-                parsed = subprocess.run(
-                    ["bash", "-n"], input=block.body, text=True, capture_output=True
-                )
-                assert parsed.returncode == 0, f"{block.where}: {parsed.stderr}"
             elif block.mark == "background":
                 if server is not None:
                     server.stop()
