@@ -7,17 +7,18 @@ The convention, for whoever writes a page (this test enforces it):
 - Each `sh` block is run as one bash script (`set -euo pipefail`) from a scratch directory
   that mirrors the checkout (a symlink to each of its entries), with the test's venv first
   on PATH, as after `. .venv/bin/activate`. Files a command writes land in the scratch
-  directory; blocks of one page share it, in order.
+  directory; blocks of one page share it, in order. The default port, 8765, is replaced
+  by a free one throughout a page's blocks, and SPEAKBRIDGE_PORT and SPEAKBRIDGE_URL name
+  that one, so a bridge already running on the machine does not get in the way.
 - A marker comment on the line before a block changes how it runs:
   - `<!-- doc-test: dry -->`: for commands that need a real meeting, an API key, minutes,
     or a live session. The block runs, but a `speakbridge` command is only parsed by the
     command's own parser (every flag and value must be valid), `python -m MODULE ...`
     only checks that the module exists (it may need an extra), `pip` gets `--dry-run`, and
     `make` runs as `make -n` (the target must exist): nothing happens.
-  - `<!-- doc-test: background -->`: a server, in one command. It is started (with
-    `exec`, so that it gets the signals), and the next block runs once it has printed
-    its first line (the banner); it runs until the next background block starts or the
-    page ends, then gets SIGTERM and must exit 0.
+  - `<!-- doc-test: background -->`: a server, in one command. It is started, and the
+    next block runs once it has printed its first line (the banner); it runs until the
+    next background block starts or the page ends, then gets SIGTERM and must exit 0.
   - `<!-- doc-test: file NAME -->` (any language): the block's text is written to NAME in
     the scratch directory, for the commands after it (a responder the page shows).
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,9 +37,11 @@ from pathlib import Path
 import pytest
 
 from bridge import docs_config
+from bridge.config import BridgeConfig
 from tests.sounds import ALSA
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PORT = BridgeConfig.model_fields["port"].default
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(
     r"(?:<!-- doc-test: (?P<mark>[^>]*?) -->\n)?^```(?P<lang>\S*)\n(?P<body>.*?)^```", re.M | re.S
@@ -100,19 +104,28 @@ def shell_env() -> dict[str, str]:
     return env | {"PATH": path, "VIRTUAL_ENV": str(Path(venv_bin).parent)}
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def run_page(page: Path, work: Path) -> None:
     """Run a page's blocks in order, at most one background server at a time."""
-    env = shell_env()
+    port = str(free_port())
+    env = shell_env() | {"SPEAKBRIDGE_PORT": port, "SPEAKBRIDGE_URL": f"ws://127.0.0.1:{port}"}
     server: Server | None = None
     try:
         for block in blocks(page):
+            block.body = block.body.replace(str(DEFAULT_PORT), port)
             if block.mark.startswith("file "):
                 (work / block.mark.removeprefix("file ").strip()).write_text(block.body)
             elif block.lang != "sh":
                 continue
             elif block.mark == "background":
                 if server is not None:
-                    server.stop()
+                    server, running = None, server
+                    running.stop()
                 server = Server(block, work, env)
             else:
                 assert block.mark in ("", "dry"), f"{block.where}: unknown marker {block.mark!r}"
@@ -141,9 +154,14 @@ class Server:
         self.log = work / f"server-{block.line}.log"
         lines = [line for line in block.body.replace("\\\n", " ").splitlines() if line.strip()]
         assert len(lines) == 1, f"{block.where}: a background block is one command"
+        # bash runs it as a child and hands it SIGTERM, then exits with its status
+        script = (
+            f"{lines[0]} &\nchild=$!\n"
+            "trap 'kill -TERM $child; wait $child; exit $?' TERM\nwait $child"
+        )
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                ["bash", "-c", "set -euo pipefail\nexec " + lines[0]],
+                ["bash", "-c", script],
                 cwd=work,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -158,7 +176,7 @@ class Server:
         assert self.process.poll() is None, (
             f"{self.block.where}: the server exited early:\n{self.log.read_text()}"
         )
-        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(15)
         except subprocess.TimeoutExpired:
@@ -201,7 +219,6 @@ def test_configuration_page_is_current():
 
 def test_every_setting_says_what_it_is():
     # the generated page and --help are only as good as each field's description
-    from bridge.config import BridgeConfig
     from bridge.environment import is_internal
 
     for name, info in BridgeConfig.model_fields.items():
