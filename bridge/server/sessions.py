@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from bridge.config import BridgeConfig
+from bridge.logs import counted
 from bridge.server.session import Link, ResponderFactory, Session
 from bridge.wire.protocol import CloseCode, Route, RouteError
 
@@ -26,7 +27,8 @@ class SessionTable:
         session = self.sessions.get(route.session_id)
         if session is None:
             if len(self.sessions) >= self.config.max_sessions:
-                raise RouteError(503, f"the server is full ({self.config.max_sessions} sessions)")
+                full = counted(self.config.max_sessions, "session")
+                raise RouteError(503, f"the server is full ({full})")
             return
         if route.sample_rate and route.sample_rate != session.sample_rate:
             raise RouteError(
@@ -36,7 +38,8 @@ class SessionTable:
             )
         limit = self.config.max_sockets_per_session
         if route.path_role not in session.links and len(session.links) >= limit:
-            raise RouteError(409, f"session {route.session_id} already has {limit} sockets")
+            sockets = counted(limit, "socket")
+            raise RouteError(409, f"session {route.session_id} already has {sockets}")
 
     async def join(self, route: Route, link: Link) -> Session:
         """Attach link to its session, creating it; a socket it replaces is closed with 4000."""
