@@ -19,6 +19,10 @@ The convention, for whoever writes a page (this test enforces it):
   - `<!-- doc-test: background -->`: a server, in one command. It is started, and the
     next block runs once it has printed its first line (the banner); it runs until the
     next background block starts or the page ends, then gets SIGTERM and must exit 0.
+  - `<!-- doc-test: tested-by PATH -->`: commands that need a machine set up as root
+    (a proxy's configuration in /etc, certificates, a reload) and that another test runs
+    in its own fixture: PATH must exist and name this page, which is all that is checked
+    here.
   - `<!-- doc-test: file NAME -->` (any language): the block's text is written to NAME in
     the scratch directory, for the commands after it (a responder the page shows).
 """
@@ -122,6 +126,10 @@ def run_page(page: Path, work: Path) -> None:
                 (work / block.mark.removeprefix("file ").strip()).write_text(block.body)
             elif block.lang != "sh":
                 continue
+            elif block.mark.startswith("tested-by "):
+                test = ROOT / block.mark.removeprefix("tested-by ").strip()
+                assert test.is_file(), f"{block.where}: no test {test}"
+                assert page.name in test.read_text(), f"{block.where}: {test} never reads the page"
             elif block.mark == "background":
                 if server is not None:
                     server, running = None, server
@@ -262,6 +270,8 @@ NOISE = str(ALSA / "Noise.wav")
         ("", "speakbridge simulate ws://127.0.0.1:9/bots/x --wav " + NOISE, "cannot connect"),
         ("background", "speakbridge serve --port 0 --lead-ms 0", "the server printed nothing"),
         ("background", "speakbridge serve --port 0\nspeakbridge serve", "is one command"),
+        ("tested-by tests/no_such_test.py", "nginx -s reload", "no test"),
+        ("tested-by tests/test_cli.py", "nginx -s reload", "never reads the page"),
     ],
 )
 def test_a_page_with_a_broken_command_fails(tmp_path, mark, command, problem):
