@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from bridge.config import BridgeConfig
+from bridge.plugins import registry
 
 PREFIX = "SPEAKBRIDGE_"
 # Variables of the command line itself (not settings of the server), with what they take.
@@ -51,6 +52,13 @@ def config_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
         raw = environ.get(PREFIX + suffix, "")
         if raw and raw not in choices:
             problems.append(f"{PREFIX}{suffix}={raw!r}: should be one of {', '.join(choices)}")
+    named = [n for n in environ.get(PREFIX + "RESPONDER", "").split(",") if n and ":" not in n]
+    unknown = [name for name in named if name not in registry.available()]
+    if unknown:  # a module:Class is loaded (and checked) when the server starts
+        problems.append(
+            f"{PREFIX}RESPONDER={environ[PREFIX + 'RESPONDER']!r}: no responder named "
+            f"{', '.join(unknown)}; installed: {', '.join(registry.available())}"
+        )
     url = environ.get(PREFIX + "URL", "")
     if url and not url.startswith(("ws://", "wss://")):
         problems.append(f"{PREFIX}URL={url!r}: should be a ws:// or wss:// URL")

@@ -147,6 +147,11 @@ def test_unknown_options_refused_for_a_users_responder_too(tmp_path):
         ("SPEAKBRIDGE_BARGE_IN", "maybe", "SPEAKBRIDGE_BARGE_IN='maybe': Input should be a valid"),
         ("SPEAKBRIDGE_WORKERS", "two", "SPEAKBRIDGE_WORKERS='two': Input should be a valid int"),
         ("SPEAKBRIDGE_URL", "http://x", "SPEAKBRIDGE_URL='http://x': should be a ws:// or wss://"),
+        (
+            "SPEAKBRIDGE_RESPONDER",
+            "echo,ecko",
+            "SPEAKBRIDGE_RESPONDER='echo,ecko': no responder named ecko; installed: agent, echo",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", [("serve", "--help"), ("serve",), ("say", "s", "hi")])
@@ -202,7 +207,7 @@ def test_metrics_work_on_a_plain_install():
     # prometheus-client and uvloop are core dependencies, not extras
     core = [r for r in requires("speakbridge") if "extra ==" not in r]
     assert any(r.startswith("prometheus-client") for r in core)
-    assert any(r.startswith("uvloop") and "sys_platform != \"win32\"" in r for r in core)
+    assert any(r.startswith("uvloop") and 'sys_platform != "win32"' in r for r in core)
     with ServerProcess() as server:
         page = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10)
         assert page.status_code == 200
