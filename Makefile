@@ -2,14 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := espeak-ng sox alsa-utils
+DEB_PACKAGES := espeak-ng sox alsa-utils curl
 
 .PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab bench-bots soak clean
 
 setup: system-packages $(VENV)/.installed
 
 # Debian packages: espeak-ng and sox for speech, alsa-utils for the recordings in
-# /usr/share/sounds/alsa that the demo and the tests speak. Installed when run as root.
+# /usr/share/sounds/alsa that the demo and the tests speak, curl for the docs' commands
+# (tests/test_docs.py runs them). Installed when run as root.
 system-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -17,8 +18,19 @@ system-packages:
 	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
+# The venv module is a separate Debian package (python3-venv): named when it is missing,
+# installed when run as root (ROOT= on the command line acts as a user would).
+ROOT ?= $(shell [ "$$(id -u)" = 0 ] && echo yes)
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  if [ -n "$(ROOT)" ] && command -v apt-get >/dev/null; then \
+	    echo "$(PYTHON) -m venv failed: installing python3-venv"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
+	      >/dev/null && $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "$(PYTHON) -m venv failed: install the venv module, e.g. on Debian or Ubuntu:" \
+	      "sudo apt-get install python3-venv"; exit 1; \
+	  fi; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@

@@ -16,6 +16,7 @@ from pydantic_core import ErrorDetails
 
 from bridge import __version__
 from bridge.config import BridgeConfig
+from bridge.environment import config_defaults, env_name, is_internal
 from bridge.logs import setup_logging
 from bridge.meetingbaas.client import (
     DEFAULT_BASE_URL,
@@ -43,7 +44,16 @@ log = logging.getLogger("bridge")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `speakbridge` and `python -m bridge`; returns the exit status."""
-    args = _parser().parse_args(argv)
+    try:
+        config_defaults()  # a bad SPEAKBRIDGE_* value is one line, whatever the command
+    except ValueError as exc:
+        print(f"speakbridge: error: {exc}", file=sys.stderr)
+        return 2
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):  # `speakbridge` alone: what it can do
+        parser.print_help()
+        return 2
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the workers' command lines
     setup_logging(args.log_level, args.log_format)
     try:
@@ -68,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["text", "json"],
         help="json: one object a line, with session and bot ids (env SPEAKBRIDGE_LOG_FORMAT)",
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(metavar="COMMAND")
     commands.add_parser = functools.partial(  # type: ignore[method-assign]
         commands.add_parser, parents=[logging_flags]
     )
@@ -197,7 +207,7 @@ def _add_control_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(os.environ.get(f"{ENV_PREFIX}WORKERS", "1")),
+        default=config_defaults().get("workers", 1),
         help="the server's --workers: the session's worker port (env SPEAKBRIDGE_WORKERS)",
     )
 
@@ -235,22 +245,20 @@ def _client(args: argparse.Namespace) -> MeetingBaasClient:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    env_defaults = config_defaults()
     for name, info in BridgeConfig.model_fields.items():
-        flag, env = "--" + name.replace("_", "-"), ENV_PREFIX + name.upper()
-        default = os.environ.get(env, info.default)
+        flag, env = "--" + name.replace("_", "-"), env_name(name)
+        default = env_defaults.get(name, info.default)
         helptext = f"{info.description or ''} (env {env}, default {info.default})".strip()
+        if is_internal(info):
+            helptext = argparse.SUPPRESS
         if isinstance(info.default, bool):
             parser.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=str(default).lower() in ("1", "true", "yes", "on"),
-                help=helptext,
+                flag, action=argparse.BooleanOptionalAction, default=default, help=helptext
             )
         else:
             kind = type(info.default) if info.default is not None else str
-            parser.add_argument(
-                flag, type=kind, default=None if default is None else kind(default), help=helptext
-            )
+            parser.add_argument(flag, type=kind, default=default, help=helptext)
 
 
 def _config(args: argparse.Namespace) -> BridgeConfig:
@@ -270,7 +278,7 @@ def _problem(error: ErrorDetails) -> str:
 def responder_factory(spec: str, options: list[str]) -> ResponderFactory:
     """Load, validate and check a responder once; the factory builds one per session."""
     cls = registry.load(spec)
-    validated = registry.parse_options(cls, options)
+    validated = registry.parse_options(cls, options, spec)
     try:
         cls.check(validated)
     except ValueError as exc:

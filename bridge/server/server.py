@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
-from bridge.logs import session_context
+from bridge.logs import counted, session_context
 from bridge.server.control import serve_control
 from bridge.server.limits import FailureLimiter
 from bridge.server.metrics import BridgeCollector, Totals, exposition
@@ -33,6 +33,7 @@ from bridge.wire.signing import verify
 log = logging.getLogger(__name__)
 WEBSOCKETS_LOG = logging.getLogger("bridge.websockets")
 WEBSOCKETS_LOG.setLevel(logging.WARNING)  # per-connection chatter; sessions log their own lines
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bound to every address: no URL a bot could use
 
 
 class BridgeServer:
@@ -99,13 +100,21 @@ class BridgeServer:
     async def drain(self, timeout_s: float) -> None:
         """Refuse new sessions (health says 503), let live ones end for up to timeout_s, close."""
         self.draining = True
-        live = len(self.sessions.sessions)
-        log.info("draining: %d sessions may finish within %.0f s", live, timeout_s)
+        live = counted(len(self.sessions.sessions), "session")
+        log.info("draining: %s may finish within %.0f s", live, timeout_s)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 while self.sessions.sessions:
+                    self._end_idle_sessions()
                     await asyncio.sleep(0.05)
         await self.close()
+
+    def _end_idle_sessions(self) -> None:
+        """While draining, a session with no socket open ends now, on purpose: no bot is left
+        to serve, and its grace period would only hold up the exit."""
+        for session in list(self.sessions.sessions.values()):
+            if not session.links:
+                self.sessions.finish(session.id, "server draining")
 
     async def close(self) -> None:
         """Stop listening and end every session (their responders finish, recorders flush)."""
@@ -130,7 +139,8 @@ class BridgeServer:
         return f"ws://{c.host}:{self.port}"
 
     def banner(self) -> str:
-        """The URLs to give a bot, with an example session id."""
+        """The URLs to give a bot, with an example session id; bound to every address with no
+        --public-url, it asks for one instead (ws://0.0.0.0 reaches no bot)."""
         c = self.config
         base, example = self.base_url(), uuid.uuid4().hex[:12]
         while c.workers > 1 and worker_of(example, c.workers) != c.worker_index:
@@ -141,8 +151,16 @@ class BridgeServer:
             if c.workers > 1
             else ""
         )
-        return (
-            f"speakbridge listening on {base}{worker} (default rate {c.rate} Hz)\n"
+        heading = f"speakbridge listening on {base}{worker} (default rate {c.rate} Hz)\n"
+        if not c.public_url and c.host in WILDCARD_HOSTS:
+            heading = (
+                f"speakbridge listening on every address, port {self.port}{worker} "
+                f"(default rate {c.rate} Hz)\n"
+                "  bots need the URL they can reach: start with --public-url wss://HOST[:PORT] "
+                "(TLS through a reverse proxy: docs/deployment.md)\n"
+            )
+            base = "wss://HOST"
+        return heading + (
             f"  one socket both ways:  streaming.output = streaming.input = "
             f"{base}/bots/{{session_id}}\n"
             f"  split sockets:         streaming.output = {base}/bots/{{session_id}}/output\n"
@@ -207,12 +225,7 @@ class BridgeServer:
             verify(secret, token, session_id, role, time.time())
 
     def _metrics(self, connection: ServerConnection) -> Response:
-        page = exposition(self.collector)
-        if page is None:
-            return connection.respond(
-                501, "metrics need prometheus-client: pip install 'speakbridge[metrics]'\n"
-            )
-        body, content_type = page
+        body, content_type = exposition(self.collector)
         return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
 
     def _listing(self, connection: ServerConnection, request: Request) -> Response:
