@@ -2,14 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := espeak-ng sox alsa-utils
+DEB_PACKAGES := espeak-ng sox alsa-utils haproxy nginx openssl
 
 .PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab soak clean
 
 setup: system-packages $(VENV)/.installed
 
 # Debian packages: espeak-ng and sox for speech, alsa-utils for the recordings in
-# /usr/share/sounds/alsa that the demo and the tests speak. Installed when run as root.
+# /usr/share/sounds/alsa that the demo and the tests speak; haproxy, nginx and openssl for the
+# load-balancer and TLS-proxy tests (run by the tests, never as services). Installed when root.
 system-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bridge.audio.resample import Quality
-from bridge.server.workers import port_offset
+from bridge.server.limits import parse_networks
 
 
 class BridgeConfig(BaseModel):
@@ -18,7 +18,9 @@ class BridgeConfig(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
-    public_url: str | None = Field(None, description="ws(s)://host[:port] the bot can reach")
+    public_url: str | None = Field(
+        None, description="ws(s)://host[:port] the bot can reach (with --workers: the balancer's)"
+    )
     rate: Literal[16000, 24000] = Field(24000, description="sample rate when the URL sets none")
     frame_ms: Literal[10, 20, 30] = 20
     # twice the prebuffer: the room above it absorbs a live stream's late frames as extra lead
@@ -43,6 +45,11 @@ class BridgeConfig(BaseModel):
         20, ge=1, description="failed handshakes per address and window before it gets 429"
     )
     handshake_failures_window_s: float = Field(60.0, gt=0)
+    trusted_proxies: str = Field(
+        "",
+        description="load balancers in front (comma-separated addresses or CIDRs): the client "
+        "of their requests is the one X-Forwarded-For names",
+    )
     input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
     responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
     responder_stop_timeout_s: float = Field(
@@ -82,7 +89,10 @@ class BridgeConfig(BaseModel):
     ping_interval_s: float = Field(20.0, gt=0)
     ping_timeout_s: float = Field(20.0, gt=0)
     workers: int = Field(
-        1, ge=1, le=64, description="processes, one per core: worker i on port + i (see README)"
+        1,
+        ge=1,
+        le=64,
+        description="processes, one per core: worker i on port + i, behind a load balancer",
     )
     worker: int = Field(-1, ge=-1, description="set by the supervisor: this process's index")
 
@@ -92,13 +102,16 @@ class BridgeConfig(BaseModel):
             raise ValueError("prefetch_s must be below playback_buffer_s")
         return self
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, spec: str) -> str:
+        parse_networks(spec)  # raises ValueError, naming the bad entry
+        return spec
+
     @model_validator(mode="after")
     def _workers_have_ports(self) -> BridgeConfig:
-        if self.workers > 1:
-            if self.port == 0:
-                raise ValueError("workers need a fixed port: worker i listens on port + i")
-            if self.public_url:
-                port_offset(self.public_url, 0)  # raises without a port
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("workers need a fixed port: worker i listens on port + i")
         if self.worker >= self.workers:
             raise ValueError(f"worker {self.worker} of {self.workers} does not exist")
         return self
