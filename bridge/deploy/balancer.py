@@ -108,5 +108,5 @@ def _nginx(servers: list[Address], listen: Address, tls_files: Tls | None) -> di
             f"    ssl_certificate {tls_files.cert};",
             f"    ssl_certificate_key {tls_files.key};",
         ]
-    upstream = [f"    server {a} max_fails=0;" for a in servers]
+    upstream = [f"    server {a} weight=10 max_fails=0;" for a in servers]
     return {"listen": "\n".join(lines), "servers": "\n".join(upstream)}
