@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := espeak-ng sox alsa-utils haproxy nginx openssl
 
-.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab soak clean
+.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab bench-lb soak clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -64,6 +64,12 @@ bench-ab: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.ab $(REVS) --rounds 4 --out $(RESULT)-ab.json -- \
 	  --ramp 100 --duration 15 --warmup 3
+
+# What a load balancer adds per session (a few minutes): HAProxy and nginx, plain and with TLS,
+# against the bridge direct, side by side round by round (docs/deployment.md).
+bench-lb: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.lb --sessions 40 --duration 10 --rounds 3 --out $(RESULT)-lb.json
 
 # Soak (30 minutes): 50 live sessions on the server defaults (40 ms prebuffer, 80 ms lead); zero
 # underruns and flat memory expected.
