@@ -7,6 +7,7 @@ and the backends (every worker port of every machine, each a backend of its own)
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -96,8 +97,17 @@ def render(
 def _haproxy(servers: list[Address], listen: Address, tls_files: Tls | None) -> dict[str, str]:
     host = "" if listen.host == "*" else str(listen).rsplit(":", 1)[0]
     bind = f"{host}:{listen.port}" + (f" ssl crt {tls_files.cert}" if tls_files else "")
-    lines = [f"    server bridge{i} {a}" for i, a in enumerate(servers, 1)]
+    ids = [ring_id(a) for a in servers]
+    if len(set(ids)) < len(ids):
+        raise ValueError("two backends share a hash-ring id: change one's port")
+    lines = [f"    server bridge{i} {a} id {ring_id(a)}" for i, a in enumerate(servers, 1)]
     return {"bind": bind, "servers": "\n".join(lines)}
+
+
+def ring_id(address: Address) -> int:
+    """HAProxy places a server on its hash ring by its id: one taken from the address (as
+    nginx does) keeps the ring the same whatever the order of the lines, on every balancer."""
+    return zlib.crc32(str(address).encode()) % 2_000_000_000 + 1
 
 
 def _nginx(servers: list[Address], listen: Address, tls_files: Tls | None) -> dict[str, str]:
