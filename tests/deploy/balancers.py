@@ -28,7 +28,7 @@ def get(url: str, **kw: Any) -> httpx.Response | None:
 
 
 class Bridge:
-    """`speakbridge serve` on a free loopback port, logging to a file."""
+    """`speakbridge serve` on host, at the --port its args give (0: any free); logs to a file."""
 
     def __init__(self, log_dir: Path, name: str, *args: str, host: str = "127.0.0.1") -> None:
         self.name = name
