@@ -47,7 +47,7 @@ def test_every_route_hashes_on_the_session_id_alone():
     haproxy = render("haproxy", servers, None, None)
     assert "balance hash var(txn.session)" in haproxy and "hash-type consistent" in haproxy
     assert "set-var(txn.session) path,field(3,/) if { path_beg /bots/ /control/ }" in haproxy
-    assert "bind :80\n" in haproxy and "server bridge2 10.0.0.2:8765\n" in haproxy
+    assert "bind :80\n" in haproxy and "server bridge2 10.0.0.2:8765 id " in haproxy
     nginx = render("nginx", servers, Address("127.0.0.1", 8080), None)
     assert "hash $speakbridge_session consistent;" in nginx
     assert "listen 127.0.0.1:8080;" in nginx and "ssl" not in nginx.split("server {")[1]

@@ -4,18 +4,39 @@ real: CLI -> (fake) API -> simulated bot -> wss through nginx -> a worker -> ech
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
+import threading
+from collections.abc import Callable
 
 import httpx
 
 from benchmarks.load import free_ports, serve_command
+from bridge.sim.simulator import SimulatorOptions, simulate
 from tests.deploy.balancers import LoadBalancer, self_signed, wait_for
 from tests.fake_meetingbaas import FakeMeetingBaas
-from tests.meetingbaas.test_launch_cli import launch, start_simulated_bot
+from tests.meetingbaas.test_launch_cli import launch
+from tests.sounds import ALSA
 
 SECRET = "s3cret"
+
+
+def start_simulated_bot(reports: list) -> Callable[[dict], None]:
+    """on_create hook of the fake API: a bot that streams a recording to the URLs it was given
+    (listening 1.5 s after its last echo is due: a loaded machine delays, it does not drop)."""
+
+    def on_create(body: dict) -> None:
+        config = body["streaming_config"]
+        urls = list(dict.fromkeys([config["output_url"], config["input_url"]]))
+        opts = SimulatorOptions(sample_rate=16000, lead_in_s=0.3, gap_s=2.5, listen_s=1.5)
+        wav = str(ALSA / "Front_Left.wav")
+        threading.Thread(
+            target=lambda: reports.append(asyncio.run(simulate(urls, [wav], opts))), daemon=True
+        ).start()
+
+    return on_create
 
 
 def sessions_total(port: int) -> float:
@@ -27,12 +48,13 @@ def test_launched_bots_reach_the_workers_through_one_tls_address(tmp_path, monke
     cert, key = self_signed(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the simulated bots trust the test's CA
     base = free_ports(2)
-    workers = subprocess.Popen(
-        serve_command(base, 2, "--secret", SECRET, "--trusted-proxies", "127.0.0.1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "workers.log"
+    with log.open("w") as stderr:
+        workers = subprocess.Popen(
+            serve_command(base, 2, "--secret", SECRET, "--trusted-proxies", "127.0.0.1"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     nginx = None
     try:
         nginx = LoadBalancer(
@@ -56,7 +78,8 @@ def test_launched_bots_reach_the_workers_through_one_tls_address(tmp_path, monke
                     out, err = process.communicate(timeout=20)
                 assert process.returncode == 0, err
                 (utterance,) = reports[0].utterances
-                assert utterance.echo_correlation is not None and utterance.echo_correlation > 0.99
+                correlation = utterance.echo_correlation
+                assert correlation is not None and correlation > 0.99, log.read_text()
                 config = api.requests[0].body["streaming_config"]
                 session = re.search(r"^session (\w+)$", out, re.M)[1]
                 for url in (config["output_url"], config["input_url"]):
