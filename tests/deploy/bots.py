@@ -9,7 +9,7 @@ import contextlib
 import ssl
 from dataclasses import dataclass, field
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from tests.deploy.balancers import hello
@@ -29,6 +29,7 @@ class Socket:
     speaks: bool  # sends the hello and the meeting's audio (dual or output)
     connects: int = 0
     open: bool = False
+    ws: ClientConnection | None = None
     refusals: list[int] = field(default_factory=list)
 
 
@@ -65,6 +66,12 @@ class Gen3Bot:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def drop(self, index: int) -> None:
+        """Close one socket, as a network blip would end it: the bot reconnects (backoff)."""
+        sock = self.sockets[index]
+        assert sock.ws is not None and sock.open
+        await sock.ws.close()
+
     @property
     def up(self) -> bool:
         return all(s.open for s in self.sockets)
@@ -90,7 +97,7 @@ class Gen3Bot:
                         await ws.send(hello(f"bot-{self.session}", RATE))
                         for frame in FRAMES:
                             await ws.send(frame)
-                    sock.open = True
+                    sock.open, sock.ws = True, ws
                     async for _ in ws:  # the bridge may play audio; the bot just takes it
                         pass
             except InvalidStatus as exc:

@@ -150,6 +150,21 @@ async def test_sessions_hash_onto_bridges_whole_and_survive_a_kill_and_a_drain(d
             assert all(b.up and b.connects == before[b.session] for b in bots)
             on_drained = {s for s, (i, _) in kept.items() if i == draining}
             assert {s for s, i in final.items() if i == draining} == on_drained
+
+            # A socket of a live session on the draining bridge drops and reconnects: it
+            # reaches the same bridge, which takes it back (the session stays whole).
+            blips = [b for b in bots if b.session in on_drained and len(b.sockets) == 2][:5]
+            assert blips, "no split session on the draining bridge"
+            opened = {b.session: b.connects[1] for b in blips}
+            for bot in blips:
+                await bot.drop(1)
+            await until(
+                lambda: all(b.up and b.connects[1] == opened[b.session] + 1 for b in blips),
+                20,
+                "the reconnects",
+            )
+            again = whole_on_one_bridge(bots + fresh, bridges)
+            assert all(again[b.session] == draining for b in blips)
         finally:
             await asyncio.gather(*(b.stop() for b in fresh))
     finally:
