@@ -24,4 +24,3 @@ async def test_healthz_says_full_at_max_sessions_and_ok_again_after(start_bridge
                 break
             await asyncio.sleep(0.05)
         assert (await http.get(health)).text == "ok\n"
-
