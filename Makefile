@@ -2,15 +2,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := espeak-ng sox alsa-utils curl
+DEB_PACKAGES := espeak-ng sox alsa-utils curl haproxy nginx openssl
 
-.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab bench-bots soak clean
+.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab bench-bots \
+	bench-lb soak clean
 
 setup: system-packages $(VENV)/.installed
 
 # Debian packages: espeak-ng and sox for speech, alsa-utils for the recordings in
 # /usr/share/sounds/alsa that the demo and the tests speak, curl for the docs' commands
-# (tests/test_docs.py runs them). Installed when run as root.
+# (tests/test_docs.py runs them); haproxy, nginx and openssl for the load-balancer and
+# TLS-proxy tests (run by the tests, never as services). Installed when run as root.
 system-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -79,6 +81,12 @@ bench-ab: setup
 # The fidelity matrix: every bot generation x rate x one socket or two, echoed (a minute).
 bench-bots: setup
 	$(PY) -m benchmarks.bots --out $(RESULT)-bots.json
+
+# What a load balancer adds per session (a few minutes): HAProxy and nginx, plain and with TLS,
+# against the bridge direct, side by side round by round (docs/deployment.md).
+bench-lb: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.lb --sessions 40 --duration 10 --rounds 3 --out $(RESULT)-lb.json
 
 # Soak (30 minutes): 50 live sessions on the server defaults (40 ms prebuffer, 80 ms lead); zero
 # underruns and flat memory expected.

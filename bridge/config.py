@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bridge.audio.resample import Quality
-from bridge.server.workers import port_offset
+from bridge.server.limits import parse_networks
 
 
 class BridgeConfig(BaseModel):
@@ -18,7 +18,9 @@ class BridgeConfig(BaseModel):
 
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
     port: int = Field(8765, ge=0, le=65535, description="port to listen on (0: any free one)")
-    public_url: str | None = Field(None, description="ws(s)://host[:port] the bot can reach")
+    public_url: str | None = Field(
+        None, description="ws(s)://host[:port] the bot can reach (with --workers: the balancer's)"
+    )
     rate: Literal[16000, 24000, 32000, 48000] = Field(
         24000, description="sample rate of a bot whose hello and URL name none (gen1)"
     )
@@ -55,6 +57,11 @@ class BridgeConfig(BaseModel):
     )
     handshake_failures_window_s: float = Field(
         60.0, gt=0, description="the window of handshake_failures; a 429 lasts until it passes"
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="load balancers in front (comma-separated addresses or CIDRs): the client "
+        "of their requests is the one X-Forwarded-For names",
     )
     input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
     responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
@@ -103,7 +110,7 @@ class BridgeConfig(BaseModel):
         1,
         ge=1,
         le=64,
-        description="processes, one per core: worker i on port + i (docs/operations.md)",
+        description="processes, one per core: worker i on port + i, behind a load balancer",
     )
     worker: int = Field(
         -1,
@@ -118,13 +125,16 @@ class BridgeConfig(BaseModel):
             raise ValueError("prefetch_s must be below playback_buffer_s")
         return self
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, spec: str) -> str:
+        parse_networks(spec)  # raises ValueError, naming the bad entry
+        return spec
+
     @model_validator(mode="after")
     def _workers_have_ports(self) -> BridgeConfig:
-        if self.workers > 1:
-            if self.port == 0:
-                raise ValueError("workers need a fixed port: worker i listens on port + i")
-            if self.public_url:
-                port_offset(self.public_url, 0)  # raises without a port
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("workers need a fixed port: worker i listens on port + i")
         if self.worker >= self.workers:
             raise ValueError(f"worker {self.worker} of {self.workers} does not exist")
         return self

@@ -20,12 +20,11 @@ from websockets.http11 import Request, Response
 from bridge.config import BridgeConfig
 from bridge.logs import counted, session_context
 from bridge.server.control import serve_control
-from bridge.server.limits import FailureLimiter
+from bridge.server.limits import FailureLimiter, client_address, parse_networks
 from bridge.server.metrics import BridgeCollector, Totals, exposition
 from bridge.server.session import Link, ResponderFactory
 from bridge.server.sessions import SessionTable
 from bridge.server.watchdog import LoopWatchdog
-from bridge.server.workers import port_offset, worker_of
 from bridge.wire.connection import BotConnection
 from bridge.wire.protocol import CloseCode, RouteError, parse_control_route, parse_route
 from bridge.wire.signing import verify
@@ -43,6 +42,7 @@ class BridgeServer:
         self.config = config
         self.sessions = SessionTable(config, make_responders)
         self.limiter = FailureLimiter(config.handshake_failures, config.handshake_failures_window_s)
+        self.proxies = parse_networks(config.trusted_proxies)
         self.totals = Totals()
         self.sessions.on_end.append(self.totals.add_session)
         self.collector = BridgeCollector(self.sessions, self.totals)
@@ -133,21 +133,17 @@ class BridgeServer:
         self.totals.loop_blocked += 1
 
     def base_url(self) -> str:
+        """What bots are given: the public URL (a load balancer's with --workers), else ours."""
         c = self.config
-        if c.public_url:
-            return port_offset(c.public_url, c.worker_index) if c.workers > 1 else c.public_url
-        return f"ws://{c.host}:{self.port}"
+        return c.public_url or f"ws://{c.host}:{self.port}"
 
     def banner(self) -> str:
         """The URLs to give a bot, with an example session id; bound to every address with no
         --public-url, it asks for one instead (ws://0.0.0.0 reaches no bot)."""
         c = self.config
         base, example = self.base_url(), uuid.uuid4().hex[:12]
-        while c.workers > 1 and worker_of(example, c.workers) != c.worker_index:
-            example = uuid.uuid4().hex[:12]  # an example this worker accepts
         worker = (
-            f" (worker {c.worker_index} of {c.workers}: sessions whose crc32(id) % "
-            f"{c.workers} is {c.worker_index})"
+            f" (worker {c.worker_index} of {c.workers}, on port {self.port} behind it)"
             if c.workers > 1
             else ""
         )
@@ -171,32 +167,29 @@ class BridgeServer:
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Route, authenticate and admit a request before the upgrade; refusals are logged once."""
-        address, now = _peer(connection), time.monotonic()
+        address, now = self._client(connection, request), time.monotonic()
         path = request.path.split("?")[0]
         try:
             if self.limiter.blocked(address, now):
                 self.limiter.refused += 1
                 raise RouteError(429, "too many failed handshakes from this address; retry later")
             if path == "/healthz":
-                status, text = (503, "draining\n") if self.draining else (200, "ok\n")
-                return connection.respond(status, text)
+                return connection.respond(*self._health())
             if path == "/metrics":
                 return self._metrics(connection)
             if path == "/sessions":
                 return self._listing(connection, request)
             if path.startswith("/control/"):
                 session_id, token = parse_control_route(request.path)
-                self._check_worker(session_id)
                 self._authenticate(token, session_id, "control")
                 if session_id not in self.sessions.sessions:
                     raise RouteError(404, f"no session {session_id}")
                 return None
             route = parse_route(request.path)
-            self._check_worker(route.session_id)
             self._authenticate(route.token, route.session_id, route.path_role)
+            self.sessions.admit(route)  # first: an ended session's 410 must not become a 503
             if self.draining and route.session_id not in self.sessions.sessions:
                 raise RouteError(503, "the server is draining; connect to another one")
-            self.sessions.admit(route)
         except RouteError as exc:
             self.totals.refused[exc.status] += 1
             if exc.status != 429:
@@ -211,13 +204,18 @@ class BridgeServer:
             return connection.respond(exc.status, exc.detail + "\n")
         return None
 
-    def _check_worker(self, session_id: str) -> None:
-        """With --workers, a session lives on its own worker: both sockets must come here."""
-        c = self.config
-        if c.workers > 1 and (owner := worker_of(session_id, c.workers)) != c.worker_index:
-            raise RouteError(
-                421, f"session {session_id} belongs to worker {owner}, port {c.port + owner}"
-            )
+    def _client(self, connection: ServerConnection, request: Request) -> str:
+        """The rate limiter's key: the peer, or the client a trusted load balancer names."""
+        forwarded = request.headers.get("X-Forwarded-For")
+        return client_address(_peer(connection), forwarded, self.proxies)
+
+    def _health(self) -> tuple[int, str]:
+        """503 while draining or full: a load balancer's health check sends new sessions on."""
+        if self.draining:
+            return 503, "draining\n"
+        if len(self.sessions.sessions) >= self.config.max_sessions:
+            return 503, f"full ({self.config.max_sessions} sessions)\n"
+        return 200, "ok\n"
 
     def _authenticate(self, token: str | None, session_id: str, role: str) -> None:
         if self.config.secret is not None:
