@@ -12,6 +12,7 @@ import uuid
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from pydantic import SecretStr
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -19,7 +20,10 @@ from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
 from bridge.logs import session_context
+from bridge.meetingbaas.lifecycle import WEBHOOK_PATH, BotSessions, WebhookReceiver
+from bridge.meetingbaas.webhooks import Verifier
 from bridge.server.control import serve_control
+from bridge.server.ingress import Ingress, PostLimits, PostRequest, PostResponse
 from bridge.server.limits import FailureLimiter
 from bridge.server.metrics import BridgeCollector, Totals, exposition
 from bridge.server.session import Link, ResponderFactory
@@ -52,6 +56,18 @@ class BridgeServer:
         )
         self.draining = False
         self._server: Server | None = None
+        self.bots = BotSessions(self.sessions, config)
+        self.webhooks = WebhookReceiver(_verifier(config), self.bots, config)
+        self.collector.more.append(self.webhooks.metric_families)
+        self.ingress = Ingress(
+            self._post,
+            PostLimits(
+                config.webhook_max_header_bytes,
+                config.webhook_max_body_bytes,
+                config.webhook_timeout_s,
+                config.webhook_max_connections,
+            ),
+        )
 
     @property
     def port(self) -> int:
@@ -82,7 +98,7 @@ class BridgeServer:
             c.listen_port,
             process_request=self._admit,
             compression=None,
-            create_connection=BotConnection,
+            create_connection=self.ingress.sniffing(BotConnection),  # type: ignore[arg-type]
             max_size=c.max_message_bytes,
             ping_interval=c.ping_interval_s,
             ping_timeout=c.ping_timeout_s,
@@ -110,6 +126,7 @@ class BridgeServer:
         """Stop listening and end every session (their responders finish, recorders flush)."""
         if self._server is not None:
             self._server.close(close_connections=False)
+            self.ingress.close()
             await self.sessions.close_all("server shutting down")
             await self._server.wait_closed()
             await self.watchdog.stop()
@@ -189,6 +206,12 @@ class BridgeServer:
             return connection.respond(exc.status, exc.detail + "\n")
         return None
 
+    def _post(self, request: PostRequest, peer: str) -> PostResponse:
+        """A POST on this port (websockets takes only GETs): the webhook receiver's."""
+        if request.path == WEBHOOK_PATH:
+            return self.webhooks.receive(request, peer)
+        return PostResponse(404, f"no POST route {request.path}")
+
     def _check_worker(self, session_id: str) -> None:
         """With --workers, a session lives on its own worker: both sockets must come here."""
         c = self.config
@@ -225,6 +248,7 @@ class BridgeServer:
                 "sockets": len(s.links),
                 "speaking": s.playout.speaking,
                 "age_s": round(now - s.stats.started, 1),
+                "bot_status": self.bots.status_of(s.id),
             }
             for s in self.sessions.sessions.values()
         ]
@@ -280,6 +304,17 @@ class BridgeServer:
                 log.info("session %s: %s socket lost (%s)", route.session_id, route.path_role, exc)
         finally:
             session.detach(link)
+
+
+def _verifier(config: BridgeConfig) -> Verifier:
+    def text(secret: SecretStr | None) -> str | None:
+        return secret.get_secret_value() if secret is not None else None
+
+    return Verifier.from_settings(
+        text(config.webhook_svix_secret),
+        text(config.webhook_callback_secret),
+        text(config.webhook_api_key),
+    )
 
 
 def _peer(connection: ServerConnection) -> str:

@@ -20,6 +20,7 @@ class SessionTable:
         self.total = 0
         self._closing: set[asyncio.Task[None]] = set()
         self.on_end: list[Callable[[Session], None]] = []  # called as each session ends
+        self.on_start: list[Callable[[Session], None]] = []  # called as each session is made
 
     def admit(self, route: Route) -> None:
         """Raise RouteError if a socket on this route could not join its session."""
@@ -52,6 +53,8 @@ class SessionTable:
             )
             self.sessions[session.id] = session
             self.total += 1
+            for callback in self.on_start:
+                callback(session)
         replaced = session.attach(link)
         if replaced is not None:  # closed in the background: a half-open socket can take a while
             task = asyncio.create_task(
