@@ -238,9 +238,9 @@ class WebhookReceiver:
             self.deliveries["bad"] += 1
             self._quiet.warning("400", "webhook from %s refused: 400 %s", peer, exc)
             return PostResponse(400, str(exc))
-        keys = [delivery_key(scheme, request.headers, notice), content_key(notice)]
-        # both keys are remembered, and either one seen before makes it a duplicate
-        repeats = [self._recent.seen(key) for key in keys if key is not None]
+        keys = {delivery_key(scheme, request.headers, notice), content_key(notice)} - {None}
+        # every key is remembered, and any one seen before makes it a duplicate
+        repeats = [self._recent.seen(key) for key in sorted(keys)]  # type: ignore[type-var]
         if any(repeats):
             self.deliveries["duplicate"] += 1
             return PostResponse(200, "duplicate")
