@@ -22,7 +22,7 @@ import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 SVIX_TOLERANCE_S = 300.0
 SECRET_PREFIX = "whsec_"
@@ -142,6 +142,7 @@ def _same(a: str, b: str) -> bool:
 class BotStatus:
     """bot.status_change: the bot's new state."""
 
+    kind: ClassVar[str] = "bot.status_change"
     bot_id: str
     code: str
     created_at: str | None
