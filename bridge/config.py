@@ -34,6 +34,9 @@ class BridgeConfig(BaseModel):
         1.5, ge=0, description="queued speech above which the next utterance waits to be made"
     )
     grace_s: float = Field(30.0, ge=0, description="how long a session outlives its sockets")
+    ended_ttl_s: float = Field(
+        600.0, gt=0, description="a session ended on purpose refuses reconnects (410) this long"
+    )
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
     max_sessions: int = Field(1000, ge=1)
     max_sockets_per_session: int = Field(2, ge=1, le=8, description="a bot opens one or two")

@@ -73,6 +73,7 @@ class Session:
         self.stats = SessionStats()
         self.ended = False
         self.end_reason: str | None = None
+        self.phase = "connected"  # "connected" | "in_call" | "ended"
         self._on_end = on_end
         self._grace: asyncio.TimerHandle | None = None
         self._ending: asyncio.Task[None] | None = None
@@ -252,6 +253,12 @@ class Session:
             runner.offer("command", command)
         return bool(handlers)
 
+    def enter_call(self, cause: str) -> None:
+        """The bot is in the call (idempotent): publishes `joined` {cause}."""
+        if self.phase == "connected":
+            self.phase = "in_call"
+            self.events.publish("joined", cause=cause)
+
     def request_end(self, reason: str) -> None:
         """End the session soon, from code that must not wait for it (a command, a timer)."""
         if self._ending is None:
@@ -385,6 +392,7 @@ class Session:
         if self.ended:
             return
         self.ended = True
+        self.phase = "ended"
         if self._grace is not None:
             self._grace.cancel()
         for link in list(self.links.values()):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from bridge.config import BridgeConfig
@@ -21,10 +23,14 @@ class SessionTable:
         self._closing: set[asyncio.Task[None]] = set()
         self.on_end: list[Callable[[Session], None]] = []  # called as each session ends
         self.on_start: list[Callable[[Session], None]] = []  # called as each session is made
+        self._finished: OrderedDict[str, float] = OrderedDict()  # id -> when, for the 410s
 
     def admit(self, route: Route) -> None:
         """Raise RouteError if a socket on this route could not join its session."""
         session = self.sessions.get(route.session_id)
+        finished = self._finished.get(route.session_id)
+        if finished is not None and time.monotonic() - finished < self.config.ended_ttl_s:
+            raise RouteError(410, f"session {route.session_id} was ended")
         if session is None:
             if len(self.sessions) >= self.config.max_sessions:
                 raise RouteError(503, f"the server is full ({self.config.max_sessions} sessions)")
@@ -63,6 +69,19 @@ class SessionTable:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         return session
+
+    def finish(self, session_id: str, reason: str) -> bool:
+        """End a live session at once, on purpose, and refuse reconnects to its id (410) for
+        ended_ttl_s; returns whether a live session was ended."""
+        self._finished[session_id] = time.monotonic()
+        self._finished.move_to_end(session_id)
+        while len(self._finished) > self.config.max_sessions:
+            self._finished.popitem(last=False)
+        session = self.sessions.get(session_id)
+        if session is None or session.ended:
+            return False
+        session.request_end(reason)
+        return True
 
     async def close_all(self, reason: str) -> None:
         """End every session (server shutdown)."""
