@@ -138,7 +138,7 @@ async def test_launch_statuses_call_ended_then_completed_data(start_bridge, tmp_
 
 async def in_the_call(server, hook, ws, bot_id, session_id, spec, files, fetcher, tmp_path):
     await ws.send(json.dumps({"protocol_version": 2, "bot_id": bot_id, "offset": 0.0}))
-    session = await eventually(lambda: server.sessions.sessions.get(session_id))
+    await eventually(lambda: server.sessions.sessions.get(session_id))
     control = await Control.open(server, session_id)
     try:
         await statuses(
