@@ -206,13 +206,20 @@ class Sniffer(asyncio.Protocol):
         self._parser: PostParser | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._peer = "?"
+        self._answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if peer else "?"
+        # a socket that says nothing is closed like a stalled POST (websockets' own
+        # open_timeout starts only once it is handed over)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._ingress.limits.timeout_s, self._too_slow)
 
     def data_received(self, data: bytes) -> None:
+        if self._answered:
+            return  # after the answer, the socket is closing
         if self._parser is not None:
             self._read_post(data)
             return
@@ -227,8 +234,6 @@ class Sniffer(asyncio.Protocol):
             return
         self._ingress.open.add(self)
         self._parser = PostParser(self._ingress.limits)
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self._ingress.limits.timeout_s, self._too_slow)
         first, self._first = self._first, b""
         self._read_post(first)
 
@@ -248,6 +253,7 @@ class Sniffer(asyncio.Protocol):
     def _hand_over(self) -> None:
         """Become the WebSocket connection: it gets the transport and the bytes read so far."""
         assert self._transport is not None
+        self._finish()  # no deadline of ours: websockets' open_timeout applies from here
         connection = self._make_connection()
         self._transport.set_protocol(connection)
         connection.connection_made(self._transport)
@@ -275,6 +281,11 @@ class Sniffer(asyncio.Protocol):
         self._answer(response)
 
     def _too_slow(self) -> None:
+        self._deadline = None
+        if self._parser is None:  # nothing said, or too little to tell
+            self._ingress.refused += 1
+            self.abort()
+            return
         self._refuse(HttpRefusal(408, f"the request took over {self._ingress.limits.timeout_s} s"))
 
     def _refuse(self, exc: HttpRefusal) -> None:
@@ -286,6 +297,7 @@ class Sniffer(asyncio.Protocol):
         self._answer(PostResponse(exc.status, exc.detail))
 
     def _answer(self, response: PostResponse) -> None:
+        self._answered = True
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(response.encode())
             self._transport.close()
