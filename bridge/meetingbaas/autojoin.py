@@ -135,6 +135,8 @@ class AutoJoin:
                     await self._settle(work.calendar_id, event)
             except (ApiError, ValueError, KeyError) as exc:
                 log.warning("calendar %s: auto-join failed: %s", work.calendar_id, exc)
+            except Exception:  # a bug: logged, and the worker goes on with the next change
+                log.exception("calendar %s: auto-join failed", work.calendar_id)
             finally:
                 self._queue.task_done()
 
