@@ -37,14 +37,16 @@ def test_a_svix_signed_delivery_is_accepted_under_both_header_names():
     [
         (svix_headers(BODY, secrets=(OTHER_SECRET,)), BODY, "no SVIX signature matches"),
         (svix_headers(BODY), BODY.replace(b"b1", b"b2"), "no SVIX signature matches"),
-        (svix_headers(BODY, sent_at=time.time() - 301), BODY, "stale"),
-        (svix_headers(BODY, sent_at=time.time() + 301), BODY, "stale"),
+        ({"sent_at": -301}, BODY, "stale"),
+        ({"sent_at": 301}, BODY, "stale"),
         ({"content-type": "application/json"}, BODY, "unsigned"),
         ({"svix-id": "msg_1", "svix-signature": "v1,abc"}, BODY, "missing SVIX"),
     ],
     ids=["forged", "tampered", "stale", "from-the-future", "unsigned", "no-timestamp"],
 )
 def test_forged_stale_and_unsigned_deliveries_are_refused(headers, body, why):
+    if "sent_at" in headers:  # signed now, this far from now
+        headers = svix_headers(BODY, sent_at=time.time() + headers["sent_at"])
     with pytest.raises(Unauthorized, match=why):
         verifier().verify(headers, body, time.time())
 
