@@ -24,6 +24,7 @@ from bridge.meetingbaas.autojoin import AutoJoin
 from bridge.meetingbaas.calendars import Calendars
 from bridge.meetingbaas.client import (
     DEFAULT_BASE_URL,
+    DEFAULT_BOT_NAME,
     ApiError,
     BotSpec,
     MeetingBaasClient,
@@ -38,7 +39,9 @@ from bridge.server.server import BridgeServer
 from bridge.server.session import ResponderFactory
 from bridge.server.workers import supervise, worker_url
 from bridge.sim.control_client import control_client
+from bridge.sim.generations import PROFILES
 from bridge.sim.simulator import SimulatorOptions, simulate
+from bridge.wire.protocol import SUPPORTED_RATES
 from bridge.wire.signing import control_url
 
 ENV_PREFIX = "SPEAKBRIDGE_"
@@ -81,7 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flags(serve)
     _add_responder_flags(serve)
     _add_api_flags(serve)  # --auto-join's API calls; v1 webhooks carry this key
-    serve.add_argument("--bot-name", default="speakbridge", help="name of --auto-join's bots")
     serve.set_defaults(run=_serve)
 
     sim = commands.add_parser("simulate", help="act as a Meeting BaaS bot against a bridge")
@@ -94,8 +96,21 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--wav", action="append", required=True, help="a recording to speak; repeatable"
     )
-    sim.add_argument("--rate", type=int, default=24000, choices=[16000, 24000])
-    sim.add_argument("--chunk-ms", type=int, default=20)
+    sim.add_argument(
+        "--bot",
+        default="gen3",
+        choices=list(PROFILES),
+        help="which bot generation to act as (default gen3, today's bot; custom: --chunk-ms)",
+    )
+    sim.add_argument("--rate", type=int, default=24000, choices=list(SUPPORTED_RATES))
+    sim.add_argument("--chunk-ms", type=int, default=20, help="message length of --bot custom")
+    sim.add_argument(
+        "--speaker", action="append", help="a participant's name; recordings go round them"
+    )
+    sim.add_argument("--bot-name", default="speakbridge", help="the bot's own roster entry")
+    sim.add_argument(
+        "--waiting-room-s", type=float, default=0.0, help="wait this long before being admitted"
+    )
     sim.add_argument("--burst-chunks", type=int, default=10)
     sim.add_argument("--gap-s", type=float, default=2.0, help="silence after each recording")
     sim.add_argument("--listen-s", type=float, default=2.0, help="listening time after the last")
@@ -107,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     launch.add_argument("meeting_url", metavar="MEETING_URL")
     _add_api_flags(launch)
+    launch.add_argument(
+        "--transcription",
+        metavar="PROVIDER",
+        help="v2 transcription mode: the bot streams transcripts (gladia, deepgram, ...) on its "
+        "output socket instead of audio, and still plays what it gets on its input socket",
+    )
     _add_bot_flags(launch)
     launch.add_argument(
         "--leave-after",
@@ -281,6 +302,8 @@ def _responders(args: argparse.Namespace) -> list[ResponderFactory]:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _with_api_key(_config(args), args)
+    if config.auto_join:  # its bots are named, so each session knows the bot's roster entry
+        config = _with_bot_name(config)
     if config.auto_join and not (config.public_url and args.api_key):
         raise ValueError("--auto-join needs --public-url and --api-key (or MEETING_BAAS_API_KEY)")
     factories = _responders(args)  # checked here, so a bad responder stops the supervisor too
@@ -329,8 +352,8 @@ async def _until_signalled(server: BridgeServer, signals: asyncio.Queue[signal.S
 
 
 def _launch(args: argparse.Namespace) -> int:
-    config = _with_api_key(_config(args), args)
-    urls = session_urls(config, args.split)
+    config = _with_bot_name(_with_api_key(_config(args), args))
+    urls = session_urls(config, args.split or args.transcription is not None)
     spec = _bot_spec(args, config, urls, args.meeting_url)
     server = None
     if args.serve:
@@ -388,6 +411,10 @@ def _simulate(args: argparse.Namespace) -> int:
     if len(args.urls) > 2:
         raise ValueError("give one URL (both ways) or two (output, then input)")
     opts = SimulatorOptions(
+        bot=args.bot,
+        speakers=tuple(args.speaker or ("Simulated Speaker",)),
+        bot_name=args.bot_name,
+        waiting_room_s=args.waiting_room_s,
         sample_rate=args.rate,
         chunk_ms=args.chunk_ms,
         burst_chunks=args.burst_chunks,
@@ -403,7 +430,6 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _add_bot_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bot-name", default="speakbridge")
     parser.add_argument(
         "--split",
         action="store_true",
@@ -428,12 +454,15 @@ def _bot_spec(
     args: argparse.Namespace, config: BridgeConfig, urls: SessionUrls, meeting_url: str
 ) -> BotSpec:
     """The bot of the command line, streaming to urls, its webhooks tied to the session."""
+    transcription = getattr(args, "transcription", None)
     spec = BotSpec(
         meeting_url=meeting_url,
-        bot_name=args.bot_name,
+        bot_name=config.bot_name or DEFAULT_BOT_NAME,
         output_url=urls.output_url,
         input_url=urls.input_url,
         sample_rate=config.rate,
+        streaming_mode="transcription" if transcription else "audio",
+        transcription_provider=transcription,
         entry_message=args.entry_message,
         bot_image=args.bot_image,
         recording_mode=args.recording_mode,
@@ -446,6 +475,13 @@ def _bot_spec(
     for note in notes:
         print(f"note: {note}", flush=True)
     return spec
+
+
+def _with_bot_name(config: BridgeConfig) -> BridgeConfig:
+    """The bot's name, known: its roster entry is then known to be the bot itself."""
+    if config.bot_name is None:
+        return config.model_copy(update={"bot_name": DEFAULT_BOT_NAME})
+    return config
 
 
 def _with_api_key(config: BridgeConfig, args: argparse.Namespace) -> BridgeConfig:
@@ -633,7 +669,10 @@ async def _meetingbaas_services(
     if config.auto_join and config.worker_index == 0:
         client = await services.enter_async_context(_client(args))
         template = BotSpec(
-            meeting_url="-", output_url="-", input_url="-", bot_name=args.bot_name
+            meeting_url="-",
+            output_url="-",
+            input_url="-",
+            bot_name=config.bot_name or DEFAULT_BOT_NAME,
         )  # the meeting and the URLs are each event's
         ids = {c.strip() for c in config.auto_join.split(",") if c.strip()}
         auto = AutoJoin(Calendars(client), config, ids, template)

@@ -113,10 +113,12 @@ async def launch(
 ) -> str:
     """Create the bot, wait for stop (or leave_after_s), then remove it; returns its bot id.
 
-    With a server, it is started first (so the bot finds it) and closed at the end, and
-    the bot's webhooks reach session_id there by the bot id the API returned.
+    With a server, it is started first (so the bot finds it) and closed at the end; a
+    session_id's session ended on purpose (a control `leave`, a webhook's call_ended)
+    removes the bot too, and the bot's webhooks reach it by the bot id the API returned.
     """
     if server is not None:
+        server.sessions.on_end.append(lambda s: s.left and s.id == session_id and stop.set())
         await server.start()
         print(server.banner(), flush=True)
     try:

@@ -92,6 +92,7 @@ class BotSessions:
         session_id = self.session_of(notice.bot_id, notice.extra)
         session = self.table.sessions.get(session_id) if session_id else None
         if session is not None and not session.ended:
+            self._release(notice.bot_id, session)  # what it was told before, first
             self._tell(session, notice)
             return
         if session_id is not None and _ends(notice):  # a reconnect is refused from now on
@@ -147,14 +148,18 @@ class BotSessions:
 
     def _started(self, session: Session) -> None:
         session.events.listen(lambda event, _: self._heard(session, event))
-        if (bot_id := self.expected.get(session.id)) is not None:
-            asyncio.get_running_loop().call_soon(self._release, bot_id, session)
 
     def _heard(self, session: Session, event: Event) -> None:
-        if event["type"] == "hello" and event.get("bot_id"):
+        """At the hello (its responders run from then on), apply what the bot was told."""
+        if event["type"] != "hello":
+            return
+        loop = asyncio.get_running_loop()
+        if event.get("bot_id"):
             bot_id = str(event["bot_id"])
             self._remember(self.bound, bot_id, session.id)
-            asyncio.get_running_loop().call_soon(self._release, bot_id, session)
+            loop.call_soon(self._release, bot_id, session)
+        if (launched := self.expected.get(session.id)) is not None:
+            loop.call_soon(self._release, launched, session)
 
     def _release(self, bot_id: str, session: Session) -> None:
         """Apply what bot_id was told before its session was live."""

@@ -45,10 +45,9 @@ async def auto_joining(start_bridge, api: FakeMeetingBaas, version: str, calenda
         webhook_callback_secret="cb",
         auto_join=calendar_id,
         calendar_request_interval_s=0.01,
+        bot_name="Notes",
     )
-    args = argparse.Namespace(
-        api_key=API_KEY, api_version=version, api_base_url=api.url, bot_name="Notes"
-    )
+    args = argparse.Namespace(api_key=API_KEY, api_version=version, api_base_url=api.url)
     async with contextlib.AsyncExitStack() as services:
         await _meetingbaas_services(server, args, services)
         auto = server.webhooks.on_calendar.__self__

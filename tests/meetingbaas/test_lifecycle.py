@@ -156,7 +156,6 @@ async def statuses(server, hook, ws, bot_id, session_id, spec, files, fetcher, t
         listing = (await http.get(f"http://127.0.0.1:{server.port}/sessions")).json()
     assert listing[0]["bot_status"]["code"] == "joining_call"
 
-    streaming = asyncio.create_task(stream(ws, 30))
     await post(hook, status_change(bot_id, "in_waiting_room"))
     admitted = status_change(bot_id, "in_call_recording", start_time=1777629605)
     headers = svix_headers(json.dumps(admitted).encode(), msg_id="msg_admitted")
@@ -164,8 +163,9 @@ async def statuses(server, hook, ws, bot_id, session_id, spec, files, fetcher, t
     assert (await post(hook, admitted, headers=headers)).text == "duplicate\n"  # a retry
     status = await control.wait_event("bot_status", code="in_call_recording")
     assert status["start_time"] == 1777629605 and status["bot_id"] == bot_id
-    await control.wait_event("joined", cause="webhook")
+    await control.wait_event("joined", cause="webhook")  # before any meeting audio
     assert session.phase == "in_call"
+    streaming = asyncio.create_task(stream(ws, 30))
 
     # forged and stale deliveries change nothing
     ended = status_change(bot_id, "call_ended")
@@ -182,7 +182,8 @@ async def statuses(server, hook, ws, bot_id, session_id, spec, files, fetcher, t
         async with asyncio.timeout(5):
             await streaming
     assert closed.value.rcvd.code == CloseCode.SESSION_ENDED
-    assert session.ended and "call_ended" in session.end_reason
+    assert "call_ended" in await eventually(lambda: session.end_reason)
+    assert session.left  # ended on purpose
     with pytest.raises(InvalidStatus) as refused:
         await connect(spec.output_url)
     assert refused.value.response.status_code == 410
