@@ -12,8 +12,9 @@ from typing import Any
 
 from bridge.config import BridgeConfig
 from bridge.meetingbaas.client import ApiVersion, BotSpec, MeetingBaasClient
-from bridge.meetingbaas.lifecycle import SESSION_KEY, WEBHOOK_PATH
+from bridge.meetingbaas.lifecycle import REASON_PREFIX, SESSION_KEY, WEBHOOK_PATH
 from bridge.server.server import BridgeServer
+from bridge.server.session import Session
 from bridge.server.workers import worker_url
 from bridge.wire.protocol import PathRole
 from bridge.wire.signing import signed_url
@@ -117,8 +118,16 @@ async def launch(
     session_id's session ended on purpose (a control `leave`, a webhook's call_ended)
     removes the bot too, and the bot's webhooks reach it by the bot id the API returned.
     """
+    gone: list[str] = []  # the bot left by itself: its webhook ended the session
+
+    def ended(session: Session) -> None:
+        if session.left and session.id == session_id:
+            if (session.end_reason or "").startswith(REASON_PREFIX):
+                gone.append(session.end_reason or "")
+            stop.set()
+
     if server is not None:
-        server.sessions.on_end.append(lambda s: s.left and s.id == session_id and stop.set())
+        server.sessions.on_end.append(ended)
         await server.start()
         print(server.banner(), flush=True)
     try:
@@ -130,6 +139,9 @@ async def launch(
         print(f"  streaming input (bot playback):   {_redact(spec.input_url)}", flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), leave_after_s)
+        if gone:
+            print(f"bot {bot_id} has left ({gone[0]})", flush=True)
+            return bot_id
         print(f"removing bot {bot_id}", flush=True)
         await client.remove_bot(bot_id)
         return bot_id

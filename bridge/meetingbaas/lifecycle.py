@@ -44,6 +44,7 @@ WEBHOOK_PATH = "/webhooks/meetingbaas"
 SESSION_KEY = "speakbridge_session"  # in the bot's `extra`: the session it streams to
 IN_CALL = "in_call_recording"
 ENDS_SESSION = frozenset({"call_ended"})
+REASON_PREFIX = "Meeting BaaS: "  # of the end reason of a session its bot's webhook ended
 
 
 @runtime_checkable
@@ -186,10 +187,10 @@ def _ends(notice: BotStatus | BotFinal) -> bool:
 
 def _reason(notice: BotStatus | BotFinal) -> str:
     if isinstance(notice, BotStatus):
-        return f"Meeting BaaS: {notice.code}"
+        return f"{REASON_PREFIX}{notice.code}"
     if notice.kind == "bot.failed":
-        return f"Meeting BaaS: bot.failed {notice.error_code or '?'}: {notice.error_message or ''}"
-    return "Meeting BaaS: bot.completed"
+        return f"{REASON_PREFIX}bot.failed {notice.error_code or '?'}: {notice.error_message or ''}"
+    return f"{REASON_PREFIX}bot.completed"
 
 
 def _event_type(notice: BotFinal) -> str:
