@@ -96,7 +96,15 @@ def _streaming_config_problems(config: Any) -> list[str]:
         return ["streaming_config: required object"]
     problems = _types(config, {"input_url": str, "output_url": str}, "streaming_config.")
     if config.get("audio_frequency") not in (16000, 24000, 32000, 48000):
-        problems.append("streaming_config.audio_frequency: must be 16000/24000/32000/48000")
+        problems.append("streaming_config.audio_frequency: 16000, 24000, 32000 or 48000 (int Hz)")
+    mode = config.get("mode", "audio")
+    if mode not in ("audio", "transcription"):
+        problems.append("streaming_config.mode: audio or transcription")
+    transcription = config.get("transcription")
+    if mode == "transcription" and not (
+        isinstance(transcription, dict) and isinstance(transcription.get("provider"), str)
+    ):
+        problems.append("streaming_config.transcription: required, with a provider, in that mode")
     return problems
 
 
