@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from bridge import __version__
@@ -20,14 +22,19 @@ from bridge.config import BridgeConfig
 from bridge.deploy import balancer
 from bridge.environment import config_defaults, env_name, is_internal
 from bridge.logs import setup_logging
+from bridge.meetingbaas.artifacts import ArtifactFetcher
+from bridge.meetingbaas.autojoin import AutoJoin
+from bridge.meetingbaas.calendars import Calendars
 from bridge.meetingbaas.client import (
     DEFAULT_BASE_URL,
     DEFAULT_BOT_NAME,
     ApiError,
     BotSpec,
     MeetingBaasClient,
+    iso_time,
 )
-from bridge.meetingbaas.launcher import launch, session_urls
+from bridge.meetingbaas.launcher import SessionUrls, launch, session_urls, tied_to_session
+from bridge.meetingbaas.schedules import describe, join_time
 from bridge.plugins import registry
 from bridge.responder import Responder, SessionHandle
 from bridge.server import loops
@@ -88,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the bridge server")
     _add_config_flags(serve)
     _add_responder_flags(serve)
+    _add_api_flags(serve)  # --auto-join's API calls; v1 webhooks carry this key
     serve.set_defaults(run=_serve)
 
     sim = commands.add_parser("simulate", help="act as a Meeting BaaS bot against a bridge")
@@ -132,18 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         help="v2 transcription mode: the bot streams transcripts (gladia, deepgram, ...) on its "
         "output socket instead of audio, and still plays what it gets on its input socket",
     )
-    launch.add_argument(
-        "--split",
-        action="store_true",
-        help="two sockets (output and input URLs) instead of one both ways",
-    )
-    launch.add_argument("--entry-message")
-    launch.add_argument("--bot-image")
-    launch.add_argument("--recording-mode", choices=["speaker_view", "gallery_view", "audio_only"])
-    launch.add_argument("--webhook-url")
-    launch.add_argument("--webhook-secret", default=os.environ.get("MEETING_BAAS_WEBHOOK_SECRET"))
-    launch.add_argument("--waiting-room-timeout", type=int)
-    launch.add_argument("--noone-joined-timeout", type=int)
+    _add_bot_flags(launch)
     launch.add_argument(
         "--leave-after",
         type=float,
@@ -174,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     events.set_defaults(run=_events)
 
     _add_lb_config(commands)
+    _add_meetingbaas_commands(commands)
 
     listing = commands.add_parser("responders", help="list the installed responders")
     listing.set_defaults(run=lambda _: print("\n".join(registry.available())) or 0)
@@ -352,7 +350,11 @@ def _responders(args: argparse.Namespace) -> list[ResponderFactory]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = _with_api_key(_config(args), args)
+    if config.auto_join:  # its bots are named, so each session knows the bot's roster entry
+        config = _with_bot_name(config)
+    if config.auto_join and not (config.public_url and args.api_key):
+        raise ValueError("--auto-join needs --public-url and --api-key (or MEETING_BAAS_API_KEY)")
     factories = _responders(args)  # checked here, so a bad responder stops the supervisor too
     if config.workers > 1 and config.worker < 0:
         print(
@@ -362,10 +364,12 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         return asyncio.run(supervise(args.argv, config.workers))
-    return loops.run(_serve_until_signalled(config, factories), config.event_loop)
+    return loops.run(_serve_until_signalled(config, factories, args), config.event_loop)
 
 
-async def _serve_until_signalled(config: BridgeConfig, factories: list[ResponderFactory]) -> int:
+async def _serve_until_signalled(
+    config: BridgeConfig, factories: list[ResponderFactory], args: argparse.Namespace
+) -> int:
     server = BridgeServer(config, factories)
     signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
@@ -373,6 +377,14 @@ async def _serve_until_signalled(config: BridgeConfig, factories: list[Responder
         loop.add_signal_handler(sig, signals.put_nowait, sig)
     await server.start()
     print(server.banner(), flush=True)
+    async with contextlib.AsyncExitStack() as services:
+        await _meetingbaas_services(server, args, services)
+        status = await _until_signalled(server, signals)
+    return status
+
+
+async def _until_signalled(server: BridgeServer, signals: asyncio.Queue[signal.Signals]) -> int:
+    config = server.config
     first = await signals.get()
     timeout = (
         config.drain_timeout_s if first == signal.SIGTERM else min(2.0, config.drain_timeout_s)
@@ -389,26 +401,9 @@ async def _serve_until_signalled(config: BridgeConfig, factories: list[Responder
 
 
 def _launch(args: argparse.Namespace) -> int:
-    config = _config(args)
-    if config.bot_name is None:  # the bot's roster entry is then known to be the bot itself
-        config = config.model_copy(update={"bot_name": DEFAULT_BOT_NAME})
+    config = _with_bot_name(_with_api_key(_config(args), args))
     urls = session_urls(config, args.split or args.transcription is not None)
-    spec = BotSpec(
-        meeting_url=args.meeting_url,
-        bot_name=config.bot_name,
-        output_url=urls.output_url,
-        input_url=urls.input_url,
-        sample_rate=config.rate,
-        streaming_mode="transcription" if args.transcription else "audio",
-        transcription_provider=args.transcription,
-        entry_message=args.entry_message,
-        bot_image=args.bot_image,
-        recording_mode=args.recording_mode,
-        webhook_url=args.webhook_url,
-        webhook_secret=args.webhook_secret,
-        waiting_room_timeout=args.waiting_room_timeout,
-        noone_joined_timeout=args.noone_joined_timeout,
-    )
+    spec = _bot_spec(args, config, urls, args.meeting_url)
     server = None
     if args.serve:
         if config.workers > 1:
@@ -478,3 +473,259 @@ def _simulate(args: argparse.Namespace) -> int:
     report = asyncio.run(simulate(args.urls, args.wav, opts, args.out))
     print(report)
     return 0
+
+
+# Meeting BaaS: bots' options, scheduled bots, calendars, the services of `serve`
+
+
+def _add_bot_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="two sockets (output and input URLs) instead of one both ways",
+    )
+    parser.add_argument("--entry-message")
+    parser.add_argument("--bot-image")
+    parser.add_argument("--recording-mode", choices=["speaker_view", "gallery_view", "audio_only"])
+    parser.add_argument(
+        "--webhook-url", help="where the bot's webhooks go (default: this bridge's, --public-url)"
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("MEETING_BAAS_WEBHOOK_SECRET"),
+        help="v2: x-mb-secret of --webhook-url's callbacks (default --webhook-callback-secret)",
+    )
+    parser.add_argument("--waiting-room-timeout", type=int)
+    parser.add_argument("--noone-joined-timeout", type=int)
+
+
+def _bot_spec(
+    args: argparse.Namespace, config: BridgeConfig, urls: SessionUrls, meeting_url: str
+) -> BotSpec:
+    """The bot of the command line, streaming to urls, its webhooks tied to the session."""
+    transcription = getattr(args, "transcription", None)
+    spec = BotSpec(
+        meeting_url=meeting_url,
+        bot_name=config.bot_name or DEFAULT_BOT_NAME,
+        output_url=urls.output_url,
+        input_url=urls.input_url,
+        sample_rate=config.rate,
+        streaming_mode="transcription" if transcription else "audio",
+        transcription_provider=transcription,
+        entry_message=args.entry_message,
+        bot_image=args.bot_image,
+        recording_mode=args.recording_mode,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        waiting_room_timeout=args.waiting_room_timeout,
+        noone_joined_timeout=args.noone_joined_timeout,
+    )
+    spec, notes = tied_to_session(spec, config, urls.session_id, args.api_version)
+    for note in notes:
+        print(f"note: {note}", flush=True)
+    return spec
+
+
+def _with_bot_name(config: BridgeConfig) -> BridgeConfig:
+    """The bot's name, known: its roster entry is then known to be the bot itself."""
+    if config.bot_name is None:
+        return config.model_copy(update={"bot_name": DEFAULT_BOT_NAME})
+    return config
+
+
+def _with_api_key(config: BridgeConfig, args: argparse.Namespace) -> BridgeConfig:
+    """v1 webhooks carry the account's API key: check them against --api-key by default."""
+    if config.webhook_api_key is None and getattr(args, "api_key", None):
+        return config.model_copy(update={"webhook_api_key": SecretStr(args.api_key)})
+    return config
+
+
+def _add_meetingbaas_commands(commands: argparse._SubParsersAction) -> None:
+    schedule = commands.add_parser(
+        "schedule", help="schedule a speaking bot to join a meeting later, streaming here"
+    )
+    schedule.add_argument("meeting_url", metavar="MEETING_URL")
+    schedule.add_argument(
+        "--at", required=True, metavar="TIME", help="ISO-8601 (2026-05-01T10:00:00Z) or +10m, +2h"
+    )
+    _add_api_flags(schedule)
+    _add_bot_flags(schedule)
+    _add_config_flags(schedule)
+    schedule.set_defaults(run=_schedule)
+
+    scheduled = commands.add_parser("scheduled", help="list scheduled bots (v2), or cancel one")
+    scheduled.add_argument("--cancel", metavar="BOT_ID", help="cancel this scheduled bot")
+    _add_api_flags(scheduled)
+    scheduled.set_defaults(run=_scheduled)
+
+    calendar = commands.add_parser("calendar", help="calendars and their events' speaking bots")
+    actions = calendar.add_subparsers(required=True, metavar="ACTION")
+    connect = actions.add_parser("connect", help="connect a Google or Microsoft calendar")
+    connect.add_argument("--platform", choices=["google", "microsoft"], required=True)
+    connect.add_argument("--oauth-client-id", required=True)
+    connect.add_argument("--oauth-client-secret", default=os.environ.get("OAUTH_CLIENT_SECRET"))
+    connect.add_argument("--oauth-refresh-token", default=os.environ.get("OAUTH_REFRESH_TOKEN"))
+    connect.add_argument("--oauth-tenant-id", help="Microsoft only (default common)")
+    connect.add_argument("--raw-calendar-id", help="which calendar (default: the primary one)")
+    connect.set_defaults(run=_calendar_connect)
+    listing = actions.add_parser("list", help="the connected calendars")
+    listing.set_defaults(run=_calendar_list)
+    events = actions.add_parser("events", help="a calendar's upcoming events")
+    events.add_argument("calendar_id", metavar="CALENDAR_ID")
+    events.set_defaults(run=_calendar_events)
+    book = actions.add_parser("schedule", help="a speaking bot for one event, streaming here")
+    book.add_argument("calendar_id", metavar="CALENDAR_ID")
+    book.add_argument("event_id", metavar="EVENT_ID")
+    _add_bot_flags(book)
+    _add_config_flags(book)
+    book.set_defaults(run=_calendar_schedule)
+    unbook = actions.add_parser("unschedule", help="remove the bot of one event")
+    unbook.add_argument("calendar_id", metavar="CALENDAR_ID")
+    unbook.add_argument("event_id", metavar="EVENT_ID")
+    unbook.set_defaults(run=_calendar_unschedule)
+    for parser in (connect, listing, events, book, unbook):
+        _add_api_flags(parser)
+
+
+def _api_call(args: argparse.Namespace, call: Callable[[MeetingBaasClient], Awaitable[int]]) -> int:
+    """Run call with a client; an API refusal is one line on stderr and exit status 1."""
+
+    async def run() -> int:
+        async with _client(args) as client:
+            try:
+                return await call(client)
+            except ApiError as exc:
+                print(f"speakbridge: {exc}", file=sys.stderr)
+                return 1
+
+    return asyncio.run(run())
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    config = _config(args)
+    at = join_time(args.at)
+    urls = session_urls(config, args.split, joins_at=at)
+    spec = _bot_spec(args, config, urls, args.meeting_url).model_copy(
+        update={"start_time": int(at), "reserved": args.api_version == "v1"}
+    )
+
+    async def call(client: MeetingBaasClient) -> int:
+        bot_id = await client.create_bot(spec)
+        print(f"session {urls.session_id}: bot {bot_id} joins {spec.meeting_url} at {iso_time(at)}")
+        print(f"  its URLs are valid until {iso_time(at + config.token_ttl_s)}")
+        return 0
+
+    return _api_call(args, call)
+
+
+def _scheduled(args: argparse.Namespace) -> int:
+    async def call(client: MeetingBaasClient) -> int:
+        if args.cancel:
+            await client.cancel_scheduled(args.cancel)
+            print(f"bot {args.cancel} cancelled")
+            return 0
+        for bot in await client.scheduled_bots():
+            print(describe(bot))
+        return 0
+
+    return _api_call(args, call)
+
+
+def _calendar_connect(args: argparse.Namespace) -> int:
+    if not (args.oauth_client_secret and args.oauth_refresh_token):
+        raise ValueError("--oauth-client-secret and --oauth-refresh-token are needed")
+    oauth = {
+        "oauth_client_id": args.oauth_client_id,
+        "oauth_client_secret": args.oauth_client_secret,
+        "oauth_refresh_token": args.oauth_refresh_token,
+    } | ({"oauth_tenant_id": args.oauth_tenant_id} if args.oauth_tenant_id else {})
+
+    async def call(client: MeetingBaasClient) -> int:
+        calendar = await Calendars(client).connect(args.platform, oauth, args.raw_calendar_id)
+        ident = calendar.get("calendar_id") or calendar.get("uuid")
+        print(
+            f"calendar {ident} connected ({calendar.get('account_email') or calendar.get('email')})"
+        )
+        return 0
+
+    return _api_call(args, call)
+
+
+def _calendar_list(args: argparse.Namespace) -> int:
+    async def call(client: MeetingBaasClient) -> int:
+        for c in await Calendars(client).list():
+            ident = c.get("calendar_id") or c.get("uuid")
+            who = c.get("account_email") or c.get("email") or ""
+            print(
+                f"{ident}  {c.get('calendar_platform') or c.get('name') or ''}  {who}  "
+                f"{c.get('status') or ''}".rstrip()
+            )
+        return 0
+
+    return _api_call(args, call)
+
+
+def _calendar_events(args: argparse.Namespace) -> int:
+    async def call(client: MeetingBaasClient) -> int:
+        for e in await Calendars(client).events(args.calendar_id, after=time.time()):
+            flags = ("cancelled " if e.cancelled else "") + ("bot " if e.bot_scheduled else "")
+            print(f"{e.event_id}  {iso_time(e.start)}  {flags}{e.title}  {e.meeting_url or '-'}")
+        return 0
+
+    return _api_call(args, call)
+
+
+def _calendar_schedule(args: argparse.Namespace) -> int:
+    config = _config(args)
+
+    async def call(client: MeetingBaasClient) -> int:
+        calendars = Calendars(client)
+        event = await calendars.event(args.calendar_id, args.event_id)
+        if event.meeting_url is None:
+            raise ValueError(f"event {event.event_id} has no meeting URL")
+        urls = session_urls(config, args.split, joins_at=event.start)
+        spec = _bot_spec(args, config, urls, event.meeting_url)
+        await calendars.schedule(args.calendar_id, event, spec)
+        print(f"session {urls.session_id}: a bot joins {event.title!r} at {iso_time(event.start)}")
+        return 0
+
+    return _api_call(args, call)
+
+
+def _calendar_unschedule(args: argparse.Namespace) -> int:
+    async def call(client: MeetingBaasClient) -> int:
+        calendars = Calendars(client)
+        await calendars.unschedule(
+            args.calendar_id, await calendars.event(args.calendar_id, args.event_id)
+        )
+        print(f"event {args.event_id}: bot unscheduled")
+        return 0
+
+    return _api_call(args, call)
+
+
+async def _meetingbaas_services(
+    server: BridgeServer, args: argparse.Namespace, services: contextlib.AsyncExitStack
+) -> None:
+    """serve's --fetch-artifacts and --auto-join (on worker 0 only: one bot an event)."""
+    config = server.config
+    if config.fetch_artifacts is not None:
+        fetcher = ArtifactFetcher(
+            config.fetch_artifacts, config.artifact_max_bytes, config.artifact_queue_size
+        )
+        server.webhooks.on_final = fetcher.fetch
+        services.push_async_callback(fetcher.close)
+    if config.auto_join and config.worker_index == 0:
+        client = await services.enter_async_context(_client(args))
+        template = BotSpec(
+            meeting_url="-",
+            output_url="-",
+            input_url="-",
+            bot_name=config.bot_name or DEFAULT_BOT_NAME,
+        )  # the meeting and the URLs are each event's
+        ids = {c.strip() for c in config.auto_join.split(",") if c.strip()}
+        auto = AutoJoin(Calendars(client), config, ids, template)
+        server.webhooks.on_calendar = auto.notice
+        auto.start()
+        services.push_async_callback(auto.close)
+        print(f"auto-joining the events of calendar {', '.join(sorted(ids))}", flush=True)

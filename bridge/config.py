@@ -118,6 +118,41 @@ class BridgeConfig(BaseModel):
         description="set by the supervisor: this process's index",
         json_schema_extra={"internal": True},  # not a user's setting: hidden from help and docs
     )
+    # Meeting BaaS webhooks (POST /webhooks/meetingbaas on this port), artifacts, auto-join
+    webhook_svix_secret: SecretStr | None = Field(
+        None, description="v2 account webhooks: the endpoint's whsec_ secret(s), comma-separated"
+    )
+    webhook_callback_secret: SecretStr | None = Field(
+        None, description="v2 per-bot callbacks: the secret sent in x-mb-secret"
+    )
+    webhook_api_key: SecretStr | None = Field(
+        None, description="v1 webhooks: the API key they carry (default MEETING_BAAS_API_KEY)"
+    )
+    webhook_max_body_bytes: int = Field(1 << 20, ge=1024, description="larger deliveries: 413")
+    webhook_max_header_bytes: int = Field(16384, ge=1024, description="larger headers: 431")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="a POST must be whole by then: 408")
+    webhook_max_connections: int = Field(64, ge=1, description="POSTs read at once; more: 503")
+    webhook_dedupe_keys: int = Field(20000, ge=1, description="delivery ids remembered")
+    webhook_dedupe_window_s: float = Field(
+        21600.0, gt=0, description="a delivery seen this recently is a duplicate (SVIX: ~3 h)"
+    )
+    webhook_log_window_s: float = Field(60.0, gt=0, description="refusals logged once per window")
+    webhook_pending_bots: int = Field(
+        1000, ge=1, description="bots remembered: bound to sessions, or with statuses waiting"
+    )
+    webhook_pending_per_bot: int = Field(32, ge=1, description="statuses kept before it connects")
+    fetch_artifacts: Path | None = Field(
+        None, description="download each completed bot's transcript and audio here"
+    )
+    artifact_max_bytes: int = Field(2 << 30, ge=1024, description="a larger artifact is abandoned")
+    artifact_queue_size: int = Field(64, ge=1, description="completed bots awaiting downloads")
+    auto_join: str | None = Field(
+        None, description="calendar ids (comma-separated) whose events get a speaking bot"
+    )
+    calendar_request_interval_s: float = Field(
+        0.25, ge=0, description="between auto-join API writes (PAYG allows 5 a second)"
+    )
+    calendar_queue_size: int = Field(1000, ge=1, description="calendar events awaiting a bot")
 
     @model_validator(mode="after")
     def _prefetch_within_buffer(self) -> BridgeConfig:

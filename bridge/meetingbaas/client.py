@@ -7,6 +7,7 @@ never appears in logs, errors or reprs.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -44,7 +45,7 @@ class BotSpec(BaseModel):
     webhook_secret: SecretStr | None = None  # v2: echoed back in x-mb-secret
     deduplication_key: str | None = None  # v1
     extra: dict[str, Any] | None = None
-    start_time: int | None = None  # v1: Unix milliseconds, for a reserved bot
+    start_time: int | None = None  # when it joins, Unix seconds: v1 start_time, v2 join_at
     reserved: bool = False  # v1
     waiting_room_timeout: int | None = None
     noone_joined_timeout: int | None = None
@@ -116,6 +117,7 @@ class TimeoutConfigV2(BaseModel):
 
 class CallbackConfigV2(BaseModel):
     url: str
+    method: Literal["POST", "PUT"] = "POST"
     secret: str | None = None
 
 
@@ -134,6 +136,7 @@ class BotRequestV2(BaseModel):
     entry_message: str | None = None
     extra: dict[str, Any] | None = None
     allow_multiple_bots: bool = True
+    join_at: str | None = None  # POST /v2/bots/scheduled only
 
 
 class BotDataV2(BaseModel):
@@ -236,7 +239,13 @@ def v2_request(spec: BotSpec) -> BotRequestV2:
         entry_message=spec.entry_message,
         extra=spec.extra,
         allow_multiple_bots=spec.allow_multiple_bots,
+        join_at=iso_time(spec.start_time) if spec.start_time is not None else None,
     )
+
+
+def iso_time(unix_s: float) -> str:
+    """Unix seconds as the API's ISO-8601 UTC date-time (`2026-05-01T10:00:05Z`)."""
+    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ApiError(Exception):
@@ -291,14 +300,51 @@ class MeetingBaasClient:
         await self._http.aclose()
 
     async def create_bot(self, spec: BotSpec) -> str:
-        """Send a bot into spec.meeting_url, streaming to spec's URLs; returns its bot id."""
+        """Send a bot into spec.meeting_url, streaming to spec's URLs; returns its bot id.
+        With spec.start_time it joins then (v2: a scheduled bot; v1: start_time)."""
         if self.api_version == "v1":
             body = v1_request(spec).model_dump(exclude_none=True)
             response = await self._request("POST", "/bots", body)
             return str(BotResponseV1.model_validate(response.json()).bot_id)
         body = v2_request(spec).model_dump(exclude_none=True)
-        response = await self._request("POST", "/v2/bots", body)
+        path = "/v2/bots" if spec.start_time is None else "/v2/bots/scheduled"
+        response = await self._request("POST", path, body)
         return BotResponseV2.model_validate(response.json()).data.bot_id
+
+    async def scheduled_bots(self, limit: int = 500) -> list[dict[str, Any]]:
+        """v2: the scheduled bots not yet spawned (status scheduled), up to limit of them."""
+        if self.api_version == "v1":
+            raise ValueError("API v1 has no list of scheduled bots; use --api-version v2")
+        bots: list[dict[str, Any]] = []
+        cursor = None
+        while len(bots) < limit:
+            params = {"status": "scheduled", "limit": "100"}
+            if cursor:
+                params["cursor"] = cursor
+            page = await self.request("GET", "/v2/bots/scheduled", params=params)
+            bots += page.get("data") or []
+            cursor = page.get("cursor")
+            if not cursor:
+                break
+        return bots[:limit]
+
+    async def cancel_scheduled(self, bot_id: str) -> None:
+        """Cancel a scheduled bot (v2 DELETE /v2/bots/scheduled/{id}; v1: remove the bot)."""
+        if self.api_version == "v1":
+            await self._request("DELETE", f"/bots/{bot_id}")
+        else:
+            await self._request("DELETE", f"/v2/bots/scheduled/{bot_id}")
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """One API call (retried as the client retries); its JSON answer, None if empty."""
+        response = await self._request(method, path, body, params)
+        return response.json() if response.content else None
 
     async def remove_bot(self, bot_id: str) -> None:
         """Make the bot leave its meeting."""
@@ -308,9 +354,9 @@ class MeetingBaasClient:
             await self._request("POST", f"/v2/bots/{bot_id}/leave")
 
     async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
     ) -> httpx.Response:
         try:
-            return await send(self._http, method, path, self.policy, json=body)
+            return await send(self._http, method, path, self.policy, json=body, params=params)
         except HttpError as exc:
             raise ApiError(method, path, exc.status, exc.message) from None

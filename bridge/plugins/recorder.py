@@ -65,6 +65,11 @@ class RecorderResponder(Responder):
         assert self._timeline is not None
         self._timeline.write(json.dumps(event) + "\n")
 
+    def after_session(self, event: Event) -> None:
+        """An event after the session ended (the bot's final data): appended to the timeline."""
+        with open(self.folder / "timeline.jsonl", "a") as timeline:
+            timeline.write(json.dumps(event) + "\n")
+
     async def on_stop(self) -> None:
         if self._meeting is None or self._bot is None or self._timeline is None:
             return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,7 @@ class BridgeCollector:
     def __init__(self, table: SessionTable, totals: Totals) -> None:
         self.table = table
         self.totals = totals
+        self.more: list[Callable[[], Iterable[Any]]] = []  # other parts' metric families
 
     def collect(self) -> Iterator[Any]:
         live = [session_counts(s) for s in self.table.sessions.values()]
@@ -170,6 +171,8 @@ class BridgeCollector:
         yield GaugeMetricFamily(
             "speakbridge_tasks", "asyncio tasks alive in the server", value=len(asyncio.all_tasks())
         )
+        for families in self.more:
+            yield from families()
 
 
 def exposition(collector: BridgeCollector) -> tuple[bytes, str]:

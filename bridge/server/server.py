@@ -12,6 +12,7 @@ import uuid
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from pydantic import SecretStr
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -19,7 +20,10 @@ from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
 from bridge.logs import counted, session_context
+from bridge.meetingbaas.lifecycle import WEBHOOK_PATH, BotSessions, WebhookReceiver
+from bridge.meetingbaas.webhooks import Verifier
 from bridge.server.control import serve_control
+from bridge.server.ingress import Ingress, PostLimits, PostRequest, PostResponse
 from bridge.server.limits import FailureLimiter, client_address, parse_networks
 from bridge.server.metrics import BridgeCollector, Totals, exposition
 from bridge.server.session import Link, ResponderFactory
@@ -53,6 +57,18 @@ class BridgeServer:
         )
         self.draining = False
         self._server: Server | None = None
+        self.bots = BotSessions(self.sessions, config)
+        self.webhooks = WebhookReceiver(_verifier(config), self.bots, config)
+        self.collector.more.append(self.webhooks.metric_families)
+        self.ingress = Ingress(
+            self._post,
+            PostLimits(
+                config.webhook_max_header_bytes,
+                config.webhook_max_body_bytes,
+                config.webhook_timeout_s,
+                config.webhook_max_connections,
+            ),
+        )
         self._controls: set[ServerConnection] = set()  # open control-channel connections
 
     @property
@@ -84,7 +100,7 @@ class BridgeServer:
             c.listen_port,
             process_request=self._admit,
             compression=None,
-            create_connection=BotConnection,
+            create_connection=self.ingress.sniffing(BotConnection),  # type: ignore[arg-type]
             max_size=c.max_message_bytes,
             ping_interval=c.ping_interval_s,
             ping_timeout=c.ping_timeout_s,
@@ -120,6 +136,7 @@ class BridgeServer:
         """Stop listening and end every session (their responders finish, recorders flush)."""
         if self._server is not None:
             self._server.close(close_connections=False)
+            self.ingress.close()
             await self.sessions.close_all("server shutting down", on_purpose=self.draining)
             await asyncio.gather(  # control clients would hold wait_closed() for ever
                 *(c.close(CloseCode.GOING_AWAY, "server shutting down") for c in self._controls)
@@ -217,6 +234,12 @@ class BridgeServer:
             return 503, f"full ({self.config.max_sessions} sessions)\n"
         return 200, "ok\n"
 
+    def _post(self, request: PostRequest, peer: str) -> PostResponse:
+        """A POST on this port (websockets takes only GETs): the webhook receiver's."""
+        if request.path == WEBHOOK_PATH:
+            return self.webhooks.receive(request, peer)
+        return PostResponse(404, f"no POST route {request.path}")
+
     def _authenticate(self, token: str | None, session_id: str, role: str) -> None:
         if self.config.secret is not None:
             secret = self.config.secret.get_secret_value()
@@ -241,6 +264,7 @@ class BridgeServer:
                 "sockets": len(s.links),
                 "speaking": s.playout.speaking,
                 "age_s": round(now - s.stats.started, 1),
+                "bot_status": self.bots.status_of(s.id),
             }
             for s in self.sessions.sessions.values()
         ]
@@ -300,6 +324,17 @@ class BridgeServer:
                 log.info("session %s: %s socket lost (%s)", route.session_id, route.path_role, exc)
         finally:
             session.detach(link)
+
+
+def _verifier(config: BridgeConfig) -> Verifier:
+    def text(secret: SecretStr | None) -> str | None:
+        return secret.get_secret_value() if secret is not None else None
+
+    return Verifier.from_settings(
+        text(config.webhook_svix_secret),
+        text(config.webhook_callback_secret),
+        text(config.webhook_api_key),
+    )
 
 
 def _peer(connection: ServerConnection) -> str:

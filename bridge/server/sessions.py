@@ -62,6 +62,7 @@ class SessionTable:
         self.total = 0
         self._closing: set[asyncio.Task[None]] = set()
         self.on_end: list[Callable[[Session], None]] = []  # called as each session ends
+        self.on_start: list[Callable[[Session], None]] = []  # called as each session is made
         self.ended = EndedSessions(config.ended_ttl_s, config.max_ended_sessions)
         self.refused_ended = 0  # reconnects refused with 410
 
@@ -95,6 +96,8 @@ class SessionTable:
             )
             self.sessions[session.id] = session
             self.total += 1
+            for callback in self.on_start:
+                callback(session)
         replaced = session.attach(link)
         if replaced is not None:  # closed in the background: a half-open socket can take a while
             task = asyncio.create_task(

@@ -12,10 +12,11 @@ import sys
 import threading
 import time
 
+import httpx
 import pytest
 
 from bridge.sim.simulator import SimulatorOptions, simulate
-from tests.fake_meetingbaas import API_KEY, FakeMeetingBaas
+from tests.fake_meetingbaas import API_KEY, SVIX_SECRET, FakeMeetingBaas, deliver, status_change
 from tests.sounds import ALSA
 
 MEETING = "https://meet.google.com/abc-defg-hij"
@@ -171,3 +172,33 @@ def test_leave(version, request_line):
         )
         assert done.returncode == 0, done.stderr
         assert [(r.method, r.path) for r in api.requests] == [request_line]
+
+
+def test_launch_serve_ends_when_the_call_ends_and_leaves_the_bot_alone():
+    reports: list = []
+    port = free_port()
+    with FakeMeetingBaas(on_create=start_simulated_bot(reports)) as api:
+        process = launch(
+            api, "--serve", "--port", str(port), "--public-url", f"ws://127.0.0.1:{port}",
+            "--webhook-svix-secret", SVIX_SECRET,
+        )  # fmt: skip
+        try:
+            sessions = f"http://127.0.0.1:{port}/sessions"
+            wait_for(lambda: _listed(sessions))
+            hook = f"http://127.0.0.1:{port}/webhooks/meetingbaas"
+            assert deliver(hook, status_change("bot-1", "call_ended")).status_code == 200
+            out, err = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 0, err
+        assert "bot bot-1 has left (Meeting BaaS: call_ended)" in out
+        assert [(r.method, r.path) for r in api.requests] == [("POST", "/v2/bots")]  # no leave
+        assert "add http://127.0.0.1" in out and "--webhook-svix-secret" in out  # the note
+
+
+def _listed(url: str) -> bool:
+    try:
+        return bool(httpx.get(url, timeout=2).json())
+    except httpx.HTTPError:
+        return False
