@@ -208,12 +208,25 @@ def _client(args: argparse.Namespace) -> MeetingBaasClient:
     return MeetingBaasClient(args.api_key or "", args.api_version, args.api_base_url)
 
 
+# Settings that take several values: one flag each (repeatable), the env var comma-separated.
+REPEATABLE_FLAGS = {"allowed_origins": "--allowed-origin", "trusted_proxies": "--trusted-proxy"}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, info in BridgeConfig.model_fields.items():
         flag, env = "--" + name.replace("_", "-"), ENV_PREFIX + name.upper()
         default = os.environ.get(env, info.default)
         helptext = f"{info.description or ''} (env {env}, default {info.default})".strip()
-        if isinstance(info.default, bool):
+        if name in REPEATABLE_FLAGS:
+            values = [v.strip() for v in default.split(",")] if isinstance(default, str) else []
+            parser.add_argument(
+                REPEATABLE_FLAGS[name],
+                dest=name,
+                action="append",
+                default=[v for v in values if v],
+                help=f"{info.description} (env {env}, comma-separated)",
+            )
+        elif isinstance(info.default, bool):
             parser.add_argument(
                 flag,
                 action=argparse.BooleanOptionalAction,

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from bridge.codecs.wav import write_wav
 from bridge.sim.simulator import SimulatorOptions, simulate
 from bridge.wire.protocol import CloseCode
-from bridge.wire.signing import control_url
+from bridge.wire.signing import control_url, listing_url
 from tests.helpers import Control, eventually, session_of
 from tests.sounds import ALSA, recording, tone
 
@@ -164,8 +164,10 @@ async def test_unknown_session_and_listing(start_bridge):
     base = f"http://127.0.0.1:{server.port}"
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{base}/sessions")).status_code == 401
-        token = control_url("", "k", "sessions", 60).split("token=")[1]
-        listing = await http.get(f"{base}/sessions?token={token}")
+        # the control token of a session named "sessions" is not the listing's
+        sessions_control = control_url("", "k", "sessions", 60).split("token=")[1]
+        assert (await http.get(f"{base}/sessions?token={sessions_control}")).status_code == 403
+        listing = await http.get(listing_url(base, "k", 60))
     assert listing.status_code == 200 and listing.json() == []
 
 
