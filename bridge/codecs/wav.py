@@ -29,7 +29,7 @@ def read_wav(
             channels, rate, frames = _checked_format(wav, max_s)
             data = np.frombuffer(wav.readframes(frames), dtype="<i2")
     except (wave.Error, EOFError) as exc:
-        raise WavError(f"not a readable PCM WAV ({str(exc) or 'it ends early'})") from None
+        raise WavError(_unreadable(str(exc))) from None
     if len(data) % channels:
         data = data[: len(data) - len(data) % channels]  # a cut last frame
     if channels > 1:
@@ -39,6 +39,12 @@ def read_wav(
         data = np.concatenate([resampler.process(data), resampler.flush()])
         rate = sample_rate
     return data, rate
+
+
+def _unreadable(reason: str) -> str:
+    if reason.startswith("unknown format"):  # 3: float; 65534: extensible (sox's 24-bit)
+        return f"only 16-bit integer PCM WAV is supported ({reason}: float or extensible)"
+    return f"not a readable PCM WAV ({reason or 'it ends early'})"
 
 
 def _checked_format(wav: wave.Wave_read, max_s: float | None) -> tuple[int, int, int]:
