@@ -13,7 +13,6 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from bridge.codecs.wav import WAV_RATES, WavError, read_wav
 from bridge.server.playout import TooManyPending
 from bridge.server.session import Session
-from bridge.speech.tts import ESPEAK_RATE, espeak
+from bridge.speech.tts import ESPEAK_RATE, Started
 
 log = logging.getLogger(__name__)
 LEAVE_REASON = "leave command"
@@ -166,7 +165,12 @@ def _check_playback_free(session: Session) -> None:
 async def _speak(session: Session, command: Say | Play, media_dir: Path | None) -> None:
     if isinstance(command, Say):
         if not session.delegate("say", command.model_dump()):  # no tts responder: defaults
-            session.playout.speak(await _espeak_started(command), ESPEAK_RATE)
+            voice, speed = command.voice or "en-us", command.speed or 160
+            try:
+                speech = await Started.start(command.text, voice, speed)
+            except RuntimeError as exc:
+                raise CommandError(f"voice: {exc}") from None
+            session.playout.speak(speech, ESPEAK_RATE)
             session.events.publish("bot_text", text=command.text)
     elif command.path is None and command.audio is None:
         if not session.delegate("play", command.model_dump()):
@@ -175,24 +179,6 @@ async def _speak(session: Session, command: Say | Play, media_dir: Path | None) 
         max_s = session.config.max_play_s
         samples, rate = await asyncio.to_thread(load_play_audio, command, media_dir, max_s)
         session.playout.speak(samples, rate)
-
-
-async def _espeak_started(command: Say) -> AsyncIterator[np.ndarray]:
-    """espeak-ng's speech for a say, once it has begun: a voice it cannot load is a
-    CommandError here, not silence after an "ok"."""
-    speech = espeak(command.text, command.voice or "en-us", command.speed or 160)
-    try:
-        first = await anext(speech)
-    except (RuntimeError, StopAsyncIteration) as exc:
-        await speech.aclose()
-        raise CommandError(f"voice: {str(exc) or 'espeak-ng made no audio'}") from None
-
-    async def started() -> AsyncIterator[np.ndarray]:
-        yield first
-        async for chunk in speech:
-            yield chunk
-
-    return started()
 
 
 async def serve_control(

@@ -259,6 +259,13 @@ class Playout:
         return available >= (self._prebuffer if dry else frame_size)
 
     async def _feed(self, utterance: Utterance, source: AudioSource, rate: int) -> None:
+        try:
+            await self._feed_in_turn(utterance, source, rate)
+        finally:  # played, interrupted or never reached: a generator's process or file ends
+            if (close := getattr(source, "aclose", None)) is not None:
+                await close()
+
+    async def _feed_in_turn(self, utterance: Utterance, source: AudioSource, rate: int) -> None:
         async with self._order:
             while self.queue.available > self._prefetch:  # no synthesis far ahead of playback
                 self._space_freed.clear()

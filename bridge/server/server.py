@@ -145,6 +145,12 @@ class BridgeServer:
         if self._server is not None:
             self._server.close(close_connections=False)
             await self.sessions.close_all("server shutting down")
+            await asyncio.gather(  # what is left: control channels, which would hold it open
+                *(
+                    c.close(CloseCode.GOING_AWAY, "server shutting down")
+                    for c in self._server.connections
+                )
+            )
             await self._server.wait_closed()
             await self.watchdog.stop()
             if self._summaries is not None:

@@ -82,11 +82,11 @@ def test_unplayable_wavs_are_refused_saying_why(tmp_path, kind, why):
 
 def test_a_wav_longer_than_max_s_is_refused_from_its_header_alone():
     long = riff_wav(bytes(2 * 8000 * 11), 8000)  # 11 s
-    with pytest.raises(WavError, match="11.0 s of audio is longer than the 10 s allowed"):
+    with pytest.raises(WavError, match=r"11\.0 s of audio is longer than the 10 s allowed"):
         read_wav(io.BytesIO(long), max_s=10)
     samples, rate = read_wav(io.BytesIO(long), max_s=11)
     assert (len(samples), rate) == (8000 * 11, 8000)
     an_hour = struct.pack("<I", 2 * 8000 * 3600)  # a header that lies: 3200 bytes follow it
     lying = riff_wav(bytes(3200), 8000).replace(struct.pack("<I", 3200), an_hour)
-    with pytest.raises(WavError, match="3600.0 s of audio is longer"):
+    with pytest.raises(WavError, match=r"3600\.0 s of audio is longer"):
         read_wav(io.BytesIO(lying), max_s=10)
