@@ -285,6 +285,8 @@ class BridgeServer:
         """Out of file descriptors, asyncio retries accepting every second and logs each
         failure with a traceback: here one warning a minute says it, with the count."""
         if context.get("message") != OUT_OF_FDS:
+            if self.totals.accept_failures and "_start_serving" in repr(context.get("handle")):
+                return  # one of those retries, run after the socket closed: nothing to say
             loop.default_exception_handler(context)
             return
         self._out_of_fds += 1
