@@ -19,7 +19,7 @@ class PlayerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: Path = Field(description="a 16-bit PCM WAV, any rate, mono or stereo")
-    at_start: bool = Field(True, description="play it when the session starts")
+    at_start: bool = Field(True, description="play it when the bot is in the call")
     every_s: float | None = Field(None, gt=0, description="play it again every so many seconds")
 
 
@@ -46,6 +46,8 @@ class PlayerResponder(Responder):
     async def on_start(self) -> None:
         # in a thread: a long file read and decoded on the loop would stall every session
         self.samples, self.rate = await asyncio.to_thread(read_wav, self.options.file)
+
+    async def on_join(self) -> None:
         if self.options.at_start:
             self.play()
         if self.options.every_s:

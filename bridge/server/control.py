@@ -142,7 +142,7 @@ async def carry_out(
     if isinstance(command, Interrupt):
         session.interrupt("interrupt command")
     elif isinstance(command, Leave):
-        session.request_end(LEAVE_REASON)
+        session.leave(LEAVE_REASON)
     else:
         _check_playback_free(session)
         try:
