@@ -219,7 +219,8 @@ class BridgeServer:
             self.totals.refused[exc.status] += 1
             if exc.status in AUTH_FAILURES:  # not 503 or 409: a bot retrying a full server
                 self.limiter.record_failure(address, now)
-            self._log_refusal(address, now, f"{clip(path, LOGGED_PATH_CHARS)!r}", exc)
+            what = f"{clip(path, LOGGED_PATH_CHARS)!r}"
+            self._log_refusal(address, now, what, f"{exc.status} {exc.detail}")
             return connection.respond(exc.status, exc.detail + "\n")
         return None
 
@@ -253,14 +254,13 @@ class BridgeServer:
         if origin is not None and origin not in self.config.allowed_origins:
             raise RouteError(403, f"origin {clip(origin, 80)!r} is not allowed (--allowed-origin)")
 
-    def _log_refusal(self, address: str, now: float, what: str, exc: RouteError) -> None:
+    def _log_refusal(self, address: str, now: float, what: str, outcome: str) -> None:
         if self.refusals.refused(address, now):
             log.warning(
-                "refused %s from %s: %d %s (more from it within %.0f s are counted, then summed)",
+                "refused %s from %s: %s (more from it within %.0f s are counted, then summed)",
                 what,  # never the token
                 address,
-                exc.status,
-                clip(exc.detail, LOGGED_PATH_CHARS),
+                clip(outcome, LOGGED_PATH_CHARS),
                 self.refusals.window_s,
             )
 
@@ -271,7 +271,7 @@ class BridgeServer:
             "connections_per_address": "max_connections_per_address "
             f"({self.config.max_connections_per_address})",
         }[reason]
-        self._log_refusal(address, time.monotonic(), "a connection", RouteError(0, limit))
+        self._log_refusal(address, time.monotonic(), "a connection", f"dropped, {limit} reached")
 
     async def _summarize_refusals(self) -> None:
         """Every window, one line per address whose further refusals were only counted."""
