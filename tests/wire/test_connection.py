@@ -444,8 +444,9 @@ class ByClient:
         self.done: set[int] = set()  # ports whose handler has heard everything
 
     async def handle(self, connection: ServerConnection) -> None:
-        port = connection.remote_address[1]
-        heard = self.heard.setdefault(port, [])
+        port = connection.remote_address[1]  # the OS may give it to a later client again:
+        self.done.discard(port)  # what an earlier connection from it heard is forgotten
+        heard = self.heard[port] = []
         fast = isinstance(connection, BotConnection)
         try:
             async for message in connection:
