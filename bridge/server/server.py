@@ -81,6 +81,7 @@ class BridgeServer:
         self._summaries: asyncio.Task[None] | None = None
         self._out_of_fds = 0  # failed accepts since the last warning
         self._out_of_fds_warned = -OUT_OF_FDS_WARN_EVERY_S
+        self._controls: set[ServerConnection] = set()  # open control-channel connections
 
     @property
     def port(self) -> int:
@@ -145,11 +146,8 @@ class BridgeServer:
         if self._server is not None:
             self._server.close(close_connections=False)
             await self.sessions.close_all("server shutting down", on_purpose=self.draining)
-            await asyncio.gather(  # what is left: control channels, which would hold it open
-                *(
-                    c.close(CloseCode.GOING_AWAY, "server shutting down")
-                    for c in self._server.connections
-                )
+            await asyncio.gather(  # control clients would hold wait_closed() for ever
+                *(c.close(CloseCode.GOING_AWAY, "server shutting down") for c in self._controls)
             )
             await self._server.wait_closed()
             await self.watchdog.stop()
@@ -362,7 +360,11 @@ class BridgeServer:
                 await connection.close(CloseCode.TRY_AGAIN_LATER, "too many control clients")
                 return
             session_context.set({"session": session_id, "info": session.info})
-            await serve_control(connection, session, self.config.media_dir)
+            self._controls.add(connection)
+            try:
+                await serve_control(connection, session, self.config.media_dir)
+            finally:
+                self._controls.discard(connection)
             return
         route = parse_route(target)
         bot = cast(BotConnection, connection)  # create_connection=BotConnection
