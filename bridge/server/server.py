@@ -153,6 +153,7 @@ class BridgeServer:
             await self.watchdog.stop()
             if self._summaries is not None:
                 self._summaries.cancel()
+            self._log_summaries(float("inf"))  # what the last windows counted is not lost
             self._server = None
             gc.unfreeze()  # what start() kept out of collections may be garbage by now
 
@@ -273,11 +274,16 @@ class BridgeServer:
 
     async def _summarize_refusals(self) -> None:
         """Every window, one line per address whose further refusals were only counted."""
-        window = self.refusals.window_s
         while True:
-            await asyncio.sleep(window)
-            for address, count in self.refusals.summaries(time.monotonic()):
-                log.warning("refused %d more from %s in the last %.0f s", count, address, window)
+            await asyncio.sleep(self.refusals.window_s)
+            self._log_summaries(time.monotonic())
+
+    def _log_summaries(self, now: float) -> None:
+        window = self.refusals.window_s
+        for address, count in self.refusals.summaries(now):
+            log.warning(
+                "refused %d more from %s within %.0f s of the first", count, address, window
+            )
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Out of file descriptors, asyncio retries accepting every second and logs each

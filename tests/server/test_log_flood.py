@@ -23,19 +23,18 @@ def stderr_of(server: ServerProcess) -> str:
 
 
 def test_refusals_from_one_address_are_logged_once_then_summed():
-    with ServerProcess("--refusal-log-window-s", "1") as server:
+    with ServerProcess("--refusal-log-window-s", "120") as server:
         with httpx.Client() as http:
             for n in range(300):  # 8 KB paths, as fast as one client can send them
                 assert (
                     http.get(f"http://127.0.0.1:{server.port}/{n}{'x' * 8000}").status_code == 404
                 )
-        time.sleep(2.5)  # the window ends, its summary is written
         assert http_ok(server.port)  # the prober is not locked out: 404 is no failed login
-        log = stderr_of(server)
+        log = stderr_of(server)  # its window is still open: the summary comes at shutdown
     refusals = [line for line in log.splitlines() if "refused" in line]
     assert len(refusals) == 2, refusals
     assert "404" in refusals[0] and len(refusals[0]) < 600  # the path cut to its start
-    assert re.search(r"refused 299 more from 127\.0\.0\.1 in the last 1 s", refusals[1])
+    assert re.search(r"refused 299 more from 127\.0\.0\.1 within 120 s of the first", refusals[1])
     assert len(log) < 3000
 
 
