@@ -41,6 +41,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,6 @@ from benchmarks.floor import LIBRARIES
 from bridge.codecs.wav import read_wav
 from bridge.server import loops
 from bridge.server.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
-from bridge.server.workers import worker_url
 from bridge.sim.generations import PROFILES
 from bridge.wire.protocol import SUPPORTED_RATES
 
@@ -214,8 +214,10 @@ class ServerUnderTest:
             wait_until_listening(port)
 
     def url(self, session_id: str) -> str:
-        """The base URL of the worker that serves session_id."""
-        return worker_url(f"ws://127.0.0.1:{self.port}", session_id, self.workers)
+        """The base URL of a worker for session_id: a stable hash spreads sessions over the
+        worker ports, as a load balancer in front of them would."""
+        port = self.ports[zlib.crc32(session_id.encode()) % self.workers]
+        return f"ws://127.0.0.1:{port}"
 
     def pids(self) -> list[int]:
         """The server's process and its workers."""

@@ -10,18 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 from bridge.wire.connection import BotConnection
 
 Network = IPv4Network | IPv6Network
 FORWARDED_FOR = "X-Forwarded-For"
-
-
-def networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
-    """Parse --trusted-proxy CIDRs (a bare address is a /32 or /128)."""
-    return tuple(ip_network(cidr, strict=False) for cidr in cidrs)
 
 
 def is_trusted(address: str, trusted: Sequence[Network]) -> bool:

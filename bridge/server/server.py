@@ -20,23 +20,21 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
-from bridge.logs import clip, session_context
+from bridge.logs import clip, counted, session_context
 from bridge.server.clients import (
     FORWARDED_FOR,
     ConnectionGate,
     GatedConnection,
     client_address,
     is_trusted,
-    networks,
 )
 from bridge.server.control import serve_control
-from bridge.server.limits import AUTH_FAILURES, FailureLimiter
+from bridge.server.limits import AUTH_FAILURES, FailureLimiter, parse_networks
 from bridge.server.metrics import BridgeCollector, Totals, exposition
 from bridge.server.refusals import RefusalLog
 from bridge.server.session import Link, ResponderFactory
 from bridge.server.sessions import SessionTable
 from bridge.server.watchdog import LoopWatchdog
-from bridge.server.workers import port_offset, worker_of
 from bridge.wire.connection import BotConnection
 from bridge.wire.protocol import (
     CloseCode,
@@ -53,6 +51,7 @@ WEBSOCKETS_LOG.setLevel(logging.WARNING)  # per-connection chatter; sessions log
 LOGGED_PATH_CHARS = 120  # of a refused request's path, in its log line
 OUT_OF_FDS = "socket.accept() out of system resource"  # asyncio's message when accept fails
 OUT_OF_FDS_WARN_EVERY_S = 60.0
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bound to every address: no URL a bot could use
 
 
 class BridgeServer:
@@ -63,7 +62,7 @@ class BridgeServer:
         self.sessions = SessionTable(config, make_responders)
         self.limiter = FailureLimiter(config.handshake_failures, config.handshake_failures_window_s)
         self.refusals = RefusalLog(config.refusal_log_window_s)
-        self.trusted = networks(config.trusted_proxies)
+        self.trusted = parse_networks(config.trusted_proxies)
         self.gate = ConnectionGate(
             config.max_pending_handshakes, config.max_connections_per_address
         )
@@ -133,13 +132,21 @@ class BridgeServer:
     async def drain(self, timeout_s: float) -> None:
         """Refuse new sessions (health says 503), let live ones end for up to timeout_s, close."""
         self.draining = True
-        live = len(self.sessions.sessions)
-        log.info("draining: %d sessions may finish within %.0f s", live, timeout_s)
+        live = counted(len(self.sessions.sessions), "session")
+        log.info("draining: %s may finish within %.0f s", live, timeout_s)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 while self.sessions.sessions:
+                    self._end_idle_sessions()
                     await asyncio.sleep(0.05)
         await self.close()
+
+    def _end_idle_sessions(self) -> None:
+        """While draining, a session with no socket open ends now, on purpose: no bot is left
+        to serve, and its grace period would only hold up the exit."""
+        for session in list(self.sessions.sessions.values()):
+            if not session.links:
+                self.sessions.finish(session.id, "server draining")
 
     async def close(self) -> None:
         """Stop listening and end every session (their responders finish, recorders flush)."""
@@ -161,25 +168,30 @@ class BridgeServer:
         self.totals.loop_blocked += 1
 
     def base_url(self) -> str:
+        """What bots are given: the public URL (a load balancer's with --workers), else ours."""
         c = self.config
-        if c.public_url:
-            return port_offset(c.public_url, c.worker_index) if c.workers > 1 else c.public_url
-        return f"ws://{c.host}:{self.port}"
+        return c.public_url or f"ws://{c.host}:{self.port}"
 
     def banner(self) -> str:
-        """The URLs to give a bot, with an example session id."""
+        """The URLs to give a bot, with an example session id; bound to every address with no
+        --public-url, it asks for one instead (ws://0.0.0.0 reaches no bot)."""
         c = self.config
         base, example = self.base_url(), uuid.uuid4().hex[:12]
-        while c.workers > 1 and worker_of(example, c.workers) != c.worker_index:
-            example = uuid.uuid4().hex[:12]  # an example this worker accepts
         worker = (
-            f" (worker {c.worker_index} of {c.workers}: sessions whose crc32(id) % "
-            f"{c.workers} is {c.worker_index})"
+            f" (worker {c.worker_index} of {c.workers}, on port {self.port} behind it)"
             if c.workers > 1
             else ""
         )
-        return (
-            f"speakbridge listening on {base}{worker} (default rate {c.rate} Hz)\n"
+        heading = f"speakbridge listening on {base}{worker} (default rate {c.rate} Hz)\n"
+        if not c.public_url and c.host in WILDCARD_HOSTS:
+            heading = (
+                f"speakbridge listening on every address, port {self.port}{worker} "
+                f"(default rate {c.rate} Hz)\n"
+                "  bots need the URL they can reach: start with --public-url wss://HOST[:PORT] "
+                "(TLS through a reverse proxy: docs/deployment.md)\n"
+            )
+            base = "wss://HOST"
+        return heading + (
             f"  one socket both ways:  streaming.output = streaming.input = "
             f"{base}/bots/{{session_id}}\n"
             f"  split sockets:         streaming.output = {base}/bots/{{session_id}}/output\n"
@@ -195,8 +207,7 @@ class BridgeServer:
         path = request.path.split("?")[0]
         try:
             if path == "/healthz":  # never limited: a load balancer must always get an answer
-                status, text = (503, "draining\n") if self.draining else (200, "ok\n")
-                return connection.respond(status, text)
+                return connection.respond(*self._health())
             if path == "/metrics":  # never limited, never counted: it has its own token
                 return self._metrics(connection, request)
             self._check_origin(request)
@@ -209,11 +220,10 @@ class BridgeServer:
                 self._admit_control(request)
                 return None
             route = parse_route(request.path)
-            self._check_worker(route.session_id)
             self._authenticate(route.token, route.session_id, route.path_role)
+            self.sessions.admit(route)  # first: an ended session's 410 must not become a 503
             if self.draining and route.session_id not in self.sessions.sessions:
                 raise RouteError(503, "the server is draining; connect to another one")
-            self.sessions.admit(route)
         except RouteError as exc:
             self.totals.refused[exc.status] += 1
             if exc.status in AUTH_FAILURES:  # not 503 or 409: a bot retrying a full server
@@ -225,7 +235,6 @@ class BridgeServer:
 
     def _admit_control(self, request: Request) -> None:
         session_id, token = parse_control_route(request.path)
-        self._check_worker(session_id)
         self._authenticate(token, session_id, "control")
         session = self.sessions.sessions.get(session_id)
         if session is None:
@@ -306,13 +315,13 @@ class BridgeServer:
             )
             self._out_of_fds_warned, self._out_of_fds = now, 0
 
-    def _check_worker(self, session_id: str) -> None:
-        """With --workers, a session lives on its own worker: both sockets must come here."""
-        c = self.config
-        if c.workers > 1 and (owner := worker_of(session_id, c.workers)) != c.worker_index:
-            raise RouteError(
-                421, f"session {session_id} belongs to worker {owner}, port {c.port + owner}"
-            )
+    def _health(self) -> tuple[int, str]:
+        """503 while draining or full: a load balancer's health check sends new sessions on."""
+        if self.draining:
+            return 503, "draining\n"
+        if len(self.sessions.sessions) >= self.config.max_sessions:
+            return 503, f"full ({self.config.max_sessions} sessions)\n"
+        return 200, "ok\n"
 
     def _authenticate(self, token: str | None, session_id: str, role: str) -> None:
         if self.config.secret is not None:
@@ -325,12 +334,7 @@ class BridgeServer:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
                 return connection.respond(401, "metrics need 'Authorization: Bearer <token>'\n")
-        page = exposition(self.collector)
-        if page is None:
-            return connection.respond(
-                501, "metrics need prometheus-client: pip install 'speakbridge[metrics]'\n"
-            )
-        body, content_type = page
+        body, content_type = exposition(self.collector)
         return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
 
     def _listing(self, connection: ServerConnection, request: Request) -> Response:

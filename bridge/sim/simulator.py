@@ -19,10 +19,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from bridge.codecs.wav import read_wav, write_wav
+from bridge.logs import counted
 from bridge.sim.generations import PROFILES, BotProfile, Generation, Stop
+from bridge.wire.signing import redact_token
 
 STALL_TICK_S = 0.005  # how often the simulator checks that its own event loop keeps time
 STALL_THRESHOLD_S = 0.015  # a check this late: the simulator itself was held up
@@ -148,8 +150,8 @@ class SimulationReport:
         lines = [
             f"sent {self.bytes_sent} B ({self.bytes_sent / 2 / self.sample_rate:.2f} s at "
             f"{self.sample_rate} Hz), received {self.bytes_received} B "
-            f"({self.bytes_received / 2 / self.sample_rate:.2f} s) in {self.messages_received} "
-            "messages",
+            f"({self.bytes_received / 2 / self.sample_rate:.2f} s) in "
+            f"{counted(self.messages_received, 'message')}",
         ]
         for u in self.utterances:
             heard = (
@@ -232,7 +234,10 @@ async def simulate(
     stalls = LoopStalls()
     watcher = asyncio.create_task(stalls.watch())
     try:
-        await bot.connect()
+        try:
+            await bot.connect()
+        except (OSError, InvalidHandshake, InvalidURI) as exc:  # say which URL, and why
+            raise ConnectionError(_cannot_connect(bot.opening, exc)) from None
         if opts.waiting_room_s:
             await asyncio.sleep(opts.waiting_room_s)
         await bot.send_roster()  # admitted: the roster as the bot finds it
@@ -273,13 +278,16 @@ class SimulatedBot:
         self._sockets: list[ClientConnection] = []
         self._listener: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
+        self.opening = urls[0]  # the URL connect() is opening: the one a failure names
 
     async def connect(self) -> None:
         """Open the socket(s), say hello and start playing what comes back; raise if refused."""
+        self.opening = self.urls[0]
         source = await _open(self.urls[0])
         sockets = [source]
         if len(self.urls) > 1:
             try:
+                self.opening = self.urls[1]
                 sockets.append(await _open(self.urls[1]))
             except BaseException:
                 source.transport.abort()
@@ -372,6 +380,16 @@ class SimulatedBot:
             pass
         if self._source is not None and ws in self._sockets:
             self._lost(self._source)
+
+
+def _cannot_connect(url: str, exc: Exception) -> str:
+    """One line: the URL (its token hidden) and the bridge's refusal or the network's error."""
+    if isinstance(exc, InvalidStatus):
+        body = exc.response.body.decode(errors="replace").strip()
+        reason = f"HTTP {exc.response.status_code} {body}".strip()
+    else:
+        reason = str(exc) or type(exc).__name__
+    return f"cannot connect to {redact_token(url)}: {reason}"
 
 
 async def _open(url: str) -> ClientConnection:

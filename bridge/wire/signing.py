@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 from bridge.wire.protocol import PathRole, RouteError
 
@@ -72,6 +73,15 @@ def listing_url(base: str, secret: str | None, ttl_s: float) -> str:
     if secret:
         url += "?token=" + sign(secret, "", LISTING_ROLE, int(time.time() + ttl_s))
     return url
+
+
+def redact_token(url: str) -> str:
+    """The URL as it may be printed or logged: a signed URL's token replaced by `...`."""
+    parts = urlsplit(url)
+    query = "&".join(
+        "token=..." if pair.startswith("token=") else pair for pair in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 def _mac(secret: str, session_id: str, role: str, expires_at: int) -> str:

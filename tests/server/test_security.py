@@ -108,9 +108,7 @@ async def test_a_bot_retrying_a_full_server_is_never_locked_out(start_bridge):
 
 
 async def test_a_trusted_proxys_forwarded_address_is_the_one_limited(start_bridge):
-    server = await start_bridge(
-        secret=SECRET, handshake_failures=3, trusted_proxies=("127.0.0.0/8",)
-    )
+    server = await start_bridge(secret=SECRET, handshake_failures=3, trusted_proxies="127.0.0.0/8")
     base = f"ws://127.0.0.1:{server.port}"
     good = signed_url(base, SECRET, "s1", "dual", {}, 60)
     bad = f"{base}/bots/s1?token=1.{'0' * 32}"
