@@ -284,6 +284,10 @@ def _client(args: argparse.Namespace) -> MeetingBaasClient:
     return MeetingBaasClient(args.api_key or "", args.api_version, args.api_base_url)
 
 
+# Settings that take several values: one flag each (repeatable), the env var comma-separated.
+REPEATABLE_FLAGS = {"allowed_origins": "--allowed-origin"}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     env_defaults = config_defaults()
     for name, info in BridgeConfig.model_fields.items():
@@ -292,7 +296,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         helptext = f"{info.description or ''} (env {env}, default {info.default})".strip()
         if is_internal(info):
             helptext = argparse.SUPPRESS
-        if isinstance(info.default, bool):
+        if name in REPEATABLE_FLAGS:
+            parser.add_argument(
+                REPEATABLE_FLAGS[name],
+                dest=name,
+                action="append",
+                default=list(default),
+                help=f"{info.description} (env {env}, comma-separated)",
+            )
+        elif isinstance(info.default, bool):
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=helptext
             )

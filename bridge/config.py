@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
 
@@ -153,6 +154,41 @@ class BridgeConfig(BaseModel):
         0.25, ge=0, description="between auto-join API writes (PAYG allows 5 a second)"
     )
     calendar_queue_size: int = Field(1000, ge=1, description="calendar events awaiting a bot")
+    # Security and robustness (docs/security.md): closed by default, every cap named.
+    allow_unsigned: bool = Field(
+        False, description="serve a non-loopback host without --secret (anyone may connect)"
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        (), description="browser Origins admitted (repeatable); bots send none"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="/metrics needs 'Authorization: Bearer <token>' when set"
+    )
+    max_pending_handshakes: int = Field(
+        256, ge=1, description="connections not yet through the handshake; more are dropped"
+    )
+    max_connections_per_address: int = Field(
+        4096, ge=1, description="open connections from one client address; more are refused"
+    )
+    max_control_clients: int = Field(
+        8, ge=1, description="control channels open on one session; more get 429"
+    )
+    max_play_s: float = Field(
+        600.0, gt=0, le=3600, description="longest audio a control play may send (decoded)"
+    )
+    refusal_log_window_s: float = Field(
+        10.0, gt=0, description="refusals from an address: one line, then a count a window"
+    )
+
+    @model_validator(mode="after")
+    def _closed_by_default(self) -> BridgeConfig:
+        if self.secret is None and not self.allow_unsigned and not is_loopback(self.host):
+            raise ValueError(
+                f"serving {self.host or 'every interface'} without --secret would let anyone who "
+                "reaches it list, join and control sessions: set --secret (or SPEAKBRIDGE_SECRET)"
+                ", or --allow-unsigned to serve it open on purpose"
+            )
+        return self
 
     @model_validator(mode="after")
     def _prefetch_within_buffer(self) -> BridgeConfig:
@@ -183,3 +219,13 @@ class BridgeConfig(BaseModel):
     def listen_port(self) -> int:
         """The port this process listens on: its worker's."""
         return self.port + self.worker_index
+
+
+def is_loopback(host: str) -> bool:
+    """Whether host names only this machine (localhost or a loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname or "" (every interface): it may be reachable from outside

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, get_origin
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
@@ -71,6 +71,8 @@ def _parse(info: FieldInfo, raw: str) -> Any:
     """A value from its text, or from the number it spells (a Literal of numbers, such as
     the rate, takes no text)."""
     adapter: TypeAdapter[Any] = TypeAdapter(Annotated[info.annotation, info])
+    if get_origin(info.annotation) is tuple:  # a repeatable setting: comma-separated
+        return adapter.validate_python([v.strip() for v in raw.split(",") if v.strip()])
     try:
         return adapter.validate_strings(raw)
     except ValidationError:

@@ -15,6 +15,8 @@ import time
 from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
+MAX_MESSAGE_CHARS = 2000  # a longer message is cut: no client can make a line huge
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}  # escapes in text lines
 session_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "speakbridge_session", default=None
 )
@@ -36,6 +38,28 @@ class SessionFilter(logging.Filter):
         return True
 
 
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """text cut to limit characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def escape_controls(text: str) -> str:
+    """Control characters as \\xNN: a client's bytes cannot end a log line, forge another
+    or drive the terminal that shows it."""
+    return text.translate(_CONTROL)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record: the message cut to MAX_MESSAGE_CHARS, control characters
+    escaped (a traceback after it keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(clip(record.message))
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, session, bot (and exc)."""
 
@@ -44,7 +68,7 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": clip(record.getMessage()),  # json.dumps escapes control characters
             "session": getattr(record, "session", None),
             "bot": getattr(record, "bot", None),
         }
@@ -61,7 +85,7 @@ def setup_logging(level: str, fmt: LogFormat) -> None:
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime  # type: ignore[method-assign]
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        formatter = TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request; ours say more

@@ -10,14 +10,28 @@ import numpy as np
 
 from bridge.audio.resample import StreamResampler
 
+WAV_RATES = (8000, 96000)  # the rates a WAV may have, as for raw PCM in a control play
+WAV_CHANNELS = (1, 2)  # mono or stereo; more is refused
 
-def read_wav(path: str | Path | BinaryIO, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Mono s16 samples of a 16-bit PCM WAV (channels averaged), resampled if sample_rate is set."""
-    with wave.open(path if hasattr(path, "read") else str(path), "rb") as wav:  # type: ignore[arg-type]
-        if wav.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
-        channels, rate = wav.getnchannels(), wav.getframerate()
-        data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+
+class WavError(ValueError):
+    """A WAV that is not one this bridge plays; the message says what is wrong with it."""
+
+
+def read_wav(
+    path: str | Path | BinaryIO, sample_rate: int | None = None, max_s: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Mono s16 samples of a 16-bit PCM WAV (channels averaged), resampled if sample_rate is
+    set. WavError for anything else, a rate outside WAV_RATES or audio longer than max_s;
+    the header is checked before any sample is read, so a lying header costs nothing."""
+    try:
+        with wave.open(path if hasattr(path, "read") else str(path), "rb") as wav:  # type: ignore[arg-type]
+            channels, rate, frames = _checked_format(wav, max_s)
+            data = np.frombuffer(wav.readframes(frames), dtype="<i2")
+    except (wave.Error, EOFError) as exc:
+        raise WavError(_unreadable(str(exc))) from None
+    if len(data) % channels:
+        data = data[: len(data) - len(data) % channels]  # a cut last frame
     if channels > 1:
         data = data.reshape(-1, channels).mean(axis=1).astype("<i2")
     if sample_rate and sample_rate != rate:
@@ -25,6 +39,27 @@ def read_wav(path: str | Path | BinaryIO, sample_rate: int | None = None) -> tup
         data = np.concatenate([resampler.process(data), resampler.flush()])
         rate = sample_rate
     return data, rate
+
+
+def _unreadable(reason: str) -> str:
+    if reason.startswith("unknown format"):  # 3: float; 65534: extensible (sox's 24-bit)
+        return f"only 16-bit integer PCM WAV is supported ({reason}: float or extensible)"
+    return f"not a readable PCM WAV ({reason or 'it ends early'})"
+
+
+def _checked_format(wav: wave.Wave_read, max_s: float | None) -> tuple[int, int, int]:
+    """(channels, rate, frames) of a WAV this bridge plays, else WavError."""
+    width, channels, rate = wav.getsampwidth(), wav.getnchannels(), wav.getframerate()
+    if width != 2:
+        raise WavError(f"only 16-bit PCM WAV is supported, not {8 * width}-bit")
+    if channels not in WAV_CHANNELS:
+        raise WavError(f"{channels} channels: only mono or stereo WAV is supported")
+    if not WAV_RATES[0] <= rate <= WAV_RATES[1]:
+        raise WavError(f"sample rate {rate} Hz is outside {WAV_RATES[0]}-{WAV_RATES[1]} Hz")
+    frames = wav.getnframes()
+    if max_s is not None and frames > max_s * rate:
+        raise WavError(f"{frames / rate:.1f} s of audio is longer than the {max_s:g} s allowed")
+    return channels, rate, frames
 
 
 def write_wav(path: str | Path | BinaryIO, samples: np.ndarray, sample_rate: int) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.codecs.wav import read_wav
@@ -31,7 +32,7 @@ class PlayerResponder(Responder):
 
     def __init__(self, options: PlayerOptions, session: SessionHandle) -> None:
         super().__init__(options, session)
-        self.samples, self.rate = read_wav(options.file)
+        self.samples, self.rate = np.zeros(0, dtype="<i2"), session.bot_rate  # read in on_start
         self._schedule: asyncio.Task[None] | None = None
 
     @classmethod
@@ -41,6 +42,10 @@ class PlayerResponder(Responder):
             read_wav(options.file)
         except (OSError, ValueError, EOFError) as exc:
             raise ValueError(f"cannot read {options.file}: {exc}") from None
+
+    async def on_start(self) -> None:
+        # in a thread: a long file read and decoded on the loop would stall every session
+        self.samples, self.rate = await asyncio.to_thread(read_wav, self.options.file)
 
     async def on_join(self) -> None:
         if self.options.at_start:

@@ -21,12 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from bridge.codecs.wav import read_wav
+from bridge.codecs.wav import WAV_RATES, WavError, read_wav
+from bridge.server.playout import TooManyPending
 from bridge.server.session import Session
-from bridge.speech.tts import ESPEAK_RATE, espeak
+from bridge.speech.tts import ESPEAK_RATE, Started
 
 log = logging.getLogger(__name__)
 LEAVE_REASON = "leave command"
+MAX_PATH_CHARS = 1024
+VOICE = r"[A-Za-z0-9][A-Za-z0-9_+-]{0,63}"  # espeak-ng voice names, with a +variant
 
 
 class Say(BaseModel):
@@ -35,7 +38,7 @@ class Say(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["say"]
     text: str = Field(min_length=1, max_length=10_000)
-    voice: str | None = None
+    voice: str | None = Field(None, pattern=f"^{VOICE}$")
     speed: int | None = Field(None, ge=80, le=450)
 
 
@@ -45,14 +48,18 @@ class Play(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["play"]
-    path: str | None = None
+    path: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS)
     audio: str | None = Field(None, description="base64 of a WAV file, or of raw s16le PCM")
-    sample_rate: int | None = Field(None, ge=8000, le=96000, description="rate of raw PCM")
+    sample_rate: int | None = Field(
+        None, ge=WAV_RATES[0], le=WAV_RATES[1], description="rate of raw PCM"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Play:
         if self.path is not None and self.audio is not None:
             raise ValueError("give path or audio, not both")
+        if self.path is not None and "\x00" in self.path:
+            raise ValueError("path holds a NUL character")
         if self.audio is not None:
             try:
                 raw = base64.b64decode(self.audio, validate=True)
@@ -95,47 +102,83 @@ def parse_command(text: str) -> Say | Play | Interrupt | Leave:
         raise CommandError(f"{where}: {first['msg']}") from None
 
 
-def load_play_audio(command: Play, media_dir: Path | None) -> tuple[np.ndarray, int]:
-    """The samples a play command names; paths must lie inside media_dir."""
+def load_play_audio(command: Play, media_dir: Path | None, max_s: float) -> tuple[np.ndarray, int]:
+    """The samples a play command names, at most max_s seconds; paths must lie inside
+    media_dir. Blocking (decoding, file reads): run it in a thread."""
     if command.audio is not None:
         raw = base64.b64decode(command.audio)
         if raw.startswith(b"RIFF"):
-            return read_wav(io.BytesIO(raw))
+            try:
+                return read_wav(io.BytesIO(raw), max_s=max_s)
+            except WavError as exc:
+                raise CommandError(f"audio: {exc}") from None
+        rate = command.sample_rate or 0
         if len(raw) % 2:
             raise CommandError("audio: raw s16le PCM needs an even byte count")
-        return np.frombuffer(raw, dtype="<i2"), command.sample_rate or 0
+        if len(raw) / 2 > max_s * rate:
+            raise CommandError(f"audio: longer than the {max_s:g} s a play may send")
+        return np.frombuffer(raw, dtype="<i2"), rate
     if media_dir is None:
         raise CommandError("path: playing files is off; start the server with --media-dir")
-    base = media_dir.resolve()
-    target = (base / (command.path or "")).resolve()
-    if not target.is_relative_to(base) or not target.is_file():
-        raise CommandError(f"path: no such file in the media directory: {command.path!r}")
+    shown = repr(command.path)[:80]
     try:
-        return read_wav(target)
-    except (ValueError, EOFError, OSError) as exc:
-        raise CommandError(f"path: not a readable 16-bit WAV ({exc})") from None
+        base = media_dir.resolve()
+        target = (base / (command.path or "")).resolve()
+        found = target.is_relative_to(base) and target.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        raise CommandError(f"path: no such file in the media directory: {shown}")
+    try:
+        return read_wav(target, max_s=max_s)
+    except (WavError, OSError) as exc:
+        raise CommandError(f"path: {shown}: {exc}") from None
 
 
 async def carry_out(
     session: Session, command: Say | Play | Interrupt | Leave, media_dir: Path | None
 ) -> dict[str, Any]:
-    """Do what a command asks; returns the reply for the client."""
+    """Do what a command asks; returns the reply for the client, or raises CommandError."""
     if isinstance(command, Interrupt):
         session.interrupt("interrupt command")
     elif isinstance(command, Leave):
         session.leave(LEAVE_REASON)
-    elif isinstance(command, Say):
+    else:
+        _check_playback_free(session)
+        try:
+            await _speak(session, command, media_dir)
+        except TooManyPending as exc:
+            raise CommandError(f"{command.type}: {exc}; retry when some have played") from None
+    return {"type": "ok", "command": command.type}
+
+
+def _check_playback_free(session: Session) -> None:
+    """Refuse speech that would never play: a live stream (echo mode=live) holds the
+    playback for the whole session, and what is queued behind it waits for its end."""
+    if session.playout.streaming:
+        raise CommandError(
+            "type: this session's playback is a live stream (echo mode=live): say and play "
+            "would wait behind it for the whole session"
+        )
+
+
+async def _speak(session: Session, command: Say | Play, media_dir: Path | None) -> None:
+    if isinstance(command, Say):
         if not session.delegate("say", command.model_dump()):  # no tts responder: defaults
             voice, speed = command.voice or "en-us", command.speed or 160
-            session.playout.speak(espeak(command.text, voice, speed), ESPEAK_RATE)
+            try:
+                speech = await Started.start(command.text, voice, speed)
+            except RuntimeError as exc:
+                raise CommandError(f"voice: {exc}") from None
+            session.playout.speak(speech, ESPEAK_RATE)
             session.events.publish("bot_text", text=command.text)
     elif command.path is None and command.audio is None:
         if not session.delegate("play", command.model_dump()):
             raise CommandError("path: give path or audio (this session has no player responder)")
     else:
-        samples, rate = load_play_audio(command, media_dir)
+        max_s = session.config.max_play_s
+        samples, rate = await asyncio.to_thread(load_play_audio, command, media_dir, max_s)
         session.playout.speak(samples, rate)
-    return {"type": "ok", "command": command.type}
 
 
 async def serve_control(
@@ -164,6 +207,9 @@ async def _reply(session: Session, message: str | bytes, media_dir: Path | None)
     except CommandError as exc:
         log.info("session %s: control command refused: %s", session.id, exc)
         return {"type": "error", "error": str(exc)}
+    except Exception:  # a bug: this command fails, the channel and the session go on
+        log.exception("session %s: a control command failed", session.id)
+        return {"type": "error", "error": "internal error carrying out the command"}
 
 
 async def _forward(connection: ServerConnection, events: asyncio.Queue[dict[str, Any]]) -> None:

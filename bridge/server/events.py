@@ -36,6 +36,11 @@ class EventHub:
         self._queues.add(queue)
         return queue
 
+    @property
+    def subscribers(self) -> int:
+        """Queues subscribed: the session's control clients."""
+        return len(self._queues)
+
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self._queues.discard(queue)
 

@@ -180,12 +180,15 @@ class Ingress:
         self.refused = 0  # POSTs refused before reaching the handler (malformed, too big, slow)
         self.quiet = QuietLog(log, 60.0)
 
-    def sniffing(self, create_connection: Callable[..., Any]) -> Callable[..., Sniffer]:
+    def sniffing(
+        self, create_connection: Callable[..., Any], gate: Gate | None = None
+    ) -> Callable[..., Sniffer]:
         """A create_connection for websockets' serve(): each socket starts as a Sniffer that
-        becomes create_connection(...) unless it sends a POST."""
+        becomes create_connection(...) unless it sends a POST. With a gate, a socket not yet
+        told apart holds a slot of it, as a handshake in progress does."""
 
         def make(*args: Any, **kwargs: Any) -> Sniffer:
-            return Sniffer(self, lambda: create_connection(*args, **kwargs))
+            return Sniffer(self, lambda: create_connection(*args, **kwargs), gate)
 
         return make
 
@@ -195,12 +198,21 @@ class Ingress:
             sniffer.abort()
 
 
+Gate = Callable[[object, str | None], str | None]  # (socket, peer) admits; (socket, None) frees
+
+
 class Sniffer(asyncio.Protocol):
     """A socket's protocol until its first bytes say POST (read here) or not (handed over)."""
 
-    def __init__(self, ingress: Ingress, make_connection: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(
+        self,
+        ingress: Ingress,
+        make_connection: Callable[[], asyncio.Protocol],
+        gate: Gate | None = None,
+    ) -> None:
         self._ingress = ingress
         self._make_connection = make_connection
+        self._gate = gate
         self._transport: asyncio.Transport | None = None
         self._first = b""
         self._parser: PostParser | None = None
@@ -212,6 +224,9 @@ class Sniffer(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if peer else "?"
+        if self._gate is not None and self._gate(self, self._peer) is not None:
+            self._transport.abort()  # over a cap: dropped before any byte is read
+            return
         # a socket that says nothing is closed like a stalled POST (websockets' own
         # open_timeout starts only once it is handed over)
         loop = asyncio.get_running_loop()
@@ -304,6 +319,8 @@ class Sniffer(asyncio.Protocol):
         self._finish()
 
     def _finish(self) -> None:
+        if self._gate is not None:
+            self._gate(self, None)  # its slot is free (a WebSocket takes its own)
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None

@@ -1,9 +1,15 @@
-"""Rate limiting of failed handshakes per client address, in bounded memory."""
+"""Rate limiting of failed authentications per client address, in bounded memory.
+
+Only a failed authentication (401, 403) counts: a bot retrying a full server (503) or a
+busy session (409) never locks itself out, and /healthz and /metrics are never limited.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+
+AUTH_FAILURES = (401, 403)
 
 
 class FailureLimiter:

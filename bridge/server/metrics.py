@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from bridge.server.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
 
 if TYPE_CHECKING:
+    from bridge.server.clients import ConnectionGate
     from bridge.server.session import Session
     from bridge.server.sessions import SessionTable
 
@@ -37,6 +38,7 @@ class Totals:
     loop_lag: Histogram = field(default_factory=lambda: Histogram(LOOP_LAG_BUCKETS_S))
     added_latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
     loop_blocked: int = 0
+    accept_failures: int = 0  # accepts that failed for want of file descriptors
 
     def add_session(self, session: Session) -> None:
         """Fold an ended session's counts in."""
@@ -77,10 +79,11 @@ def session_counts(session: Session) -> dict[str, Any]:
 class BridgeCollector:
     """A prometheus-client collector over the session table and the server totals."""
 
-    def __init__(self, table: SessionTable, totals: Totals) -> None:
+    def __init__(self, table: SessionTable, totals: Totals, gate: ConnectionGate) -> None:
         self.table = table
         self.totals = totals
         self.more: list[Callable[[], Iterable[Any]]] = []  # other parts' metric families
+        self.gate = gate
 
     def collect(self) -> Iterator[Any]:
         live = [session_counts(s) for s in self.table.sessions.values()]
@@ -168,11 +171,38 @@ class BridgeCollector:
             "Times the loop was blocked past the watchdog threshold",
             value=t.loop_blocked,
         )
+        yield from self._caps()
         yield GaugeMetricFamily(
             "speakbridge_tasks", "asyncio tasks alive in the server", value=len(asyncio.all_tasks())
         )
         for families in self.more:
             yield from families()
+
+    def _caps(self) -> Iterator[Any]:
+        """What the connection caps hold and what they refused (docs/security.md)."""
+        yield GaugeMetricFamily(
+            "speakbridge_pending_handshakes",
+            "Connections that have not finished the opening handshake",
+            value=self.gate.pending,
+        )
+        yield GaugeMetricFamily(
+            "speakbridge_control_clients",
+            "Control channels open, all sessions",
+            value=sum(s.events.subscribers for s in self.table.sessions.values()),
+        )
+        refused = CounterMetricFamily(
+            "speakbridge_connections_refused",
+            "Connections dropped before their request: a cap was reached",
+            labels=["reason"],
+        )
+        for reason, n in self.gate.refused.items():
+            refused.add_metric([reason], n)
+        yield refused
+        yield CounterMetricFamily(
+            "speakbridge_accept_failures",
+            "Accepts that failed for want of file descriptors",
+            value=self.totals.accept_failures,
+        )
 
 
 def exposition(collector: BridgeCollector) -> tuple[bytes, str]:

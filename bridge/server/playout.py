@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 AudioChunk = bytes | bytearray | memoryview | np.ndarray
 AudioSource = AudioChunk | AsyncIterable[AudioChunk]
 Send = Callable[[bytes], None]  # writes one frame to the bot's socket, or counts it dropped
+RESAMPLE_CHUNK_S = 0.25  # a whole array is resampled this much at a time, between awaits
+
+
+class TooManyPending(RuntimeError):
+    """speak() or open_stream() with max_pending utterances already waiting or streaming."""
 
 
 class Wait(Enum):
@@ -138,6 +143,11 @@ class Playout:
     def speaking(self) -> bool:
         """Speech is queued or still being produced."""
         return bool(self._pending) or bool(self._streams) or not self.queue.idle
+
+    @property
+    def streaming(self) -> bool:
+        """A stream (SpeechStream) is open: speech queued now waits until it is closed."""
+        return bool(self._streams)
 
     def delay(self) -> float:
         """Seconds a frame queued now would wait to be sent: the queue, and the lead if full."""
@@ -254,7 +264,9 @@ class Playout:
 
     def _check_pending(self) -> None:
         if len(self._pending) + len(self._streams) >= self._max_pending:
-            raise RuntimeError(f"more than {self._max_pending} utterances pending (max_pending)")
+            raise TooManyPending(
+                f"{self._max_pending} utterances are pending already (max_pending)"
+            )
 
     def _frame_ready(self, frame_size: int, now: float) -> bool:
         """A whole frame is queued, or the rest of a finished utterance. When the bot has
@@ -267,6 +279,13 @@ class Playout:
         return available >= (self._prebuffer if dry else frame_size)
 
     async def _feed(self, utterance: Utterance, source: AudioSource, rate: int) -> None:
+        try:
+            await self._feed_in_turn(utterance, source, rate)
+        finally:  # played, interrupted or never reached: a generator's process or file ends
+            if (close := getattr(source, "aclose", None)) is not None:
+                await close()
+
+    async def _feed_in_turn(self, utterance: Utterance, source: AudioSource, rate: int) -> None:
         async with self._order:
             while self.queue.available > self._prefetch:  # no synthesis far ahead of playback
                 self._space_freed.clear()
@@ -275,11 +294,9 @@ class Playout:
             self._by_id[utterance.id] = utterance
             resampler = StreamResampler(rate, self.sample_rate, self.quality)
             try:
-                if isinstance(source, AsyncIterable):
-                    async for chunk in source:
-                        await self._enqueue(utterance.id, resampler.process(to_s16(chunk)))
-                else:
-                    await self._enqueue(utterance.id, resampler.process(to_s16(source)))
+                chunks = source if isinstance(source, AsyncIterable) else _slices(source, rate)
+                async for chunk in chunks:
+                    await self._enqueue(utterance.id, resampler.process(to_s16(chunk)))
                 await self._enqueue(utterance.id, resampler.flush())
             finally:
                 for report in self.queue.close(utterance.id):
@@ -306,3 +323,13 @@ class Playout:
         self._pending.pop(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("speech source failed, its audio ends here: %r", task.exception())
+
+
+async def _slices(audio: AudioChunk, rate: int) -> AsyncIterable[np.ndarray]:
+    """A whole recording in RESAMPLE_CHUNK_S slices: resampling a long one is bounded work
+    between two awaits, never a stall of the loop as long as the recording."""
+    samples = to_s16(audio)
+    step = max(1, int(rate * RESAMPLE_CHUNK_S))
+    for start in range(0, len(samples), step):
+        yield samples[start : start + step]
+        await asyncio.sleep(0)  # other sessions' turn, even while the queue has room

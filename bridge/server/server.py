@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
+import hmac
 import json
 import logging
 import time
 import uuid
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -19,23 +21,40 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
-from bridge.logs import counted, session_context
+from bridge.logs import clip, counted, session_context
 from bridge.meetingbaas.lifecycle import WEBHOOK_PATH, BotSessions, WebhookReceiver
 from bridge.meetingbaas.webhooks import Verifier
+from bridge.server.clients import (
+    FORWARDED_FOR,
+    ConnectionGate,
+    GatedConnection,
+    client_address,
+    is_trusted,
+)
 from bridge.server.control import serve_control
 from bridge.server.ingress import Ingress, PostLimits, PostRequest, PostResponse
-from bridge.server.limits import FailureLimiter, client_address, parse_networks
+from bridge.server.limits import AUTH_FAILURES, FailureLimiter, parse_networks
 from bridge.server.metrics import BridgeCollector, Totals, exposition
+from bridge.server.refusals import RefusalLog
 from bridge.server.session import Link, ResponderFactory
 from bridge.server.sessions import SessionTable
 from bridge.server.watchdog import LoopWatchdog
 from bridge.wire.connection import BotConnection
-from bridge.wire.protocol import CloseCode, RouteError, parse_control_route, parse_route
-from bridge.wire.signing import verify
+from bridge.wire.protocol import (
+    CloseCode,
+    RouteError,
+    parse_control_route,
+    parse_query,
+    parse_route,
+)
+from bridge.wire.signing import LISTING_ROLE, verify
 
 log = logging.getLogger(__name__)
 WEBSOCKETS_LOG = logging.getLogger("bridge.websockets")
 WEBSOCKETS_LOG.setLevel(logging.WARNING)  # per-connection chatter; sessions log their own lines
+LOGGED_PATH_CHARS = 120  # of a refused request's path, in its log line
+OUT_OF_FDS = "socket.accept() out of system resource"  # asyncio's message when accept fails
+OUT_OF_FDS_WARN_EVERY_S = 60.0
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bound to every address: no URL a bot could use
 
 
@@ -46,10 +65,15 @@ class BridgeServer:
         self.config = config
         self.sessions = SessionTable(config, make_responders)
         self.limiter = FailureLimiter(config.handshake_failures, config.handshake_failures_window_s)
-        self.proxies = parse_networks(config.trusted_proxies)
+        self.refusals = RefusalLog(config.refusal_log_window_s)
+        self.trusted = parse_networks(config.trusted_proxies)
+        self.gate = ConnectionGate(
+            config.max_pending_handshakes, config.max_connections_per_address
+        )
+        self.gate.on_refused = self._gate_refused
         self.totals = Totals()
         self.sessions.on_end.append(self.totals.add_session)
-        self.collector = BridgeCollector(self.sessions, self.totals)
+        self.collector = BridgeCollector(self.sessions, self.totals, self.gate)
         self.watchdog = LoopWatchdog(
             config.watchdog_threshold_s,
             on_lag=self.totals.loop_lag.observe,
@@ -69,6 +93,9 @@ class BridgeServer:
                 config.webhook_max_connections,
             ),
         )
+        self._summaries: asyncio.Task[None] | None = None
+        self._out_of_fds = 0  # failed accepts since the last warning
+        self._out_of_fds_warned = -OUT_OF_FDS_WARN_EVERY_S
         self._controls: set[ServerConnection] = set()  # open control-channel connections
 
     @property
@@ -94,13 +121,18 @@ class BridgeServer:
                 c.lead_ms,
                 c.prebuffer_ms,
             )
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
         self._server = await serve(
             self._handle,
             c.host,
             c.listen_port,
             process_request=self._admit,
             compression=None,
-            create_connection=self.ingress.sniffing(BotConnection),  # type: ignore[arg-type]
+            create_connection=self.ingress.sniffing(  # type: ignore[arg-type]
+                functools.partial(GatedConnection, gate=self.gate, trusted=self.trusted),
+                self._sniffer_gate,
+            ),
             max_size=c.max_message_bytes,
             ping_interval=c.ping_interval_s,
             ping_timeout=c.ping_timeout_s,
@@ -108,6 +140,7 @@ class BridgeServer:
             logger=WEBSOCKETS_LOG,
         )
         self.watchdog.start()
+        self._summaries = asyncio.create_task(self._summarize_refusals(), name="refusal-log")
         # What exists by now (modules, config) lives for good: keep it out of every full
         # collection, whose pause would otherwise hold up frames that are due.
         gc.freeze()
@@ -143,6 +176,9 @@ class BridgeServer:
             )
             await self._server.wait_closed()
             await self.watchdog.stop()
+            if self._summaries is not None:
+                self._summaries.cancel()
+            self._log_summaries(float("inf"))  # what the last windows counted is not lost
             self._server = None
             gc.unfreeze()  # what start() kept out of collections may be garbage by now
 
@@ -183,24 +219,23 @@ class BridgeServer:
         )
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Route, authenticate and admit a request before the upgrade; refusals are logged once."""
+        """Route, authenticate and admit a request before the upgrade; refusals are logged
+        once per address and window (docs/security.md has every status)."""
         address, now = self._client(connection, request), time.monotonic()
         path = request.path.split("?")[0]
         try:
+            if path == "/healthz":  # never limited: a load balancer must always get an answer
+                return connection.respond(*self._health())
+            if path == "/metrics":  # never limited, never counted: it has its own token
+                return self._metrics(connection, request)
+            self._check_origin(request)
             if self.limiter.blocked(address, now):
                 self.limiter.refused += 1
-                raise RouteError(429, "too many failed handshakes from this address; retry later")
-            if path == "/healthz":
-                return connection.respond(*self._health())
-            if path == "/metrics":
-                return self._metrics(connection)
+                raise RouteError(429, "too many failed authentications from this address")
             if path == "/sessions":
                 return self._listing(connection, request)
             if path.startswith("/control/"):
-                session_id, token = parse_control_route(request.path)
-                self._authenticate(token, session_id, "control")
-                if session_id not in self.sessions.sessions:
-                    raise RouteError(404, f"no session {session_id}")
+                self._admit_control(request)
                 return None
             route = parse_route(request.path)
             self._authenticate(route.token, route.session_id, route.path_role)
@@ -209,22 +244,94 @@ class BridgeServer:
                 raise RouteError(503, "the server is draining; connect to another one")
         except RouteError as exc:
             self.totals.refused[exc.status] += 1
-            if exc.status != 429:
+            if exc.status in AUTH_FAILURES:  # not 503 or 409: a bot retrying a full server
                 self.limiter.record_failure(address, now)
-            log.warning(
-                "refused %s from %s: %d %s",
-                path,  # never the token
-                address,
-                exc.status,
-                exc.detail,
-            )
+            what = f"{clip(path, LOGGED_PATH_CHARS)!r}"
+            self._log_refusal(address, now, what, f"{exc.status} {exc.detail}")
             return connection.respond(exc.status, exc.detail + "\n")
         return None
 
+    def _admit_control(self, request: Request) -> None:
+        session_id, token = parse_control_route(request.path)
+        self._authenticate(token, session_id, "control")
+        session = self.sessions.sessions.get(session_id)
+        if session is None:
+            raise RouteError(404, f"no session {session_id}")
+        if session.events.subscribers >= self.config.max_control_clients:
+            raise RouteError(
+                429, f"session {session_id} has {self.config.max_control_clients} control clients"
+            )
+
     def _client(self, connection: ServerConnection, request: Request) -> str:
-        """The rate limiter's key: the peer, or the client a trusted load balancer names."""
-        forwarded = request.headers.get("X-Forwarded-For")
-        return client_address(_peer(connection), forwarded, self.proxies)
+        """The client's address (the limiter's key); a trusted proxy's connection is
+        counted against the client it names (429 when that client has too many)."""
+        peer = _peer(connection)
+        if not is_trusted(peer, self.trusted):
+            return peer
+        address = client_address(peer, request.headers.get(FORWARDED_FOR), self.trusted)
+        if not self.gate.assign(connection, address):
+            raise RouteError(429, "too many connections from this address")
+        return address
+
+    def _check_origin(self, request: Request) -> None:
+        """A browser page's request names its Origin: refused unless --allowed-origin lists
+        it (bots send none). Stops any web page from reaching a bridge on localhost."""
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.config.allowed_origins:
+            raise RouteError(403, f"origin {clip(origin, 80)!r} is not allowed (--allowed-origin)")
+
+    def _log_refusal(self, address: str, now: float, what: str, outcome: str) -> None:
+        if self.refusals.refused(address, now):
+            log.warning(
+                "refused %s from %s: %s (more from it within %.0f s are counted, then summed)",
+                what,  # never the token
+                address,
+                clip(outcome, LOGGED_PATH_CHARS),
+                self.refusals.window_s,
+            )
+
+    def _gate_refused(self, address: str, reason: str) -> None:
+        """A connection the gate dropped before its request (a cap was reached)."""
+        limit = {
+            "pending_handshakes": f"max_pending_handshakes ({self.config.max_pending_handshakes})",
+            "connections_per_address": "max_connections_per_address "
+            f"({self.config.max_connections_per_address})",
+        }[reason]
+        self._log_refusal(address, time.monotonic(), "a connection", f"dropped, {limit} reached")
+
+    async def _summarize_refusals(self) -> None:
+        """Every window, one line per address whose further refusals were only counted."""
+        while True:
+            await asyncio.sleep(self.refusals.window_s)
+            self._log_summaries(time.monotonic())
+
+    def _log_summaries(self, now: float) -> None:
+        window = self.refusals.window_s
+        for address, count in self.refusals.summaries(now):
+            log.warning(
+                "refused %d more from %s within %.0f s of the first", count, address, window
+            )
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of file descriptors, asyncio retries accepting every second and logs each
+        failure with a traceback: here one warning a minute says it, with the count."""
+        if context.get("message") != OUT_OF_FDS:
+            if self.totals.accept_failures and "_start_serving" in repr(context.get("handle")):
+                return  # one of those retries, run after the socket closed: nothing to say
+            loop.default_exception_handler(context)
+            return
+        self._out_of_fds += 1
+        self.totals.accept_failures += 1
+        now = time.monotonic()
+        if now - self._out_of_fds_warned >= OUT_OF_FDS_WARN_EVERY_S:
+            log.warning(
+                "cannot accept connections: %s (%d failed accepts); new connections wait, "
+                "retried every second: raise the open-files limit (ulimit -n) or lower "
+                "--max-sessions",
+                context.get("exception"),
+                self._out_of_fds,
+            )
+            self._out_of_fds_warned, self._out_of_fds = now, 0
 
     def _health(self) -> tuple[int, str]:
         """503 while draining or full: a load balancer's health check sends new sessions on."""
@@ -233,6 +340,14 @@ class BridgeServer:
         if len(self.sessions.sessions) >= self.config.max_sessions:
             return 503, f"full ({self.config.max_sessions} sessions)\n"
         return 200, "ok\n"
+
+    def _sniffer_gate(self, socket: object, peer: str | None) -> str | None:
+        """The connection gate for a socket not yet told apart (POST or WebSocket): peer
+        admits it (returns why not), None frees its slot."""
+        if peer is None:
+            self.gate.closed(socket)
+            return None
+        return self.gate.opened(socket, peer, not is_trusted(peer, self.trusted))
 
     def _post(self, request: PostRequest, peer: str) -> PostResponse:
         """A POST on this port (websockets takes only GETs): the webhook receiver's."""
@@ -245,15 +360,20 @@ class BridgeServer:
             secret = self.config.secret.get_secret_value()
             verify(secret, token, session_id, role, time.time())
 
-    def _metrics(self, connection: ServerConnection) -> Response:
+    def _metrics(self, connection: ServerConnection, request: Request) -> Response:
+        token = self.config.metrics_token
+        if token is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+                return connection.respond(401, "metrics need 'Authorization: Bearer <token>'\n")
         body, content_type = exposition(self.collector)
         return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
 
     def _listing(self, connection: ServerConnection, request: Request) -> Response:
-        """GET /sessions: the live sessions as JSON (needs a token for "sessions" with a secret)."""
-        self._authenticate(
-            parse_qs(urlsplit(request.path).query).get("token", [None])[-1], "sessions", "control"
-        )
+        """GET /sessions: the live sessions as JSON (with a secret, a token for the listing
+        role: signing.listing_url)."""
+        token = parse_query(urlsplit(request.path).query).get("token")
+        self._authenticate(token, "", LISTING_ROLE)
         now = time.monotonic()
         body = [
             {
@@ -278,6 +398,9 @@ class BridgeServer:
             session = self.sessions.sessions.get(session_id)
             if session is None:
                 await connection.close(CloseCode.SESSION_ENDED, "the session has ended")
+                return
+            if session.events.subscribers >= self.config.max_control_clients:  # admitted at once
+                await connection.close(CloseCode.TRY_AGAIN_LATER, "too many control clients")
                 return
             session_context.set({"session": session_id, "info": session.info})
             self._controls.add(connection)
@@ -310,7 +433,7 @@ class BridgeServer:
                     await session.receive_text(link, message)
                 else:
                     await session.receive_audio(link, message)
-                    if link.source and bot.audio_sink is None:
+                    if link.source and bot.audio_sink is None and link in session.links.values():
                         bot.audio_sink = session.receive_source_audio  # later chunks: inline
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:

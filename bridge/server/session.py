@@ -244,6 +244,15 @@ class Session:
         if not self.links and not self.ended:
             self._grace = asyncio.get_running_loop().call_later(self.config.grace_s, self._expire)
 
+    def _current(self, link: Link) -> bool:
+        """Whether link still belongs to the session: a socket replaced by a newer one on
+        its URL (4000) or refused as a second source (4003) neither feeds nor hears it
+        while its close completes; what it still sends is counted and dropped."""
+        if self.links.get(link.path_role) is link:
+            return True
+        self._count_drop("stale_socket", f"a {link.path_role} socket sent after it was let go")
+        return False
+
     def _expire(self) -> None:
         self.request_end("grace period over")
 
@@ -252,6 +261,8 @@ class Session:
     async def receive_text(self, link: Link, text: str) -> None:
         """Handle a text frame: the hello, a roster, or a transcription event; anything else
         is counted and ignored."""
+        if not self._current(link):
+            return
         try:
             message = parse_text(text)
         except ProtocolError as exc:
@@ -346,6 +357,8 @@ class Session:
 
     async def receive_audio(self, link: Link, data: bytes) -> None:
         """Handle a binary frame of meeting audio; the first makes its socket the source."""
+        if not self._current(link):
+            return
         if link.source:
             self._ensure_started()
             self.receive_source_audio(data, time.monotonic())
@@ -495,6 +508,7 @@ class Session:
         """Make link (not yet the source) the meeting-audio source, unless another socket is."""
         if any(other.source for other in self.links.values() if other is not link):
             self._refuse(ProtocolError("second_source", f"{link.path_role} socket sent audio too"))
+            self.detach(link)  # from now on: no playback to it, nothing from it
             await link.connection.close(CloseCode.SECOND_SOURCE, "another socket sends the audio")
             return False
         link.source = True

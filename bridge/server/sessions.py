@@ -100,6 +100,7 @@ class SessionTable:
                 callback(session)
         replaced = session.attach(link)
         if replaced is not None:  # closed in the background: a half-open socket can take a while
+            replaced.connection.audio_sink = None  # its audio no longer skips to the session
             task = asyncio.create_task(
                 replaced.connection.close(CloseCode.REPLACED, "replaced by a newer connection")
             )

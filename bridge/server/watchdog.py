@@ -3,7 +3,8 @@
 A coroutine on the loop stamps a heartbeat every tick; a thread checks it. When the loop
 has not ticked for `threshold_s`, the thread reads the loop thread's stack, finds the
 responder (or other code) that holds it and logs it once per blocking episode, with its
-session. Code that blocks the loop stalls every session: move it to a thread.
+session; when the loop runs again, it logs the episode's whole length. Code that blocks
+the loop stalls every session: move it to a thread.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class LoopWatchdog:
         self.on_lag = on_lag
         self.on_block = on_block
         self.blocked: list[str] = []  # what each blocking episode was blamed on
+        self.stalls_s: list[float] = []  # each episode's whole length, once it is over
         self._beat = time.monotonic()
         self._stop = threading.Event()
         self._task: asyncio.Task[None] | None = None
@@ -67,11 +69,14 @@ class LoopWatchdog:
                 self.on_lag(lag)
 
     def _watch(self) -> None:
-        reported_beat = None
+        reported_beat, culprit = None, ""
         while not self._stop.wait(self._poll_s):
             beat = self._beat
+            if reported_beat is not None and beat != reported_beat:
+                self._report_end(beat - reported_beat, culprit)
+                reported_beat = None
             stalled = time.monotonic() - beat
-            if stalled > self.threshold_s and beat != reported_beat:
+            if stalled > self.threshold_s and reported_beat is None:
                 reported_beat = beat
                 culprit = blame(sys._current_frames().get(self._loop_thread))
                 self.blocked.append(culprit)
@@ -83,6 +88,11 @@ class LoopWatchdog:
                     stalled * 1000,
                     culprit,
                 )
+
+    def _report_end(self, stall_s: float, culprit: str) -> None:
+        """The loop ticked again: the episode lasted from its last beat to this one."""
+        self.stalls_s.append(stall_s)
+        log.warning("the event loop ran again after %.0f ms blocked by %s", stall_s * 1000, culprit)
 
 
 def blame(frame: types.FrameType | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
 
@@ -58,4 +58,37 @@ async def espeak(
     finally:
         if process.returncode is None:
             process.kill()
-        await process.wait()
+        # wait() alone never returns while a pipe is unread (a speech stopped part-way):
+        # what the killed process left in them is read, at most the pipes' buffers
+        await process.communicate()
+
+
+class Started:
+    """espeak-ng's speech once its first chunk is out: a voice it cannot load is a
+    RuntimeError from start(), before anyone is told "ok". aclose() ends the process,
+    played or not."""
+
+    def __init__(self, first: np.ndarray, rest: AsyncGenerator[np.ndarray, None]) -> None:
+        self._first: np.ndarray | None = first
+        self._rest = rest
+
+    @classmethod
+    async def start(cls, text: str, voice: str, speed: int) -> Started:
+        speech = espeak(text, voice, speed)
+        try:
+            return cls(await anext(speech), speech)
+        except (RuntimeError, StopAsyncIteration) as exc:
+            await speech.aclose()
+            raise RuntimeError(str(exc) or "espeak-ng made no audio") from None
+
+    def __aiter__(self) -> Started:
+        return self
+
+    async def __anext__(self) -> np.ndarray:
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return chunk
+        return await anext(self._rest)
+
+    async def aclose(self) -> None:
+        await self._rest.aclose()

@@ -25,6 +25,8 @@ from pydantic import (
 
 SUPPORTED_RATES = (16000, 24000, 32000, 48000)  # what bots stream (v2: all four; v1: 16k, 24k)
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+RATE_DIGITS = re.compile(r"[1-9][0-9]{3,5}")  # ASCII only: no sign, no "_", no other digits
+SINGLE_PARAMS = ("rate", "token")  # a URL that repeats one is refused: no "last one wins"
 
 PathRole = Literal["dual", "output", "input"]
 
@@ -36,6 +38,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001  # the server is shutting down
     MESSAGE_TOO_BIG = 1009  # a frame above max_message_bytes (sent by websockets itself)
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013  # a cap is reached (control clients of a session)
     REPLACED = 4000  # a newer socket took this socket's URL (a bot reconnect)
     SECOND_SOURCE = 4003  # another socket of the session already sends the meeting audio
     SESSION_ENDED = 4004  # the session was ended while this socket was open
@@ -173,30 +176,36 @@ def parse_route(target: str) -> Route:
     parts = urlsplit(target)
     segments = parts.path.strip("/").split("/")
     if len(segments) not in (2, 3) or segments[0] != "bots":
-        raise RouteError(404, f"unknown path {parts.path!r}; expected /bots/{{session_id}}")
+        raise RouteError(404, f"unknown path {parts.path[:64]!r}; expected /bots/{{session_id}}")
     session_id = segments[1]
     if not SESSION_ID.fullmatch(session_id):
         raise RouteError(400, "session id must be 1-128 of [A-Za-z0-9_.-], starting alnum")
     path_role: PathRole = "dual"
     if len(segments) == 3:
         if segments[2] not in ("output", "input"):
-            raise RouteError(404, f"unknown path {parts.path!r}; the suffix is /output or /input")
+            raise RouteError(
+                404, f"unknown path {parts.path[:64]!r}; the suffix is /output or /input"
+            )
         path_role = segments[2]  # type: ignore[assignment]
-    query = parse_qs(parts.query)
-    token = query.get("token", [None])[-1]
-    return Route(session_id, path_role, _parse_rate(query), token)
+    query = parse_query(parts.query)
+    return Route(session_id, path_role, _parse_rate(query.get("rate")), query.get("token"))
 
 
-def _parse_rate(query: dict[str, list[str]]) -> int | None:
-    values = query.get("rate")
-    if not values:
+def parse_query(query: str) -> dict[str, str]:
+    """A URL's query as one value per name; RouteError 400 if rate or token comes twice."""
+    values = parse_qs(query, keep_blank_values=True)
+    for name in SINGLE_PARAMS:
+        if len(values.get(name, ())) > 1:
+            raise RouteError(400, f"the {name} parameter is given {len(values[name])} times")
+    return {name: given[0] for name, given in values.items()}
+
+
+def _parse_rate(text: str | None) -> int | None:
+    if text is None:
         return None
-    try:
-        rate = int(values[-1])
-    except ValueError:
-        rate = -1
+    rate = int(text) if RATE_DIGITS.fullmatch(text) else -1
     if rate not in SUPPORTED_RATES:
-        raise RouteError(400, f"rate must be one of {SUPPORTED_RATES}, got {values[-1]!r}")
+        raise RouteError(400, f"rate must be one of {SUPPORTED_RATES}, got {text[:16]!r}")
     return rate
 
 
@@ -205,8 +214,8 @@ def parse_control_route(target: str) -> tuple[str, str | None]:
     parts = urlsplit(target)
     segments = parts.path.strip("/").split("/")
     if len(segments) != 2 or segments[0] != "control" or not SESSION_ID.fullmatch(segments[1]):
-        raise RouteError(404, f"unknown control path {parts.path!r}; expected /control/{{id}}")
-    return segments[1], parse_qs(parts.query).get("token", [None])[-1]
+        raise RouteError(404, f"unknown control path {parts.path[:64]!r}; expected /control/{{id}}")
+    return segments[1], parse_query(parts.query).get("token")
 
 
 def parse_text(text: str) -> BotText:

@@ -3,18 +3,25 @@
 A token reads `<expiry>.<signature>`: expiry in Unix seconds, signature the first 32 hex
 digits (128 bits) of HMAC-SHA256(secret, "speakbridge-v1|{session}|{role}|{expiry}").
 It is carried in the URL's `token` query parameter, since the bot sets no headers.
+An expiry has one spelling (ASCII digits, no leading zero, at most EXPIRY_DIGITS), so no
+two tokens carry one MAC. The `/sessions` listing is signed for the role "listing" and
+no session (a session id is never empty), so it admits no session's control channel.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from urllib.parse import urlsplit, urlunsplit
 
 from bridge.wire.protocol import PathRole, RouteError
 
 SIGNATURE_HEX = 32
+EXPIRY_DIGITS = 12  # Unix seconds up to the year 33658
+LISTING_ROLE = "listing"
+_TOKEN = re.compile(rf"(0|[1-9][0-9]{{0,{EXPIRY_DIGITS - 1}}})\.([0-9a-f]{{{SIGNATURE_HEX}}})")
 
 
 def sign(secret: str, session_id: str, role: str, expires_at: int) -> str:
@@ -26,13 +33,13 @@ def verify(secret: str, token: str | None, session_id: str, role: str, now: floa
     """Raise RouteError 401 for a missing token, 403 for a forged, expired or wrong-role one."""
     if not token:
         raise RouteError(401, "this server requires a signed URL (a token query parameter)")
-    expiry_text, _, signature = token.partition(".")
-    if not expiry_text.isdigit() or len(signature) != SIGNATURE_HEX:
+    match = _TOKEN.fullmatch(token)
+    if match is None:
         raise RouteError(403, "malformed token")
-    expected = _mac(secret, session_id, role, int(expiry_text))
-    if not hmac.compare_digest(expected, signature):
+    expiry, signature = int(match[1]), match[2]
+    if not hmac.compare_digest(_mac(secret, session_id, role, expiry), signature):
         raise RouteError(403, "invalid token for this session and URL")
-    if int(expiry_text) < now:
+    if expiry < now:
         raise RouteError(403, "token expired")
 
 
@@ -57,6 +64,14 @@ def control_url(base: str, secret: str | None, session_id: str, ttl_s: float) ->
     url = f"{base.rstrip('/')}/control/{session_id}"
     if secret:
         url += "?token=" + sign(secret, session_id, "control", int(time.time() + ttl_s))
+    return url
+
+
+def listing_url(base: str, secret: str | None, ttl_s: float) -> str:
+    """The `/sessions` listing URL (http(s) or ws(s) base), with a token when a secret is set."""
+    url = f"{base.rstrip('/')}/sessions"
+    if secret:
+        url += "?token=" + sign(secret, "", LISTING_ROLE, int(time.time() + ttl_s))
     return url
 
 

@@ -1,11 +1,14 @@
+import io
+import re
+import struct
 import wave
 
 import numpy as np
 import pytest
 
 from bridge.codecs.pcm import f32_to_s16, s16_to_f32, to_s16
-from bridge.codecs.wav import WavWriter, read_wav, write_wav
-from tests.sounds import ALSA, tone
+from bridge.codecs.wav import WavError, WavWriter, read_wav, write_wav
+from tests.sounds import ALSA, riff_wav, tone, unplayable_wavs
 
 
 def test_s16_f32_round_trip():
@@ -58,3 +61,32 @@ def test_writer_leaves_a_valid_file_at_every_write(tmp_path):
     writer.close()
     write_wav(tmp_path / "whole.wav", data, 24000)
     assert np.array_equal(read_wav(tmp_path / "whole.wav")[0], data)
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("garbage", "not a readable PCM WAV"),
+        ("8-bit", "only 16-bit PCM WAV is supported, not 8-bit"),
+        ("24-bit", "only 16-bit integer PCM WAV"),
+        ("float", "only 16-bit integer PCM WAV"),
+        ("zero-channel", "not a readable PCM WAV (bad # of channels)"),
+        ("1 Hz", "sample rate 1 Hz is outside 8000-96000 Hz"),
+        ("5 channels", "5 channels: only mono or stereo"),
+    ],
+)
+def test_unplayable_wavs_are_refused_saying_why(tmp_path, kind, why):
+    with pytest.raises(WavError, match=re.escape(why)):
+        read_wav(io.BytesIO(unplayable_wavs(tmp_path)[kind]))
+
+
+def test_a_wav_longer_than_max_s_is_refused_from_its_header_alone():
+    long = riff_wav(bytes(2 * 8000 * 11), 8000)  # 11 s
+    with pytest.raises(WavError, match=r"11\.0 s of audio is longer than the 10 s allowed"):
+        read_wav(io.BytesIO(long), max_s=10)
+    samples, rate = read_wav(io.BytesIO(long), max_s=11)
+    assert (len(samples), rate) == (8000 * 11, 8000)
+    an_hour = struct.pack("<I", 2 * 8000 * 3600)  # a header that lies: 3200 bytes follow it
+    lying = riff_wav(bytes(3200), 8000).replace(struct.pack("<I", 3200), an_hour)
+    with pytest.raises(WavError, match=r"3600\.0 s of audio is longer"):
+        read_wav(io.BytesIO(lying), max_s=10)

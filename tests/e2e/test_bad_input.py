@@ -1,6 +1,7 @@
 """Bad input over real sockets: each gets its defined outcome and disturbs no other session."""
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -11,6 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge.sim.simulator import SimulatorOptions, simulate
 from bridge.wire.protocol import CloseCode
+from tests.helpers import join_call
 from tests.sounds import ALSA
 
 HELLO = json.dumps({"protocol_version": 1, "bot_id": "b", "offset": 0.0})
@@ -180,3 +182,64 @@ async def test_oversized_frame_is_logged_as_such(start_bridge, caplog):
         async with connect(f"ws://127.0.0.1:{server.port}/bots/big2", max_size=None) as ws:
             await close_code_after(ws, b"\x00" * 5000)
         await eventually(lambda: any("max_message_bytes" in r.getMessage() for r in caplog.records))
+
+
+def raw_binary_frames(ws, count: int, samples: int = 480) -> bytes:
+    """count masked audio frames as the client would write them, for its transport."""
+    for _ in range(count):
+        ws.protocol.send_binary(np.full(samples, 1000, dtype=np.int16).tobytes())
+    return b"".join(ws.protocol.data_to_send())
+
+
+async def test_a_replaced_socket_no_longer_feeds_the_session(start_bridge):
+    server = await start_bridge()
+    url = f"ws://127.0.0.1:{server.port}/bots/stale"
+    old = await connect(url, compression=None)
+    await old.send(HELLO)
+    await old.send(b"\x00" * 960)  # the source, on the inline path from now on
+    session = server.sessions.sessions["stale"]
+    await eventually(lambda: session.stats.bytes_in == 960)
+    old.transport.pause_reading()  # it does not hear its close: a half-open bot socket
+    new = await connect(url, compression=None)
+    await eventually(lambda: session.stats.sockets == 2)
+    old.transport.write(raw_binary_frames(old, 100))  # 2 s of audio from the replaced socket
+    await asyncio.sleep(0.3)
+    assert session.stats.bytes_in == 960  # none of it reached the session
+    assert session.stats.dropped["stale_socket"] >= 1
+    await new.send(HELLO)
+    await new.send(b"\x00" * 960)  # the new socket is the source now
+    await eventually(lambda: session.stats.bytes_in == 1920)
+    await new.close()
+    old.transport.abort()
+
+
+async def test_a_socket_refused_as_a_second_source_hears_no_playback(start_bridge):
+    server = await start_bridge("player", (f"file={ALSA / 'Front_Left.wav'}", "at_start=false"))
+    base = f"ws://127.0.0.1:{server.port}/bots/refused"
+    source = await connect(f"{base}/input", compression=None)  # audio in; it hears too
+    await join_call(source, HELLO)  # in the call: speech may go out
+    session = server.sessions.sessions["refused"]
+    await eventually(lambda: session.phase == "in_call")
+    second = await connect(f"{base}/output", compression=None)
+    await eventually(lambda: len(session.links) == 2)
+    second.transport.write(raw_binary_frames(second, 1))  # audio too: refused 4003
+    second.transport.pause_reading()  # and it never answers the close: 2 s of close timeout
+    await eventually(lambda: session.stats.dropped["second_source"] == 1)
+    assert session.delegate("play", {"type": "play"})  # the player speaks now
+    await asyncio.sleep(1.0)
+    second.transport.resume_reading()
+    heard = []
+    with pytest.raises(ConnectionClosed):
+        while True:
+            message = await asyncio.wait_for(second.recv(), 5)
+            heard.append(message)
+    assert second.close_code == CloseCode.SECOND_SOURCE
+    assert heard == []  # not one frame of the session's speech
+    spoken = b""
+    with contextlib.suppress(TimeoutError):
+        while True:  # it went to the source socket, the one left
+            message = await asyncio.wait_for(source.recv(), 0.5)
+            spoken += message if isinstance(message, bytes) else b""
+    assert len(spoken) > 0.5 * 24000 * 2
+    assert session.stats.dropped["playback_socket_closed"] == 0  # none lost on the way out
+    await source.close()

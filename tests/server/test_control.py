@@ -16,9 +16,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from bridge.codecs.wav import write_wav
 from bridge.sim.simulator import SimulatorOptions, simulate
 from bridge.wire.protocol import CloseCode
-from bridge.wire.signing import control_url
+from bridge.wire.signing import control_url, listing_url
 from tests.helpers import Control, eventually, join_call
-from tests.sounds import ALSA, recording, tone
+from tests.sounds import ALSA, recording, riff_wav, tone, unplayable_wavs
 
 HELLO = json.dumps({"protocol_version": 1, "bot_id": "b1", "offset": 0.0})
 
@@ -169,8 +169,10 @@ async def test_unknown_session_and_listing(start_bridge):
     base = f"http://127.0.0.1:{server.port}"
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{base}/sessions")).status_code == 401
-        token = control_url("", "k", "sessions", 60).split("token=")[1]
-        listing = await http.get(f"{base}/sessions?token={token}")
+        # the control token of a session named "sessions" is not the listing's
+        sessions_control = control_url("", "k", "sessions", 60).split("token=")[1]
+        assert (await http.get(f"{base}/sessions?token={sessions_control}")).status_code == 403
+        listing = await http.get(listing_url(base, "k", 60))
     assert listing.status_code == 200 and listing.json() == []
 
 
@@ -232,3 +234,87 @@ async def test_a_control_client_that_stops_reading_loses_events_not_the_session(
     assert "event" in session.summary()
     await ws.close()
     await silent.close()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_unplayable_audio_gets_an_error_and_the_channel_stays_open(start_bridge, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    wavs = unplayable_wavs(tmp_path)
+    (media / "8bit.wav").write_bytes(wavs["8-bit"])
+    server = await start_bridge("echo", media_dir=media, max_play_s=5, watchdog_threshold_s=0.5)
+    ws = await bot(server, "unplayable")
+    control = await Control.open(server, "unplayable")
+    commands = {kind: {"type": "play", "audio": b64(wav)} for kind, wav in wavs.items()}
+    commands |= {
+        "NUL path": {"type": "play", "path": "a\x00b.wav"},
+        "5,000-char path": {"type": "play", "path": "a" * 5000},
+        "long name": {"type": "play", "path": "a" * 300 + ".wav"},  # too long for the OS
+        "8-bit file": {"type": "play", "path": "8bit.wav"},
+        "too long WAV": {"type": "play", "audio": b64(riff_wav(bytes(2 * 8000 * 6), 8000))},
+        "too long PCM": {"type": "play", "audio": b64(bytes(2 * 8000 * 6)), "sample_rate": 8000},
+    }
+    for kind, command in commands.items():
+        reply = await control.command(command)
+        assert reply["type"] == "error", (kind, reply)
+        assert reply["error"].startswith(("audio:", "path:", "play")), (kind, reply)
+        # the channel is open and the session plays what it can
+        assert await control.command({"type": "interrupt"}) == {
+            "type": "ok",
+            "command": "interrupt",
+        }
+    assert "1 Hz" in (await control.command(commands["1 Hz"]))["error"]
+    assert server.watchdog.blocked == []  # the 1 Hz header no longer stalls the loop
+    fine = {"type": "play", "audio": b64(riff_wav(tone(440, 0.2, 8000).tobytes(), 8000))}
+    assert (await control.command(fine))["type"] == "ok"
+    assert len(await received_audio(ws, 0.8)) == 4800  # 0.2 s at the bot's 24 kHz
+    await control.close()
+    await ws.close()
+
+
+async def test_say_beyond_the_pending_utterances_gets_an_error(start_bridge):
+    server = await start_bridge("echo", max_pending_utterances=3)
+    ws = await bot(server, "pending")
+    control = await Control.open(server, "pending")
+    say = {"type": "say", "text": "one utterance that takes a few seconds to say " * 3}
+    replies = [await control.command(say) for _ in range(4)]
+    assert [r["type"] for r in replies] == ["ok"] * 3 + ["error"]
+    assert "3 utterances are pending already" in replies[3]["error"]
+    assert await control.command({"type": "interrupt"}) == {"type": "ok", "command": "interrupt"}
+    session = server.sessions.sessions["pending"]
+    await eventually(lambda: not session.playout.speaking)  # the dropped ones' espeaks ended
+    assert (await control.command(say))["type"] == "ok"  # room again
+    await control.close()
+    await ws.close()
+
+
+async def test_an_unknown_voice_gets_an_error_not_silence(start_bridge):
+    server = await start_bridge("echo")
+    ws = await bot(server, "voice")
+    control = await Control.open(server, "voice")
+    reply = await control.command({"type": "say", "text": "hello", "voice": "xx-nope"})
+    assert reply["type"] == "error" and reply["error"].startswith("voice: espeak-ng failed")
+    reply = await control.command({"type": "say", "text": "hello", "voice": "-w/tmp/x"})
+    assert reply["type"] == "error" and "say.voice" in reply["error"]  # never an espeak flag
+    assert (await control.command({"type": "say", "text": "hello", "voice": "en-gb"}))[
+        "type"
+    ] == "ok"
+    assert np.abs(await received_audio(ws, 1.0)).max() > 3000
+    await control.close()
+    await ws.close()
+
+
+async def test_live_echo_answers_say_and_play_with_an_error(start_bridge):
+    server = await start_bridge("echo", ("mode=live",))
+    ws = await bot(server, "live")
+    control = await Control.open(server, "live")
+    await eventually(lambda: server.sessions.sessions["live"].playout.streaming)
+    beep = {"type": "play", "audio": b64(riff_wav(tone(440, 0.2, 8000).tobytes(), 8000))}
+    for command in ({"type": "say", "text": "hello"}, beep):
+        reply = await control.command(command)
+        assert reply["type"] == "error" and "live stream" in reply["error"], reply
+    await control.close()
+    await ws.close()

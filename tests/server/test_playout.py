@@ -135,3 +135,27 @@ async def test_a_frame_due_at_once_leaves_from_write_and_a_later_one_from_the_ta
     assert sink.sent_at[2] - sink.sent_at[1] >= 0.0195  # not before its deadline
     assert sink.samples().tolist() == [1] * FRAME + [2] * FRAME + [3] * FRAME
     stream.close()
+
+
+async def test_a_long_recording_is_resampled_a_slice_at_a_time(playing, monkeypatch):
+    """10 minutes at 8 kHz: resampled whole, it held the loop as long as that took; now
+    each step between awaits resamples at most RESAMPLE_CHUNK_S of it."""
+    from bridge.audio.resample import StreamResampler
+    from bridge.server.playout import RESAMPLE_CHUNK_S
+
+    playout, sink = playing
+    sizes: list[int] = []
+    process = StreamResampler.process
+
+    def measured(self, chunk):
+        sizes.append(len(chunk))
+        return process(self, chunk)
+
+    monkeypatch.setattr(StreamResampler, "process", measured)
+    recording = np.tile(np.arange(-400, 400, dtype=np.int16), 8000 * 600 // 800)
+    playout.speak(recording, 8000)
+    await asyncio.sleep(0.3)
+    assert len(sink.samples()) > 0  # it plays meanwhile
+    assert max(sizes) <= 8000 * RESAMPLE_CHUNK_S
+    assert sum(sizes) < 8000 * 1.5  # no further ahead than the queue's room lets it
+    playout.interrupt()

@@ -7,6 +7,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import apply_mask
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -18,6 +19,7 @@ from bridge.wire.connection import (
     between_frames,
     binary_frame_header,
 )
+from tests.helpers import eventually
 
 
 class Recorder:
@@ -350,3 +352,197 @@ async def test_oversized_and_unmasked_frames_are_refused_as_websockets_refuses_t
                 codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
     assert codes == [1009, 1002]  # too big; a client frame must be masked
     assert recorder.heard == []
+
+
+# Differential: the fast path (BotConnection, its sink in place) against websockets' own
+# parser (a plain ServerConnection) on RFC 6455 edge cases. Same messages, same close code.
+
+MASK = b"\x37\xfa\x21\x3d"
+DIFF_MAX_SIZE = 1000
+
+
+def frame(
+    opcode: int,
+    payload: bytes,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = True,
+    length_bytes: int | None = None,  # 0, 2 or 8: force a (non-minimal) length encoding
+) -> bytes:
+    """One client frame, built by hand so that it can break any rule."""
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    n = len(payload)
+    form = length_bytes if length_bytes is not None else (0 if n < 126 else 2 if n < 65536 else 8)
+    mask_bit = 0x80 if masked else 0
+    if form == 0:
+        header = bytes((first, mask_bit | n))
+    elif form == 2:
+        header = bytes((first, mask_bit | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((first, mask_bit | 127)) + n.to_bytes(8, "big")
+    if not masked:
+        return header + payload
+    return header + MASK + apply_mask(payload, MASK)
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    return code.to_bytes(2, "big") + reason
+
+
+AUDIO = bytes(range(200))
+EDGE_CASES: dict[str, bytes] = {
+    "binary": frame(2, AUDIO),
+    "empty binary": frame(2, b""),
+    "two binaries": frame(2, b"\x01\x00") + frame(2, b"\x02\x00"),
+    "binary then text": frame(2, b"\x01\x00") + frame(1, b"speakers"),
+    "text then binary": frame(1, b"speakers") + frame(2, b"\x01\x00"),
+    "16-bit length": frame(2, bytes(300)),
+    "at the size limit": frame(2, bytes(DIFF_MAX_SIZE)),
+    "over the size limit": frame(2, bytes(DIFF_MAX_SIZE + 1)),
+    "64-bit length over the limit": frame(2, bytes(10), length_bytes=8)[:2]
+    + (1 << 62).to_bytes(8, "big")
+    + MASK,
+    "non-minimal 16-bit length": frame(2, bytes(10), length_bytes=2),
+    "non-minimal 64-bit length": frame(2, bytes(10), length_bytes=8),
+    "rsv1": frame(2, AUDIO, rsv=4),
+    "rsv2": frame(2, AUDIO, rsv=2),
+    "rsv3": frame(2, AUDIO, rsv=1),
+    "reserved data opcode": frame(3, AUDIO),
+    "reserved control opcode": frame(0xB, b""),
+    "unmasked binary": frame(2, AUDIO, masked=False),
+    "fragmented binary": frame(2, b"\x01\x00", fin=False) + frame(0, b"\x02\x00"),
+    "fragmented with a ping inside": frame(2, b"\x01\x00", fin=False)
+    + frame(9, b"hi")
+    + frame(0, b"\x02\x00"),
+    "continuation first": frame(0, b"\x01\x00"),
+    "new message inside a fragmented one": frame(2, b"\x01\x00", fin=False) + frame(2, b"\x02\x00"),
+    "ping": frame(9, b"are you there"),
+    "pong": frame(10, b"unsolicited"),
+    "ping over 125 bytes": frame(9, bytes(126)),
+    "fragmented ping": frame(9, b"hi", fin=False),
+    "close 1000": frame(8, close_payload(1000, b"bye")),
+    "close without a code": frame(8, b""),
+    "close with one byte": frame(8, b"\x03"),
+    "close 1005 (reserved)": frame(8, close_payload(1005)),
+    "close 999": frame(8, close_payload(999)),
+    "close 5000": frame(8, close_payload(5000)),
+    "close 4000": frame(8, close_payload(4000)),
+    "close reason not UTF-8": frame(8, close_payload(1000, b"\xff\xfe")),
+    "text not UTF-8": frame(1, b"\xc3\x28"),
+    "fragmented text split in a character": frame(1, "é".encode()[:1], fin=False)
+    + frame(0, "é".encode()[1:]),
+    "binary after a close": frame(8, close_payload(1000)) + frame(2, b"\x01\x00"),
+}
+
+
+class ByClient:
+    """Messages each server connection heard, by the client's port: the fast one's (a
+    BotConnection whose first binary message installs the sink) or websockets' own."""
+
+    def __init__(self) -> None:
+        self.heard: dict[int, list[bytes | str]] = {}
+        self.done: set[int] = set()  # ports whose handler has heard everything
+
+    async def handle(self, connection: ServerConnection) -> None:
+        port = connection.remote_address[1]  # the OS may give it to a later client again:
+        self.done.discard(port)  # what an earlier connection from it heard is forgotten
+        heard = self.heard[port] = []
+        fast = isinstance(connection, BotConnection)
+        try:
+            async for message in connection:
+                if fast:
+                    connection.took_message()
+                heard.append(message)
+                if fast and isinstance(message, bytes) and connection.audio_sink is None:
+                    connection.audio_sink = lambda data, _: heard.append(data)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.done.add(port)
+
+
+async def outcome(port: int, reads: list[bytes], server: ByClient) -> tuple[list, int | str]:
+    """Send a priming audio frame (the sink goes in place), then the reads one at a time;
+    returns the messages heard after the priming one and the close code the client got."""
+    async with connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
+        await ws.send(b"\x00\x00")
+        await asyncio.sleep(0.1)
+        for i, data in enumerate(reads):
+            if i:
+                await asyncio.sleep(0.02)  # its own read
+                if ws.protocol.close_rcvd is not None:
+                    break  # refused already: the rest would go to a closed socket
+            ws.transport.write(data)
+        try:
+            await asyncio.wait_for(ws.wait_closed(), 0.4)
+            how: int | str = ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else "dropped"
+        except TimeoutError:
+            how = "open"  # our close goes after what we wrote: the handler hears it all first
+        port = ws.transport.get_extra_info("sockname")[1]
+    await eventually(lambda: port in server.done)
+    heard = server.heard.get(port, [])
+    assert heard[:1] == [b"\x00\x00"]
+    return heard[1:], how
+
+
+async def compare(cases: dict[str, list[bytes]]) -> dict[str, tuple[tuple, tuple]]:
+    """Each case's (fast outcome, websockets' outcome)."""
+    fast, reference = ByClient(), ByClient()
+    options = {"compression": None, "max_size": DIFF_MAX_SIZE}
+    async with (
+        serve(fast.handle, "127.0.0.1", 0, create_connection=BotConnection, **options) as one,
+        serve(reference.handle, "127.0.0.1", 0, **options) as other,
+    ):
+        ports = [server.sockets[0].getsockname()[1] for server in (one, other)]
+        limit = asyncio.Semaphore(16)
+
+        async def run(reads: list[bytes]) -> tuple[tuple, tuple]:
+            async with limit:
+                return (
+                    await outcome(ports[0], reads, fast),
+                    await outcome(ports[1], reads, reference),
+                )
+
+        results = await asyncio.gather(*(run(reads) for reads in cases.values()))
+    return dict(zip(cases, results, strict=True))
+
+
+async def test_the_fast_path_answers_rfc_6455_edge_cases_as_websockets_does():
+    results = await compare({name: [data] for name, data in EDGE_CASES.items()})
+    differ = {name: pair for name, pair in results.items() if pair[0] != pair[1]}
+    assert differ == {}
+    # and the cases do reach both outcomes: messages heard, and each kind of close
+    codes = {how for (_, how), _ in results.values()}
+    assert {"open", 1000, 1002, 1007, 1009} <= codes
+
+
+CUT_SEQUENCE = (
+    frame(2, bytes(range(20)))
+    + frame(2, bytes(300))
+    + frame(1, b"speakers")
+    + frame(2, b"\x05\x00")
+)
+
+
+async def test_frames_cut_at_every_byte_are_heard_as_websockets_hears_them():
+    cuts = {
+        f"cut at {k}": [CUT_SEQUENCE[:k], CUT_SEQUENCE[k:]] for k in range(1, len(CUT_SEQUENCE))
+    }
+    results = await compare({"whole": [CUT_SEQUENCE], **cuts})
+    (whole, _) = results["whole"]
+    assert whole == ([bytes(range(20)), bytes(300), "speakers", b"\x05\x00"], "open")
+    differ = {name: pair for name, pair in results.items() if pair != (whole, whole)}
+    assert {name: (sizes(fast), sizes(ours)) for name, (fast, ours) in differ.items()} == {}
+
+
+def sizes(result: tuple[list, int | str]) -> tuple[list, int | str]:
+    """An outcome, its messages by length: short enough to read in a failure."""
+    return [len(m) for m in result[0]], result[1]
+
+
+async def test_bad_frames_cut_at_every_byte_are_refused_as_websockets_refuses_them():
+    bad = frame(2, b"\x01\x00") + frame(2, AUDIO, rsv=4) + frame(2, b"\x02\x00")
+    cuts = {f"cut at {k}": [bad[:k], bad[k:]] for k in range(1, len(bad), 7)}
+    results = await compare(cuts)
+    assert {name: pair for name, pair in results.items() if pair[0] != pair[1]} == {}
+    assert all(pair[0] == ([b"\x01\x00"], 1002) for pair in results.values())

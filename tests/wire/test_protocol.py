@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bridge.wire.protocol import (
+    SUPPORTED_RATES,
     BotEvent,
     Hello,
     ProtocolError,
@@ -12,6 +13,7 @@ from bridge.wire.protocol import (
     SpeakerUpdate,
     TranscriptSegment,
     parse_audio,
+    parse_control_route,
     parse_route,
     parse_text,
 )
@@ -44,12 +46,33 @@ def test_routes(target, route):
         ("/bots/" + "a" * 129, 400),
         ("/bots/abc?rate=44100", 400),
         ("/bots/abc?rate=fast", 400),
+        ("/bots/abc?rate=%2B24000", 400),  # +24000
+        ("/bots/abc?rate=+24000", 400),  # a space, once unquoted
+        ("/bots/abc?rate=24_000", 400),
+        ("/bots/abc?rate=%D9%A2%D9%A4%D9%A0%D9%A0%D9%A0", 400),  # Arabic-Indic 24000
+        ("/bots/abc?rate=024000", 400),
+        ("/bots/abc?rate=", 400),
+        ("/bots/abc?rate=16000&rate=24000", 400),
+        ("/bots/abc?token=a&token=b", 400),
+        ("/bots/abc?rate=" + "9" * 5000, 400),
     ],
 )
 def test_bad_routes(target, status):
     with pytest.raises(RouteError) as info:
         parse_route(target)
     assert info.value.status == status
+
+
+@pytest.mark.parametrize("rate", SUPPORTED_RATES)
+def test_every_supported_rate_is_admitted(rate):
+    assert parse_route(f"/bots/abc?rate={rate}").sample_rate == rate
+
+
+def test_a_control_url_with_two_tokens_is_refused():
+    with pytest.raises(RouteError, match="token parameter is given 2 times") as info:
+        parse_control_route("/control/abc?token=a&token=b")
+    assert info.value.status == 400
+    assert parse_control_route("/control/abc?token=a") == ("abc", "a")
 
 
 def test_hello():

@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 
 from bridge.server.limits import FailureLimiter
 from bridge.wire.protocol import RouteError
-from bridge.wire.signing import sign, signed_url, verify
+from bridge.wire.signing import LISTING_ROLE, listing_url, sign, signed_url, verify
 
 SECRET = "correct horse battery staple"
 
@@ -47,6 +47,49 @@ def test_bad_tokens(token, session, role, status, why):
     with pytest.raises(RouteError, match=why) as info:
         verify(SECRET, token, session, role, time.time())
     assert info.value.status == status
+
+
+FAR = 99999999999
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "\u00b2." + "0" * 32,  # superscript two: str.isdigit() says yes, int() raises
+        "9" * 4300 + "." + "0" * 32,  # past int()'s digit limit
+        "\u0661\u0662\u0663." + "0" * 32,  # Arabic-Indic digits
+        "+" + sign(SECRET, "s1", "dual", FAR),
+        " " + sign(SECRET, "s1", "dual", FAR),
+        "0" + sign(SECRET, "s1", "dual", FAR),  # the same expiry, spelled another way
+        "99_999_999_999." + sign(SECRET, "s1", "dual", FAR).split(".")[1],
+        sign(SECRET, "s1", "dual", FAR).upper(),
+    ],
+    ids=[
+        "superscript",
+        "4300-digits",
+        "arabic-indic",
+        "plus",
+        "space",
+        "zero",
+        "underscore",
+        "upper-hex",
+    ],
+)
+def test_an_expiry_has_one_spelling_and_anything_else_is_malformed(token):
+    with pytest.raises(RouteError, match="malformed token") as info:
+        verify(SECRET, token, "s1", "dual", time.time())
+    assert info.value.status == 403
+
+
+def test_the_listing_token_admits_no_sessions_control_channel():
+    listing = listing_url("http://h", SECRET, 60).split("token=")[1]
+    verify(SECRET, listing, "", LISTING_ROLE, time.time())
+    for session in ("sessions", "listing", "s1"):
+        with pytest.raises(RouteError, match="invalid token"):
+            verify(SECRET, listing, session, "control", time.time())
+    control_of_sessions = sign(SECRET, "sessions", "control", FAR)
+    with pytest.raises(RouteError, match="invalid token"):
+        verify(SECRET, control_of_sessions, "", LISTING_ROLE, time.time())
 
 
 def test_signed_url_shape():
@@ -110,6 +153,14 @@ async def test_repeated_failures_get_429_even_with_a_valid_token(start_bridge):
         assert await status_of(f"{base}/bots/s1") == 401
     assert await status_of(signed_url(base, SECRET, "s1", "dual", {}, 60)) == 429
     assert server.limiter.refused == 1
+
+
+async def test_odd_expiries_get_403_not_500_through_the_server(start_bridge):
+    server = await start_bridge(secret=SECRET)
+    base = f"ws://127.0.0.1:{server.port}/bots/s1?token="
+    for expiry in ("%C2%B2", "9" * 4300):  # "²", and 4,300 digits
+        assert await status_of(f"{base}{expiry}.{'0' * 32}") == 403
+    assert server.totals.refused == {403: 2}
 
 
 async def test_without_a_secret_the_server_warns(start_bridge, caplog):
