@@ -10,7 +10,7 @@ import numpy as np
 from bridge.audio.decimate import Decimator
 from bridge.audio.framer import Framer, frame_samples
 from bridge.audio.resample import Quality, StreamResampler
-from bridge.audio.vad import VAD_RATE, SpeechEvent, VoiceActivityDetector
+from bridge.audio.vad import VAD_RATE, SpeechEvent, SpeechStopped, VoiceActivityDetector
 
 
 class RateConverter(Protocol):
@@ -74,7 +74,7 @@ class InputPipeline:
         for frame in self._vad_stream.feed(chunk):
             event = self.vad.process(frame)
             if event is not None:
-                self.speech_segments += not self.vad.speaking
+                self.speech_segments += isinstance(event, SpeechStopped)
                 yield event
         for rate, stream in self._listen_streams.items():
             for frame in stream.feed(chunk):
