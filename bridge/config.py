@@ -62,6 +62,27 @@ class BridgeConfig(BaseModel):
     vad_max_flatness: float = Field(
         0.1, gt=0, le=1, description="spectral flatness above which a frame is noise (1: off)"
     )
+    vad_onset_ms: int = Field(
+        60, ge=10, le=500, description="voice this long pauses the bot's speech (adaptive policy)"
+    )
+    turn_policy: Literal["fixed", "adaptive"] = Field(
+        "adaptive", description="fixed: each VAD segment is a turn and barges in at once"
+    )
+    turn_vad_stop_ms: int = Field(
+        200, ge=10, le=1000, description="adaptive: the VAD's quiet window (pauses it sees)"
+    )
+    turn_min_delay_ms: float = Field(
+        500.0, ge=0, le=10000, description="adaptive: quiet after speech that ends a turn, at least"
+    )
+    turn_max_delay_ms: float = Field(
+        3000.0, ge=0, le=30000, description="adaptive: the longest endpointing delay"
+    )
+    turn_continue_ms: float = Field(
+        1000.0, ge=0, le=10000, description="speech this soon after an endpoint continues the turn"
+    )
+    interruption_quiet_ms: float = Field(
+        200.0, ge=20, le=5000, description="a paused bot resumes once the voice was quiet this long"
+    )
     media_dir: Path | None = Field(None, description="WAVs the control channel may play by path")
     barge_in: bool = True
     drain_timeout_s: float = Field(
@@ -90,6 +111,12 @@ class BridgeConfig(BaseModel):
     def _prefetch_within_buffer(self) -> BridgeConfig:
         if self.prefetch_s >= self.playback_buffer_s:
             raise ValueError("prefetch_s must be below playback_buffer_s")
+        return self
+
+    @model_validator(mode="after")
+    def _turn_delays_ordered(self) -> BridgeConfig:
+        if self.turn_min_delay_ms > self.turn_max_delay_ms:
+            raise ValueError("turn_min_delay_ms must not exceed turn_max_delay_ms")
         return self
 
     @model_validator(mode="after")

@@ -106,14 +106,24 @@ class TurnPolicy:
         """A turn is open: the speaker speaks or pauses within it."""
         return self._start is not None
 
+    def continues(self, at_ms: float) -> bool:
+        """Whether speech starting at at_ms would continue the last turn (not start one)."""
+        ended = self._ended
+        return (
+            self._start is None
+            and ended is not None
+            and (at_ms - ended.decided_ms <= self.continue_ms)
+        )
+
     def speech_started(self, at_ms: float) -> TurnStarted | TurnContinued | None:
         """Speech began at at_ms: a turn starts, goes on after a pause (None), or continues."""
         self._speaking = True
         if self._start is not None:
             self.pauses.observe(at_ms - self._last_end)
             return None
-        ended, self._ended = self._ended, None
-        if ended is not None and at_ms - ended.decided_ms <= self.continue_ms:
+        ended, continues = self._ended, self.continues(at_ms)
+        self._ended = None
+        if ended is not None and continues:
             self._start = ended.start_ms
             gap = at_ms - ended.end_ms
             self.pauses.observe(gap)

@@ -18,10 +18,11 @@ from websockets.protocol import State
 
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.playback import PlaybackReport
-from bridge.audio.vad import SpeechStarted, SpeechStopped, VoiceActivityDetector
+from bridge.audio.vad import VoiceActivityDetector
 from bridge.config import BridgeConfig
 from bridge.responder import Responder, SessionHandle, SessionInfo
 from bridge.server.events import Event, EventHub
+from bridge.server.floor import Floor, floor_settings
 from bridge.server.histogram import LATENCY_BUCKETS_S, Histogram
 from bridge.server.playout import Playout, Send
 from bridge.server.runner import ResponderRunner
@@ -96,8 +97,9 @@ class Session:
             config.frame_ms,
             config.vad_aggressiveness,
             config.vad_start_ms,
-            config.vad_stop_ms,
+            config.turn_vad_stop_ms if config.turn_policy == "adaptive" else config.vad_stop_ms,
             config.vad_max_flatness,
+            config.vad_onset_ms,
         )
         self.pipeline = InputPipeline(
             sample_rate,
@@ -106,6 +108,15 @@ class Session:
             vad,
             config.input_buffer_ms,
             config.resample_quality,
+        )
+        self.floor = Floor(
+            floor_settings(config, [r.responder for r in self.runners]),
+            vad,
+            self.playout,
+            self.info,
+            self._offer_all,
+            self.events.publish,
+            self.interrupt,
         )
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
         if self._hears_bot:  # else no call a frame sent
@@ -223,16 +234,9 @@ class Session:
                 for runner in self.runners:
                     if (runner.responder.sample_rate or self.sample_rate) == rate:
                         runner.offer("audio", frame.copy())
-            elif isinstance(item, SpeechStarted):
-                self.info.user_speaking = True
-                if self.config.barge_in and all(r.responder.interruptible for r in self.runners):
-                    self.interrupt("barge-in")
-                self._offer_all("speech_start", item)
-                self.events.publish("speech_start", at_ms=item.at_ms)
-            elif isinstance(item, SpeechStopped):
-                self.info.user_speaking = False
-                self._offer_all("speech_stop", item)
-                self.events.publish("speech_stop", at_ms=item.at_ms, duration_ms=item.duration_ms)
+            else:
+                self.floor.hear(item)  # speech events: turns, pauses, barge-in
+        self.floor.tick()
 
     def interrupt(self, reason: str) -> None:
         """Stop the bot speaking (barge-in or a command); responders hear what was cut."""
@@ -240,8 +244,18 @@ class Session:
             return
         reports = self.playout.interrupt()
         self.stats.barge_ins += reason == "barge-in"
-        dropped_ms = sum(r.dropped for r in reports) * 1000 / self.sample_rate
+        ms = 1000 / self.sample_rate
+        dropped_ms = sum(r.dropped for r in reports) * ms
         log.info("session %s: %s, %.0f ms of queued speech dropped", self.id, reason, dropped_ms)
+        self.events.publish(
+            "interrupted",
+            reason=reason,
+            at_ms=self.position_ms(),
+            heard=[
+                {"utterance": r.utterance_id, "sent_ms": r.sent * ms, "dropped_ms": r.dropped * ms}
+                for r in reports
+            ],
+        )
         for report in reports:
             self._offer_all("interrupted", report)
 
@@ -410,7 +424,9 @@ class Session:
             f"{rate} Hz, audio in {stats.bytes_in / 2 / rate:.2f} s ({stats.bytes_in} B), "
             f"out {out / rate:.2f} s ({out * 2} B), "
             f"{self.pipeline.speech_segments + self.pipeline.vad.speaking} speech segments, "
-            f"{stats.barge_ins} barge-ins, {self.playout.pacer.underruns} underruns, "
+            f"{self.floor.turns_started} turns ({self.floor.turns_continued} continued), "
+            f"{stats.barge_ins} barge-ins, {self.floor.false_interruptions} resumed, "
+            f"{self.playout.pacer.underruns} underruns, "
             f"dropped {dict(dropped) or 'none'}, "
             f"responder errors {sum(r.errors for r in self.runners)}, sockets {stats.sockets}"
         )
