@@ -83,6 +83,13 @@ class BridgeConfig(BaseModel):
     interruption_quiet_ms: float = Field(
         200.0, ge=20, le=5000, description="a paused bot resumes once the voice was quiet this long"
     )
+    echo_guard: bool = Field(True, description="the bot's own speech heard back is no speech")
+    echo_min_delay_ms: float = Field(
+        150.0, ge=0, le=2000, description="shortest delay of the bot's echo in the meeting audio"
+    )
+    echo_max_delay_ms: float = Field(
+        600.0, ge=0, le=2000, description="longest delay of the bot's echo in the meeting audio"
+    )
     media_dir: Path | None = Field(None, description="WAVs the control channel may play by path")
     barge_in: bool = True
     drain_timeout_s: float = Field(
@@ -117,6 +124,8 @@ class BridgeConfig(BaseModel):
     def _turn_delays_ordered(self) -> BridgeConfig:
         if self.turn_min_delay_ms > self.turn_max_delay_ms:
             raise ValueError("turn_min_delay_ms must not exceed turn_max_delay_ms")
+        if self.echo_min_delay_ms > self.echo_max_delay_ms:
+            raise ValueError("echo_min_delay_ms must not exceed echo_max_delay_ms")
         return self
 
     @model_validator(mode="after")

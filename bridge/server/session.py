@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from websockets.protocol import State
 
+from bridge.audio.echo_guard import EchoGuard
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import VoiceActivityDetector
@@ -101,6 +102,11 @@ class Session:
             config.vad_max_flatness,
             config.vad_onset_ms,
         )
+        self.echo_guard = (
+            EchoGuard(config.frame_ms, config.echo_min_delay_ms, config.echo_max_delay_ms)
+            if config.echo_guard
+            else None
+        )
         self.pipeline = InputPipeline(
             sample_rate,
             {r.responder.sample_rate or sample_rate for r in self.runners},
@@ -108,6 +114,7 @@ class Session:
             vad,
             config.input_buffer_ms,
             config.resample_quality,
+            self.echo_guard,
         )
         self.floor = Floor(
             floor_settings(config, [r.responder for r in self.runners]),
@@ -119,8 +126,8 @@ class Session:
             self.interrupt,
         )
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
-        if self._hears_bot:  # else no call a frame sent
-            self.playout.on_sent = self._bot_audio
+        if self._hears_bot or self.echo_guard:  # else no call a frame sent
+            self.playout.on_sent = self._sent
         self.added_latency = Histogram(LATENCY_BUCKETS_S)
         self._loopback = any(r.responder.loopback for r in self.runners)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
@@ -279,6 +286,14 @@ class Session:
         for runner in self.runners:
             if runner.responder is not source:
                 runner.offer("event", event)
+
+    def _sent(self, frame: np.ndarray) -> None:
+        if self.echo_guard is not None:  # when the bot plays it, on the input's timeline
+            ahead_ms = (self.playout.pacer.play_end - time.monotonic()) * 1000
+            frame_ms = len(frame) * 1000 / self.sample_rate
+            self.echo_guard.played(frame, self.pipeline.vad.position_ms + ahead_ms - frame_ms)
+        if self._hears_bot:
+            self._bot_audio(frame)
 
     def _bot_audio(self, frame: np.ndarray) -> None:
         for runner in self._hears_bot:

@@ -28,7 +28,7 @@ def script(tmp_path: Path, *pieces: np.ndarray) -> str:
 
 
 def hooks(session_id: str) -> list[tuple[str, object]]:
-    return HookLog.calls[session_id]
+    return HookLog.calls[f"{session_id}-floor"]
 
 
 def kinds(session_id: str) -> list[str]:
@@ -37,11 +37,11 @@ def kinds(session_id: str) -> list[str]:
 
 async def run(start_bridge, session_id: str, wav: str, **settings):
     server = await start_bridge("tests.responders:Monologue", (f"seconds={TONE_S}",), **settings)
-    url = f"ws://127.0.0.1:{server.port}/bots/{session_id}"
+    url = f"ws://127.0.0.1:{server.port}/bots/{session_id}-floor"
     out = str(Path(wav).with_name("heard.wav"))
     opts = SimulatorOptions(lead_in_s=0.0, gap_s=0.5, listen_s=1)
     report = await simulate([url], [wav], opts, out)
-    return server.sessions.sessions[session_id], report
+    return server.sessions.sessions[f"{session_id}-floor"], report
 
 
 async def test_a_backchannel_over_the_bot_pauses_it_and_it_resumes_where_it_paused(
@@ -102,8 +102,8 @@ async def test_echo_says_front_center_back_whole_and_the_fixed_policy_splits_it(
 async def test_a_turn_resumed_after_its_end_is_said_back_whole(start_bridge, tmp_path):
     """A pause of 900 ms: the turn ends, the echo begins, the speaker goes on: the echo is
     withdrawn and the whole turn said back at its new end."""
-    front = recording("Front_Left", RATE)
-    wav = script(tmp_path, front, silence(0.8, RATE), front)
+    front, rear = recording("Front_Left", RATE), recording("Rear_Right", RATE)
+    wav = script(tmp_path, front, silence(0.8, RATE), rear)  # not the echo's own words
     server = await start_bridge("echo")
     url = f"ws://127.0.0.1:{server.port}/bots/resumed"
     opts = SimulatorOptions(lead_in_s=0.5, gap_s=3.0, listen_s=3.0)
@@ -112,10 +112,11 @@ async def test_a_turn_resumed_after_its_end_is_said_back_whole(start_bridge, tmp
     assert session.floor.turns_started == 1 and session.floor.turns_continued == 1
     heard = report_timeline(report)
     reply_at = report.utterances[0].start + len(report.utterances[0].samples)
-    voiced = front[: RATE * 13 // 10]  # the echo keeps 100 ms after the voice: not all the tail
+    # the echo keeps 100 ms after the voice: not all of a recording's quiet tail
+    voiced, rear_voiced = front[: RATE * 13 // 10], rear[: RATE * 13 // 10]
     lag, corr = best_alignment(voiced, heard[reply_at:])  # the reply after the whole turn
     rest = heard[reply_at + lag + len(voiced) :]
-    next_lag, next_corr = best_alignment(voiced, rest)
+    next_lag, next_corr = best_alignment(rear_voiced, rest)
     assert corr is not None and corr > 0.99 and next_corr is not None and next_corr > 0.99
     assert next_lag < RATE  # the second half follows the first: one reply
     assert session.stats.barge_ins == 0  # the withdrawn echo was no barge-in
