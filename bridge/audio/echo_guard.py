@@ -24,6 +24,7 @@ FLOOR_DB = -10.0  # log10 energy of digital silence, so quiet frames compare as 
 SLACK = 2.0  # a frame may carry this much more energy than the predicted echo (3 dB)
 MIN_ACTIVE = 8  # frames of the window 10 dB above its quietest before a path is estimated
 MAX_GAIN = 2.0  # an echo path amplifies by no more than this (+3 dB)
+MIN_SPREAD = 0.15  # log10 energy's spread over the window (1.5 dB): speech varies, tones do not
 KEEP_MARGIN = 0.1  # how much better another delay must correlate to replace the path found
 ESTIMATE_EVERY = 4  # frames between estimates of the path
 
@@ -100,15 +101,24 @@ class EchoGuard:
 
     def _estimate(self, slot: int) -> None:
         log_in = np.log10(self._in + 1e-10).clip(FLOOR_DB)
-        active = log_in > log_in.min() + 1
-        if not active[-1] or np.count_nonzero(active) < MIN_ACTIVE:
+        active_in = log_in > log_in.min() + 1
+        if not active_in[-1] or np.count_nonzero(active_in) < MIN_ACTIVE:
             return  # no voice now, or too little in the window for its shape to tell
         out = self._paired(slot, np.arange(self.min_lag, self.max_lag + 1))
         log_out = np.log10(out + 1e-10).clip(FLOOR_DB)
-        a = log_in - log_in.mean()
-        b = log_out - log_out.mean(axis=1, keepdims=True)
-        norms = np.sqrt((a @ a) * np.einsum("ij,ij->i", b, b))
-        correlation = np.divide(b @ a, norms, out=np.zeros(len(out)), where=norms > 0)
+        # the shapes are compared where both sound: a step from silence (any onset against any
+        # other) and a steady tone say nothing of a path
+        both = active_in[None, :] & (log_out > log_out.min(axis=1, keepdims=True) + 1)
+        n = both.sum(axis=1)
+        x = np.where(both, log_in[None, :], 0.0)
+        y = np.where(both, log_out, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cov = (x * y).sum(axis=1) - x.sum(axis=1) * y.sum(axis=1) / n
+            var_x = (x * x).sum(axis=1) - x.sum(axis=1) ** 2 / n
+            var_y = (y * y).sum(axis=1) - y.sum(axis=1) ** 2 / n
+            correlation = cov / np.sqrt(var_x * var_y)
+        shaped = (n >= MIN_ACTIVE) & (var_x > 0) & (var_y > MIN_SPREAD**2 * n)  # speech-like
+        correlation = np.where(shaped, correlation, 0.0)
         best = int(np.argmax(correlation))
         if self.lag is not None:  # a path found stays unless another correlates much better
             current = self.lag - self.min_lag
@@ -116,7 +126,5 @@ class EchoGuard:
                 best = current
         echo = out[best]
         gain = float(self._in @ echo) / max(1.0, float(echo @ echo))
-        active_out = np.count_nonzero(log_out[best] > log_out[best].min() + 1)
-        found = correlation[best] >= self.min_correlation and active_out >= MIN_ACTIVE
-        if found and gain <= MAX_GAIN:  # louder than the bot itself: not its echo
-            self.lag, self.gain = self.min_lag + best, gain
+        if correlation[best] >= self.min_correlation and gain <= MAX_GAIN:
+            self.lag, self.gain = self.min_lag + best, gain  # not louder than the bot itself

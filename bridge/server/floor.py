@@ -5,6 +5,9 @@ Under the adaptive policy the bot's speech pauses at the user's first voice; the
 resumes (a backchannel, a cough) or is committed as a barge-in (bridge.audio.interruption);
 speech heard while deciding joins the turns only once committed. Under the fixed policy
 (the old one) every speech segment is a turn and its start interrupts the bot at once.
+While the roster says only the bot itself speaks, speech is taken for the bot's own voice:
+it pauses nothing and is held until a person's entry starts speaking (then it is a barge-in
+and joins the turns) or it ends (then it is dropped).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class Floor:
         offer_all: Callable[..., None],
         publish: Callable[..., Any],
         interrupt: Callable[[str], object],
+        only_self_speaking: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         fixed = settings.policy == "fixed"
@@ -93,6 +97,8 @@ class Floor:
         self._offer_all = offer_all
         self._publish = publish
         self._interrupt = interrupt
+        self._only_self = only_self_speaking
+        self._deferred = False  # speech held while the roster said only the bot spoke
         self._held: SpeechStarted | None = None  # speech heard while deciding on a pause
         self._held_stop: float | None = None
         self._discarding = False  # the VAD segment of a false interruption: not a turn
@@ -103,7 +109,7 @@ class Floor:
     def hear(self, event: SpeechEvent) -> None:
         """One event of the VAD, in stream order."""
         if isinstance(event, SpeechOnset):
-            if self._pauses and self._playout.speaking:
+            if self._pauses and self._playout.speaking and not self._only_self():
                 self._pause(event.at_ms)
         elif isinstance(event, SpeechStarted):
             self._info.user_speaking = True
@@ -136,7 +142,20 @@ class Floor:
         if ended is not None:
             self._tell(ended)
 
+    def person_speaks(self) -> None:
+        """The roster says a person (not the bot) started speaking: speech held as the bot's
+        own voice was theirs."""
+        if self._deferred and self._vad.speaking:
+            self._deferred = False
+            if self._may_interrupt and self._playout.speaking:
+                self._interrupt("barge-in")
+            self._release_held()
+
     def _started(self, event: SpeechStarted) -> None:
+        if not self.interruption.paused and self._only_self():
+            self._deferred = True
+            self._held, self._held_stop = event, None
+            return
         if self.interruption.paused:
             if self.turns.continues(event.at_ms):
                 self.interruption.reset()
@@ -153,7 +172,10 @@ class Floor:
         self._turn_started(event)
 
     def _stopped(self, end_ms: float) -> None:
-        if self._held is not None:
+        if self._deferred:  # the bot's own voice, no person named: not a turn
+            self._deferred = False
+            self._held = self._held_stop = None
+        elif self._held is not None:
             self._held_stop = end_ms
         elif self._discarding:
             self._discarding = False
@@ -165,8 +187,9 @@ class Floor:
         if turn is None:
             return
         self._tell(turn)
-        if isinstance(turn, TurnContinued) and self._playout.speaking:
-            self._interrupt("turn continued")
+        withdraw = isinstance(turn, TurnContinued) and self.settings.interruptible
+        if withdraw and self._playout.speaking:
+            self._interrupt("turn continued")  # the reply just begun was to half a turn
 
     def _release_held(self) -> None:
         """The speech heard while paused is the user's: it joins the turns."""

@@ -5,7 +5,7 @@ import pytest
 
 from bridge.audio.echo_guard import EchoGuard
 from bridge.audio.vad import VAD_RATE, SpeechOnset, SpeechStarted, VoiceActivityDetector
-from tests.sounds import espeak, recording, silence, white_noise
+from tests.sounds import espeak, recording, silence, tone, white_noise
 
 FRAME = 160  # 20 ms at 8 kHz
 
@@ -103,3 +103,14 @@ def test_a_user_speaking_while_the_bot_says_something_else_is_not_masked(bot_spe
 def test_the_delays_must_be_ordered():
     with pytest.raises(ValueError):
         EchoGuard(20, min_delay_ms=700, max_delay_ms=600)
+
+
+def test_a_user_speaking_over_a_steady_tone_from_the_bot_is_not_masked():
+    """A tone's envelope is flat: its onset against the user's is no path to the echo."""
+    bot = np.concatenate([silence(0.3, VAD_RATE), tone(440, 3, VAD_RATE, 0.3)])
+    user = np.concatenate([silence(0.5, VAD_RATE), recording("Front_Left", VAD_RATE)])
+    guard = EchoGuard(20)
+    for i in range(0, len(user) - FRAME + 1, FRAME):
+        guard.played(bot[i : i + FRAME], i / 8)
+        assert not guard.is_echo(user[i : i + FRAME], i / 8)
+    assert guard.lag is None
