@@ -164,7 +164,7 @@ def judge(case: Case, heard: np.ndarray, events: list[dict]) -> Outcome:
     after = runs(heard, turn_end)
     if after:
         outcome.eot_latency_ms = (after[0][0] - turn_end) * ms
-    interrupted = [e for e in events if e["type"] == "interrupted" and e["reason"] == "barge-in"]
+    interrupted = [e for e in events if e["type"] == "interrupted"]  # a withdrawal cuts too
     if case.kind in ("backchannel", "barge_in"):
         onset, end = offset + case.event_start, offset + case.event_end
         loud = np.flatnonzero(heard[turn_end:] != 0) + turn_end

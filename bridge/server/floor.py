@@ -134,7 +134,9 @@ class Floor:
                     now, self._vad.speaking, self._vad.last_voiced_ms
                 )
                 if decision is Decision.COMMIT:
-                    self._interrupt("barge-in")
+                    held = self._held
+                    continued = held is not None and self.turns.continues(held.at_ms)
+                    self._interrupt("turn continued" if continued else "barge-in")
                     self._release_held()
                 elif decision is Decision.RESUME:
                     self._resume(now)
@@ -156,14 +158,10 @@ class Floor:
             self._deferred = True
             self._held, self._held_stop = event, None
             return
-        if self.interruption.paused:
-            if self.turns.continues(event.at_ms):
-                self.interruption.reset()
-                self._turn_started(event)  # withdraws the reply just begun
-            else:
-                self._held, self._held_stop = event, None
+        if self.interruption.paused:  # decided like any interruption, a continuation too:
+            self._held, self._held_stop = event, None  # a backchannel withdraws no reply
             return
-        if self._pauses and self._playout.speaking and not self.turns.continues(event.at_ms):
+        if self._pauses and self._playout.speaking:
             self._pause(event.at_ms)  # speech without an onset first (a masked run, say)
             self._held, self._held_stop = event, None
             return
