@@ -52,6 +52,7 @@ class BridgeServer:
         )
         self.draining = False
         self._server: Server | None = None
+        self._controls: set[ServerConnection] = set()  # open control-channel connections
 
     @property
     def port(self) -> int:
@@ -111,6 +112,9 @@ class BridgeServer:
         if self._server is not None:
             self._server.close(close_connections=False)
             await self.sessions.close_all("server shutting down", on_purpose=self.draining)
+            await asyncio.gather(  # control clients would hold wait_closed() for ever
+                *(c.close(CloseCode.GOING_AWAY, "server shutting down") for c in self._controls)
+            )
             await self._server.wait_closed()
             await self.watchdog.stop()
             self._server = None
@@ -241,7 +245,11 @@ class BridgeServer:
                 await connection.close(CloseCode.SESSION_ENDED, "the session has ended")
                 return
             session_context.set({"session": session_id, "info": session.info})
-            await serve_control(connection, session, self.config.media_dir)
+            self._controls.add(connection)
+            try:
+                await serve_control(connection, session, self.config.media_dir)
+            finally:
+                self._controls.discard(connection)
             return
         route = parse_route(target)
         bot = cast(BotConnection, connection)  # create_connection=BotConnection

@@ -360,7 +360,7 @@ class Session:
                 start_ms=_ms(segment.start),
                 end_ms=_ms(segment.end),
                 confidence=segment.confidence,
-                source="meetingbaas",
+                transcribed_by="meetingbaas",
             )
         elif event.event == "error":
             log.warning(

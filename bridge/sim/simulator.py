@@ -152,6 +152,7 @@ class SimulationReport:
     reconnects: int = 0  # attempts after the bridge closed the socket (gen3, v2)
     refused: list[int] = field(default_factory=list)  # HTTP statuses of refused reconnects
     bytes_dropped_while_down: int = 0
+    first_audio_at: float | None = None  # clock time the first of the bridge's audio arrived
     output_wav: str | None = None
 
     def __str__(self) -> str:
@@ -320,8 +321,8 @@ class SimulatedBot:
     async def send_roster(self) -> None:
         """The whole roster: the speakers and, for gen3, the bot itself while it plays."""
         speaking = dict(self.speaking)
-        if self.profile.lists_self:
-            speaking[self.opts.bot_name] = self.playing
+        if self.profile.lists_self:  # a recording given to the bot's name: its voice coming back
+            speaking[self.opts.bot_name] = self.playing or speaking.get(self.opts.bot_name, False)
         await self.send(json.dumps(self.profile.roster(speaking, time.time())))
 
     async def note_playback(self, now: float) -> None:
@@ -375,6 +376,8 @@ class SimulatedBot:
         try:
             async for message in ws:
                 if isinstance(message, bytes):
+                    if self.report.first_audio_at is None:
+                        self.report.first_audio_at = time.monotonic()
                     self.player.receive(time.monotonic(), message)
                     self.report.bytes_received += len(message)
                     self.report.messages_received += 1
