@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := espeak-ng sox alsa-utils curl haproxy nginx openssl
 
 .PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab bench-bots \
-	bench-lb soak clean
+	bench-lb bench-turns soak clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -64,6 +64,10 @@ bench-peer: setup
 
 # The floor: the same ramp against the plainest echo on websockets and on picows, to see
 # what the WebSocket library alone costs a session.
+# The conversation benchmark: turn-taking through the real server (docs/turns.md).
+bench-turns: setup
+	$(PY) -m benchmarks.turns --out $(RESULT)-turns.json
+
 bench-floor: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.load --ramp 10,25,50,75,100,150 --duration 12 \

@@ -86,6 +86,34 @@ class BridgeConfig(BaseModel):
     vad_max_flatness: float = Field(
         0.1, gt=0, le=1, description="spectral flatness above which a frame is noise (1: off)"
     )
+    vad_onset_ms: int = Field(
+        60, ge=10, le=500, description="voice this long pauses the bot's speech (adaptive policy)"
+    )
+    turn_policy: Literal["fixed", "adaptive"] = Field(
+        "fixed", description="fixed: each VAD segment is a turn and barges in at once"
+    )
+    turn_vad_stop_ms: int = Field(
+        200, ge=10, le=1000, description="adaptive: the VAD's quiet window (pauses it sees)"
+    )
+    turn_min_delay_ms: float = Field(
+        500.0, ge=0, le=10000, description="adaptive: quiet after speech that ends a turn, at least"
+    )
+    turn_max_delay_ms: float = Field(
+        3000.0, ge=0, le=30000, description="adaptive: the longest endpointing delay"
+    )
+    turn_continue_ms: float = Field(
+        1000.0, ge=0, le=10000, description="speech this soon after an endpoint continues the turn"
+    )
+    interruption_quiet_ms: float = Field(
+        200.0, ge=20, le=5000, description="a paused bot resumes once the voice was quiet this long"
+    )
+    echo_guard: bool = Field(False, description="the bot's own speech heard back is no speech")
+    echo_min_delay_ms: float = Field(
+        150.0, ge=0, le=2000, description="shortest delay of the bot's echo in the meeting audio"
+    )
+    echo_max_delay_ms: float = Field(
+        600.0, ge=0, le=2000, description="longest delay of the bot's echo in the meeting audio"
+    )
     media_dir: Path | None = Field(None, description="WAVs the control channel may play by path")
     barge_in: bool = Field(True, description="user speech interrupts the bot")
     drain_timeout_s: float = Field(
@@ -201,6 +229,14 @@ class BridgeConfig(BaseModel):
     def _proxies_are_networks(cls, spec: str) -> str:
         parse_networks(spec)  # raises ValueError, naming the bad entry
         return spec
+
+    @model_validator(mode="after")
+    def _turn_delays_ordered(self) -> BridgeConfig:
+        if self.turn_min_delay_ms > self.turn_max_delay_ms:
+            raise ValueError("turn_min_delay_ms must not exceed turn_max_delay_ms")
+        if self.echo_min_delay_ms > self.echo_max_delay_ms:
+            raise ValueError("echo_min_delay_ms must not exceed echo_max_delay_ms")
+        return self
 
     @model_validator(mode="after")
     def _workers_have_ports(self) -> BridgeConfig:

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from bridge.audio.playback import PlaybackReport
+from bridge.audio.turns import TurnContinued, TurnEnded, TurnStarted
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.wire.protocol import SpeakerState
 from bridge.wire.roster import Participant
@@ -35,6 +36,9 @@ __all__ = [
     "SpeakerState",
     "SpeechStarted",
     "SpeechStopped",
+    "TurnContinued",
+    "TurnEnded",
+    "TurnStarted",
 ]
 
 
@@ -143,6 +147,8 @@ class Responder:
     Options: ClassVar[type[BaseModel]] = NoOptions
     sample_rate: int | None = None  # rate of the frames on_audio gets; None: the bot's rate
     interruptible: bool = True  # user speech while the bot speaks triggers barge-in
+    min_interruption_ms: float = 500.0  # speech this long over the bot commits a barge-in
+    resume_timeout_s: float = 2.0  # the longest the bot's speech stays paused, deciding
     hears_bot: bool = False  # on_bot_audio gets every frame sent to the bot
     loopback: bool = False  # output sample i is input sample i: the session measures latency
     commands: ClassVar[frozenset[str]] = frozenset()  # control commands it handles ("say"...)
@@ -174,6 +180,16 @@ class Responder:
 
     async def on_speech_stop(self, event: SpeechStopped) -> None:
         """The VAD heard speech end."""
+
+    async def on_turn_start(self, event: TurnStarted) -> None:
+        """The user's turn began: speech that is not a backchannel over the bot's speech."""
+
+    async def on_turn_end(self, event: TurnEnded) -> None:
+        """The user's turn is over (the endpointing delay passed): the moment to answer it."""
+
+    async def on_turn_continued(self, event: TurnContinued) -> None:
+        """The user resumed the turn that just ended: withdraw the answer to it (what was
+        already queued is interrupted) and wait for its new end, which covers the whole turn."""
 
     async def on_interrupted(self, report: PlaybackReport) -> None:
         """Barge-in cut an utterance short; report says how much of it reached the bot."""

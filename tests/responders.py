@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from bridge.audio.playback import PlaybackReport
+from bridge.audio.turns import TurnContinued, TurnEnded, TurnStarted
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.responder import Responder
 from bridge.wire.roster import Participant
@@ -43,6 +44,15 @@ class HookLog(Responder):
 
     async def on_interrupted(self, report: PlaybackReport) -> None:
         self._log("interrupted", report)
+
+    async def on_turn_start(self, event: TurnStarted) -> None:
+        self._log("turn_start", event)
+
+    async def on_turn_end(self, event: TurnEnded) -> None:
+        self._log("turn_end", event)
+
+    async def on_turn_continued(self, event: TurnContinued) -> None:
+        self._log("turn_continued", event)
 
     async def on_stop(self) -> None:
         self._log("stop", self.session.bot_id)

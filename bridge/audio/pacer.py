@@ -29,6 +29,7 @@ class OutputPacer:
         self.play_end = 0.0  # clock time at which the audio sent so far finishes playing
         self._streaming = False  # a stream is open: running dry now is an underrun
         self.underruns = 0
+        self.pauses = 0
         self.samples_sent = 0
 
     def lead_at(self, now: float) -> float:
@@ -50,6 +51,13 @@ class OutputPacer:
         self.play_end = self._origin + self._samples / self.sample_rate  # from integers: exact
         self.samples_sent += samples
         self._streaming = True
+
+    def pause(self, now: float) -> float:
+        """Send nothing more until resumed (then the run starts afresh, not an underrun);
+        returns the seconds of lead already sent that still play."""
+        self._streaming = False
+        self.pauses += 1
+        return self.lead_at(now)
 
     def end_stream(self) -> None:
         """Nothing more is coming for now: the silence that follows is not an underrun."""

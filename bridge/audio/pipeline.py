@@ -8,9 +8,10 @@ from typing import Protocol
 import numpy as np
 
 from bridge.audio.decimate import Decimator
+from bridge.audio.echo_guard import EchoGuard
 from bridge.audio.framer import Framer, frame_samples
 from bridge.audio.resample import Quality, StreamResampler
-from bridge.audio.vad import VAD_RATE, SpeechEvent, VoiceActivityDetector
+from bridge.audio.vad import VAD_RATE, SpeechEvent, SpeechStopped, VoiceActivityDetector
 
 
 class RateConverter(Protocol):
@@ -53,8 +54,10 @@ class InputPipeline:
         vad: VoiceActivityDetector,
         capacity_ms: int,
         quality: Quality = "HQ",
+        echo_guard: EchoGuard | None = None,
     ) -> None:
         self.vad = vad
+        self.echo_guard = echo_guard  # frames it calls the bot's own echo are no speech
         self._vad_stream = FrameStream(Decimator(bot_rate, VAD_RATE), frame_ms, capacity_ms)
         self._listen_streams = {
             rate: FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms, capacity_ms)
@@ -71,10 +74,12 @@ class InputPipeline:
     def feed(self, chunk: np.ndarray) -> Iterator[SpeechEvent | tuple[int, np.ndarray]]:
         """Push one bot chunk through VAD and framing."""
         self.samples_in += len(chunk)
+        guard = self.echo_guard
         for frame in self._vad_stream.feed(chunk):
-            event = self.vad.process(frame)
+            masked = guard is not None and guard.is_echo(frame, self.vad.position_ms)
+            event = self.vad.process(frame, masked)
             if event is not None:
-                self.speech_segments += not self.vad.speaking
+                self.speech_segments += isinstance(event, SpeechStopped)
                 yield event
         for rate, stream in self._listen_streams.items():
             for frame in stream.feed(chunk):

@@ -28,7 +28,18 @@ class SpeechStopped:
     duration_ms: float
 
 
-SpeechEvent = SpeechStarted | SpeechStopped
+@dataclass(frozen=True, slots=True)
+class SpeechOnset:
+    """A run of voiced frames began at `at_ms`: maybe speech, decided later by SpeechStarted.
+
+    Sent as soon as `onset_ms` of voice is heard, long before the start window fills, for
+    decisions that are cheap to undo (pausing the bot's playout).
+    """
+
+    at_ms: float
+
+
+SpeechEvent = SpeechOnset | SpeechStarted | SpeechStopped
 
 
 def windowed_dft(size: int) -> np.ndarray:
@@ -68,6 +79,11 @@ class VoteWindow:
 
     def __len__(self) -> int:
         return len(self._slots)
+
+    @property
+    def votes(self) -> int:
+        """Slots voiced or waiting for the gate: an upper bound on the voiced ones."""
+        return self._voiced + self._pending
 
     def push(self, vote: bool | np.ndarray) -> None:
         """Add a frame's vote: False, True, or a copy of the frame when the gate must judge it."""
@@ -117,6 +133,7 @@ class VoiceActivityDetector:
         start_ms: int = 200,
         stop_ms: int = 500,
         max_flatness: float = 0.1,
+        onset_ms: int = 60,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         self._dft = windowed_dft(VAD_RATE * frame_ms // 1000)
@@ -128,28 +145,46 @@ class VoiceActivityDetector:
         self._voiced_to_start = math.ceil(self.START_RATIO * start_frames)
         # the segment goes on while more than (1 - STOP_RATIO) of the stop window is voiced
         self._voiced_to_go_on = stop_frames - math.ceil(self.STOP_RATIO * stop_frames) + 1
+        self._onset_frames = max(1, onset_ms // frame_ms)
+        self._run = 0  # consecutive frames webrtcvad calls voiced
         self._frames = 0
         self._started_at = 0.0
         self.speaking = False
+        self.last_voiced_ms = -math.inf  # stream time at the end of the last frame voiced
+
+    @property
+    def onset_pending(self) -> bool:
+        """Not in speech, but the start window holds voice that may yet open a segment."""
+        return not self.speaking and len(self._start) > 0 and self._start.votes >= 2
 
     @property
     def position_ms(self) -> float:
         """Stream time at the end of the last frame processed."""
         return self._frames * self._frame_ms
 
-    def process(self, frame: np.ndarray) -> SpeechEvent | None:
-        """Classify one frame; returns an event when the speaking state changes."""
-        vote: bool | np.ndarray = self._vad.is_speech(frame.tobytes(), VAD_RATE)
-        if vote and self._max_flatness < 1:
-            vote = frame.copy()  # the gate judges it later, if a decision needs it
+    def process(self, frame: np.ndarray, masked: bool = False) -> SpeechEvent | None:
+        """Classify one frame; returns an event when the speaking state changes (or an onset).
+
+        A masked frame counts as unvoiced whatever it holds (the bot's own voice come back).
+        """
+        vote: bool | np.ndarray = not masked and self._vad.is_speech(frame.tobytes(), VAD_RATE)
         self._frames += 1
+        self._run = self._run + 1 if vote else 0
+        if vote:
+            self.last_voiced_ms = self.position_ms
+            if self._max_flatness < 1:
+                vote = frame.copy()  # the gate judges it later, if a decision needs it
         window = self._stop if self.speaking else self._start
         window.push(vote)
+        onset = None
+        heard_onset = self._run == self._onset_frames and not self.speaking
+        if heard_onset and (self._max_flatness >= 1 or self._not_flat(frame)):
+            onset = SpeechOnset(self.position_ms - self._run * self._frame_ms)
         if not window.full:
-            return None
+            return onset
         if not self.speaking:
             starts = window.at_least_voiced(self._voiced_to_start)
-            return self._begin(len(window)) if starts else None
+            return self._begin(len(window)) if starts else onset
         return None if window.at_least_voiced(self._voiced_to_go_on) else self._end(len(window))
 
     def _not_flat(self, frame: np.ndarray) -> bool:

@@ -3,7 +3,9 @@
 STT: pocketsphinx (offline) or an OpenAI-compatible /audio/transcriptions endpoint; the
 chat model: an OpenAI-compatible /chat/completions endpoint, streamed; TTS: espeak-ng
 (offline) or /audio/speech. It starts speaking at the first complete sentence of the
-reply, stops at once on barge-in, and keeps the conversation, with speaker names.
+reply, stops at once on barge-in, and keeps the conversation, with speaker names. It answers
+whole turns: a turn the speaker continues after its end withdraws the answer begun, and the
+history never records the half turn.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bridge.audio.playback import PlaybackReport
-from bridge.audio.vad import SpeechStarted
+from bridge.audio.turns import TurnContinued
 from bridge.plugins.listening import Segment, SegmentListener
 from bridge.responder import Event, SessionHandle
 from bridge.retry import HttpError, RetryPolicy
@@ -96,6 +98,7 @@ class AgentResponder(SegmentListener):
         self._reply: asyncio.Task[None] | None = None
         self._reply_message: dict[str, str] | None = None  # the answer being spoken
         self._reply_sentences: list[tuple[Utterance, str]] = []
+        self._turn_mark = 0  # len(history) before the turn being answered
 
     @classmethod
     def check(cls, options: BaseModel) -> None:
@@ -112,11 +115,12 @@ class AgentResponder(SegmentListener):
         recent = self.history[-self.options.max_history :]
         return [{"role": "system", "content": self.options.system_prompt}, *recent]
 
-    async def on_speech_start(self, event: SpeechStarted) -> None:
-        await super().on_speech_start(event)
-        if self._reply is not None and not self._reply.done():
-            await self._stop_reply()  # the user speaks again: what we were about to say is stale
-            self._mark_interrupted()
+    async def on_turn_continued(self, event: TurnContinued) -> None:
+        await super().on_turn_continued(event)
+        await self._stop_reply()  # the turn was not over: its answer is withdrawn, unsaid
+        del self.history[self._turn_mark :]
+        self._reply_message = None
+        self.session.emit("reply_withdrawn", turn_start_ms=event.start_ms)
 
     async def on_segment(self, segment: Segment) -> None:
         if self.options.stt == "meetingbaas":
@@ -154,6 +158,7 @@ class AgentResponder(SegmentListener):
         self._reply = None
 
     async def _turn(self, segment: Segment) -> None:
+        self._turn_mark = len(self.history)
         try:
             text = await self._hear(segment.audio)
         except HttpError as exc:
@@ -203,8 +208,6 @@ class AgentResponder(SegmentListener):
             self._say(pending.strip())
 
     def _say(self, sentence: str) -> None:
-        if self.session.info.user_speaking:  # barge-in is on its way to this task
-            raise asyncio.CancelledError
         o = self.options
         if o.tts == "api":
             audio = self.api.speech(sentence, o.tts_model, o.tts_voice)

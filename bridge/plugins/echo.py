@@ -1,4 +1,4 @@
-"""The `echo` responder: says back what it heard when the speaker pauses (or live, per frame)."""
+"""The `echo` responder: says back each whole turn when it ends (or live, frame by frame)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.audio.catchup import CatchUp
 from bridge.audio.segments import SegmentCollector
-from bridge.audio.vad import SpeechStarted, SpeechStopped
+from bridge.audio.turns import TurnContinued, TurnEnded, TurnStarted
 from bridge.responder import Event, Responder, SessionHandle
 
 if TYPE_CHECKING:
@@ -34,7 +34,8 @@ class EchoOptions(BaseModel):
 
 
 class EchoResponder(Responder):
-    """utterance mode: replies with each speech segment when it ends (works with barge-in).
+    """utterance mode: replies with each turn when it ends (works with barge-in); a turn the
+    speaker continues is said back whole when it ends again (the session withdrew the half).
 
     live mode: loops every frame straight back (for latency tests); barge-in is off. A
     backlog that lasts live_catchup_s (after a stall) is dropped, counted, to keep the delay.
@@ -51,6 +52,7 @@ class EchoResponder(Responder):
             int(options.live_catchup_s * rate), options.live_max_backlog_ms * rate // 1000
         )
         self._live: SpeechStream | None = None
+        self._turn_so_far: np.ndarray | None = None  # the turn said back, while it may go on
 
     @property
     def interruptible(self) -> bool:  # type: ignore[override]
@@ -85,13 +87,22 @@ class EchoResponder(Responder):
         if self._live is not None and self._live.closed:
             self._live = await self.session.open_stream()
 
-    async def on_speech_start(self, event: SpeechStarted) -> None:
+    async def on_turn_start(self, event: TurnStarted) -> None:
+        self._turn_so_far = None
         if self._segments is not None:
             self._segments.start(event.at_ms)
 
-    async def on_speech_stop(self, event: SpeechStopped) -> None:
-        if self._segments is not None and (audio := self._segments.stop(event.at_ms)) is not None:
-            self.session.speak(audio)
+    async def on_turn_continued(self, event: TurnContinued) -> None:
+        if self._segments is not None:
+            self._segments.start(event.at_ms)  # after what was said back: the rest of the turn
+
+    async def on_turn_end(self, event: TurnEnded) -> None:
+        if self._segments is None or (audio := self._segments.stop(event.end_ms)) is None:
+            return
+        if self._turn_so_far is not None:
+            audio = np.concatenate((self._turn_so_far, audio))
+        self._turn_so_far = audio
+        self.session.speak(audio)
 
     async def on_stop(self) -> None:
         if self._live is not None:

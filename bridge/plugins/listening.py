@@ -1,4 +1,4 @@
-"""A base for responders that listen in whole utterances: speech segments with their speaker."""
+"""A base for responders that listen in whole turns: the turn's audio with its speaker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from bridge.audio.segments import SegmentCollector
-from bridge.audio.vad import SpeechStarted, SpeechStopped
+from bridge.audio.turns import TurnContinued, TurnEnded, TurnStarted
 from bridge.plugins.speakers import SpeakerTurns
 from bridge.responder import Event, Responder, SessionHandle
 from bridge.speech.stt import STT_RATE
@@ -25,7 +25,8 @@ class Segment:
 
 
 class SegmentListener(Responder):
-    """Collects each speech segment at 16 kHz and hands it to on_segment with its speaker.
+    """Collects each turn at 16 kHz and hands it to on_segment with its speaker. A turn the
+    speaker continues comes again when it ends again, whole (from its first start).
 
     Options must have preroll_ms, tail_ms and max_segment_s.
     """
@@ -43,6 +44,7 @@ class SegmentListener(Responder):
             o.max_segment_s * 1000,  # type: ignore[attr-defined]
         )
         self._start_ms = 0.0
+        self._so_far: Segment | None = None  # the turn handed over, while it may go on
 
     async def on_audio(self, frame: np.ndarray) -> None:
         self._segments.frame_ms = 1000 * len(frame) / STT_RATE
@@ -52,15 +54,26 @@ class SegmentListener(Responder):
         if event["type"] == "speakers":
             self.turns.update(event["at_ms"], event["speakers"])
 
-    async def on_speech_start(self, event: SpeechStarted) -> None:
+    async def on_turn_start(self, event: TurnStarted) -> None:
         self._start_ms = event.at_ms
+        self._so_far = None
         self._segments.start(event.at_ms)
 
-    async def on_speech_stop(self, event: SpeechStopped) -> None:
-        audio = self._segments.stop(event.at_ms)
-        if audio is not None:
-            speaker = self.turns.main_speaker(self._start_ms, event.at_ms)
-            await self.on_segment(Segment(audio, self._start_ms, event.at_ms, speaker))
+    async def on_turn_continued(self, event: TurnContinued) -> None:
+        self._segments.start(event.at_ms)
+
+    async def on_turn_end(self, event: TurnEnded) -> None:
+        audio = self._segments.stop(event.end_ms)
+        if audio is None:
+            return
+        start = self._start_ms
+        if self._so_far is not None:
+            audio = np.concatenate((self._so_far.audio, audio))
+            start = self._so_far.start_ms
+        speaker = self.turns.main_speaker(start, event.end_ms)
+        self._so_far = Segment(audio, start, event.end_ms, speaker)
+        await self.on_segment(self._so_far)
 
     async def on_segment(self, segment: Segment) -> None:
-        """A whole utterance was heard (called in the hook: start long work in a task)."""
+        """A whole turn was heard (called in the hook: start long work in a task); after a
+        TurnContinued, the same turn again, longer."""

@@ -83,7 +83,8 @@ class SpeechStream:
 
 
 class Playout:
-    """Queues, resamples and paces a session's outgoing speech; interrupt() is barge-in."""
+    """Queues, resamples and paces a session's outgoing speech; interrupt() is barge-in,
+    pause() and resume() hold it where it is (speech goes on being queued meanwhile)."""
 
     def __init__(
         self,
@@ -112,6 +113,7 @@ class Playout:
         self._pumping = False
         self._space_freed = asyncio.Event()
         self._by_id: dict[int, Utterance] = {}
+        self.paused = False
         self.samples_out = 0
         self.on_sent: Callable[[np.ndarray], None] | None = None  # each frame, once sent
         self.on_finished: Callable[[PlaybackReport], None] | None = None  # each utterance
@@ -192,8 +194,24 @@ class Playout:
         self._order.release()
         self._audio_ready.set()
 
+    def pause(self) -> float:
+        """Stop sending (queued speech stays, producers go on within the bounds); returns the
+        seconds already sent that the bot still plays (at most the lead)."""
+        if self.paused:
+            return self.pacer.lead_at(self._clock())
+        self.paused = True
+        return self.pacer.pause(self._clock())
+
+    def resume(self) -> None:
+        """Send again from where pause() stopped (after the prebuffer, as any fresh start)."""
+        if self.paused:
+            self.paused = False
+            self._wake()
+
     def interrupt(self) -> list[PlaybackReport]:
-        """Drop all queued and pending speech; returns a report for each utterance cut short."""
+        """Drop all queued and pending speech; returns a report for each utterance cut short.
+        A paused playout is no longer paused: there is nothing left to resume."""
+        self.paused = False
         reports = self.queue.clear()
         for report in reports:
             self._settle(report)
@@ -236,6 +254,8 @@ class Playout:
         self._pumping = True
         try:
             while True:
+                if self.paused:
+                    return Wait.AUDIO  # resume() wakes it
                 if not self._frame_ready(frame_size, now):
                     if self.queue.idle:
                         self.pacer.end_stream()

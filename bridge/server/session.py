@@ -22,13 +22,15 @@ from typing import Literal
 import numpy as np
 from websockets.protocol import State
 
+from bridge.audio.echo_guard import EchoGuard
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.playback import PlaybackReport
-from bridge.audio.vad import SpeechStarted, SpeechStopped, VoiceActivityDetector
+from bridge.audio.vad import VoiceActivityDetector
 from bridge.config import BridgeConfig
 from bridge.logs import counted
 from bridge.responder import Responder, SessionHandle, SessionInfo
 from bridge.server.events import Event, EventHub
+from bridge.server.floor import Floor, floor_settings
 from bridge.server.histogram import LATENCY_BUCKETS_S, Histogram
 from bridge.server.playout import Playout, Send
 from bridge.server.runner import ResponderRunner
@@ -129,7 +131,6 @@ class Session:
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
         self._unwritten: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # their frames' reads
         self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
-        self._barge_in_deferred = False  # speech began while the roster said only the bot spoke
         self.events.listen(self._tell_responders)
         self._playout_task = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
@@ -145,8 +146,8 @@ class Session:
         }
         self.pipeline = self._new_pipeline()
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
-        if self._hears_bot:  # else no call a frame sent
-            self.playout.on_sent = self._bot_audio
+        if self._hears_bot or self.config.echo_guard:  # else no call a frame sent
+            self.playout.on_sent = self._sent
         self._loopback = any(r.responder.loopback for r in self.runners)
         if self.phase == "in_call":
             self._offer_all("join")
@@ -158,13 +159,41 @@ class Session:
         return ResponderRunner(responder, self.config.responder_queue_frames, self.id)
 
     def _new_pipeline(self) -> InputPipeline:
+        """A pipeline from stream time 0, with its echo guard and the floor on its timeline."""
         c = self.config
+        stop_ms = c.turn_vad_stop_ms if c.turn_policy == "adaptive" else c.vad_stop_ms
         vad = VoiceActivityDetector(
-            c.frame_ms, c.vad_aggressiveness, c.vad_start_ms, c.vad_stop_ms, c.vad_max_flatness
+            c.frame_ms,
+            c.vad_aggressiveness,
+            c.vad_start_ms,
+            stop_ms,
+            c.vad_max_flatness,
+            c.vad_onset_ms,
+        )
+        self.echo_guard = (
+            EchoGuard(c.frame_ms, c.echo_min_delay_ms, c.echo_max_delay_ms)
+            if c.echo_guard
+            else None
+        )
+        self.floor = Floor(
+            floor_settings(c, [r.responder for r in self.runners]),
+            vad,
+            self.playout,
+            self.info,
+            self._offer_all,
+            self.events.publish,
+            self.interrupt,
+            self.roster.only_self_speaking,
         )
         rates = set(self._listen_rates.values()) or {self.sample_rate}
         return InputPipeline(
-            self.sample_rate, rates, c.frame_ms, vad, c.input_buffer_ms, c.resample_quality
+            self.sample_rate,
+            rates,
+            c.frame_ms,
+            vad,
+            c.input_buffer_ms,
+            c.resample_quality,
+            self.echo_guard,
         )
 
     def _set_rate(self, sample_rate: int) -> None:
@@ -322,10 +351,8 @@ class Session:
                     key=participant.key,
                     is_self=participant.is_self,
                 )
-        if self._barge_in_deferred and any(not p.is_self for p in change.started):
-            self._barge_in_deferred = False
-            if self.info.user_speaking:  # the roster names a person: the speech was theirs
-                self._barge_in()
+        if any(not p.is_self for p in change.started):
+            self.floor.person_speaks()  # a barge-in deferred for the bot's own voice goes ahead
 
     def _bot_event(self, event: BotEvent) -> None:
         """A transcription-mode event: segments become `transcript` events."""
@@ -420,23 +447,9 @@ class Session:
                 for i, runner in enumerate(self.runners):
                     if self._listen_rates[i] == rate:
                         runner.offer("audio", frame.copy())
-            elif isinstance(item, SpeechStarted):
-                self.info.user_speaking = True
-                if self.roster.only_self_speaking():
-                    self._barge_in_deferred = True  # the bot's own voice, unless a name follows
-                else:
-                    self._barge_in()
-                self._offer_all("speech_start", item)
-                self.events.publish("speech_start", at_ms=item.at_ms)
-            elif isinstance(item, SpeechStopped):
-                self.info.user_speaking = False
-                self._barge_in_deferred = False
-                self._offer_all("speech_stop", item)
-                self.events.publish("speech_stop", at_ms=item.at_ms, duration_ms=item.duration_ms)
-
-    def _barge_in(self) -> None:
-        if self.config.barge_in and all(r.responder.interruptible for r in self.runners):
-            self.interrupt("barge-in")
+            else:
+                self.floor.hear(item)  # speech events: turns, pauses, barge-in
+        self.floor.tick()
 
     def interrupt(self, reason: str) -> None:
         """Stop the bot speaking (barge-in or a command); responders hear what was cut."""
@@ -444,8 +457,18 @@ class Session:
             return
         reports = self.playout.interrupt()
         self.stats.barge_ins += reason == "barge-in"
-        dropped_ms = sum(r.dropped for r in reports) * 1000 / self.sample_rate
+        ms = 1000 / self.sample_rate
+        dropped_ms = sum(r.dropped for r in reports) * ms
         log.info("session %s: %s, %.0f ms of queued speech dropped", self.id, reason, dropped_ms)
+        self.events.publish(
+            "interrupted",
+            reason=reason,
+            at_ms=self.position_ms(),
+            heard=[
+                {"utterance": r.utterance_id, "sent_ms": r.sent * ms, "dropped_ms": r.dropped * ms}
+                for r in reports
+            ],
+        )
         for report in reports:
             self._offer_all("interrupted", report)
 
@@ -469,6 +492,14 @@ class Session:
         for runner in self.runners:
             if runner.responder is not source:
                 runner.offer("event", event)
+
+    def _sent(self, frame: np.ndarray) -> None:
+        if self.echo_guard is not None:  # when the bot plays it, on the input's timeline
+            ahead_ms = (self.playout.pacer.play_end - time.monotonic()) * 1000
+            frame_ms = len(frame) * 1000 / self.sample_rate
+            self.echo_guard.played(frame, self.pipeline.vad.position_ms + ahead_ms - frame_ms)
+        if self._hears_bot:
+            self._bot_audio(frame)
 
     def _bot_audio(self, frame: np.ndarray) -> None:
         for runner in self._hears_bot:
@@ -621,7 +652,10 @@ class Session:
             f"{rate} Hz{changes}, {_PHASE_NOTE[self.phase_reached]}, "
             f"audio in {self.position_ms() / 1000:.2f} s ({stats.bytes_in} B), "
             f"out {self.playout.seconds_out:.2f} s ({out * 2} B), "
-            f"{counted(segments, 'speech segment')}, {counted(stats.barge_ins, 'barge-in')}, "
+            f"{counted(segments, 'speech segment')}, "
+            f"{counted(self.floor.turns_started, 'turn')} "
+            f"({self.floor.turns_continued} continued), "
+            f"{counted(stats.barge_ins, 'barge-in')}, {self.floor.false_interruptions} resumed, "
             f"{counted(self.playout.pacer.underruns, 'underrun')}, "
             f"dropped {dict(dropped) or 'none'}, "
             f"responder errors {sum(r.errors for r in self.runners)}, sockets {stats.sockets}"

@@ -68,6 +68,17 @@ class PlayerModel:
         self.arrivals.append(now)
         self.leads.append(self.play_end - now)
 
+    def played(self, at: int, count: int) -> np.ndarray:
+        """The bot's audio the meeting heard over timeline samples [at, at + count)."""
+        out = np.zeros(count, dtype=np.float64)
+        for start, samples in reversed(self.chunks):  # in timeline order: the newest last
+            if start + len(samples) <= at:
+                break
+            lo, hi = max(at, start), min(at + count, start + len(samples))
+            if lo < hi:
+                out[lo - at : hi - at] += samples[lo - start : hi - start]
+        return out
+
     def timeline(self, length: int) -> np.ndarray:
         """What the meeting heard from the bot, on the simulator's timeline (silence between)."""
         end = max([length] + [at + len(s) for at, s in self.chunks])
@@ -194,6 +205,8 @@ class SimulatorOptions:
     speakers: tuple[str, ...] = ("Simulated Speaker",)  # recording i is spoken by i % len
     bot_name: str = "speakbridge"  # the bot's own roster entry (gen3 lists itself)
     waiting_room_s: float = 0.0  # connected and said hello, not yet admitted: sends nothing
+    echo_delay_ms: float | None = None  # the bot's own audio comes back in the meeting's this late
+    echo_gain_db: float = -12.0  # and this much quieter
 
 
 def with_rate(url: str, sample_rate: int) -> str:
@@ -437,7 +450,16 @@ async def _speak(
         if changed:
             await bot.send_roster()
         await bot.note_playback(time.monotonic())
-        await bot.send(timeline[start : start + chunk].tobytes())
+        await bot.send(_with_echo(bot.player, timeline[start : start + chunk], start, opts))
+
+
+def _with_echo(player: PlayerModel, chunk: np.ndarray, at: int, opts: SimulatorOptions) -> bytes:
+    """The meeting's audio with the bot's own voice mixed back in, if the options say so."""
+    if opts.echo_delay_ms is None:
+        return chunk.tobytes()
+    delay = round(opts.echo_delay_ms * opts.sample_rate / 1000)
+    echo = player.played(at - delay, len(chunk)) * 10 ** (opts.echo_gain_db / 20)
+    return np.clip(chunk + echo, -32768, 32767).astype("<i2").tobytes()
 
 
 def _measure(

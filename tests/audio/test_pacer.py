@@ -83,3 +83,13 @@ def test_silence_after_the_end_of_a_stream_is_not_an_underrun():
 def test_lead_must_be_positive():
     with pytest.raises(ValueError):
         OutputPacer(RATE, lead_ms=0)
+
+
+def test_a_pause_returns_the_lead_that_plays_on_and_its_gap_is_no_underrun():
+    pacer = OutputPacer(RATE, lead_ms=40)
+    now, _, _ = run(pacer, until=0.5, jitter_s=0.0)
+    assert pacer.pause(now) == pytest.approx(pacer.play_end - now)
+    assert 0.020 <= pacer.pause(now) <= 0.040 + EARLY_S
+    pacer.sent(now + 0.7, FRAME)  # resumed 700 ms later
+    assert pacer.underruns == 0 and pacer.pauses == 2
+    assert pacer.lead_at(now + 0.7) == pytest.approx(0.020)

@@ -4,7 +4,7 @@ import numpy as np
 
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.resample import StreamResampler
-from bridge.audio.vad import SpeechStarted, VoiceActivityDetector
+from bridge.audio.vad import SpeechOnset, SpeechStarted, VoiceActivityDetector
 from tests.sounds import recording, silence
 
 RATE = 24000
@@ -21,7 +21,7 @@ def run_at(pipeline: InputPipeline, signal: np.ndarray, chunk: int) -> tuple[lis
             if isinstance(item, tuple):
                 rate, frame = item
                 frames.setdefault(rate, []).append(frame.copy())
-            else:
+            elif not isinstance(item, SpeechOnset):
                 events.append(item)
     return events, {rate: np.concatenate(f) for rate, f in frames.items()}
 

@@ -5,6 +5,7 @@ import webrtcvad
 from bridge.audio.framer import Framer, frame_samples
 from bridge.audio.vad import (
     VAD_RATE,
+    SpeechOnset,
     SpeechStarted,
     SpeechStopped,
     VoiceActivityDetector,
@@ -18,7 +19,8 @@ def events(signal: np.ndarray, frame_ms: int = 20, **kwargs) -> list:
     vad = VoiceActivityDetector(frame_ms, **kwargs)
     size = frame_samples(VAD_RATE, frame_ms)
     framer = Framer(size, size * 4)
-    return [e for f in framer.feed(signal) if (e := vad.process(f)) is not None]
+    found = (vad.process(f) for f in framer.feed(signal))
+    return [e for e in found if isinstance(e, SpeechStarted | SpeechStopped)]
 
 
 @pytest.mark.parametrize("name", ["Front_Left", "Front_Right", "Rear_Center", "Side_Right"])
@@ -115,7 +117,7 @@ def test_lazy_gate_decides_exactly_as_judging_every_frame(start_ms, stop_ms):
     size = frame_samples(VAD_RATE, 20)
     frames = [signal[i : i + size] for i in range(0, len(signal) - size + 1, size)]
     vad = VoiceActivityDetector(20, start_ms=start_ms, stop_ms=stop_ms)
-    found = [e for f in frames if (e := vad.process(f)) is not None]
+    found = [e for f in frames if isinstance(e := vad.process(f), SpeechStarted | SpeechStopped)]
     simplified = [e if isinstance(e, SpeechStarted) else ("stop", e.at_ms) for e in found]
     assert simplified == reference_events(frames, start_ms, stop_ms)
     assert len(found) >= 4  # the signal does start and stop speech several times
@@ -133,3 +135,57 @@ def test_flatness_by_matrix_product_equals_the_fft_measure(frame_ms):
         spectrum = np.abs(np.fft.rfft(frame * np.hanning(size))[2:]) + 3e-5
         expected = np.exp(np.mean(np.log(spectrum**2))) / np.mean(spectrum**2)
         assert spectral_flatness(frame, windowed_dft(size)) == pytest.approx(expected, rel=1e-3)
+
+
+def test_onset_comes_after_onset_ms_of_voice_and_before_the_start():
+    """The onset is heard 60 ms into the voice, back-dated to its first frame; the start
+    (the 200 ms window) follows, on the same speech."""
+    speech = recording("Front_Left", VAD_RATE)
+    vad = VoiceActivityDetector(20, onset_ms=60)
+    size = frame_samples(VAD_RATE, 20)
+    framer = Framer(size, size * 4)
+    heard = []
+    for i, frame in enumerate(framer.feed(np.concatenate([silence(1, VAD_RATE), speech]))):
+        if (event := vad.process(frame)) is not None:
+            heard.append(((i + 1) * 20, event))
+    onsets = [(t, e) for t, e in heard if isinstance(e, SpeechOnset)]
+    starts = [(t, e) for t, e in heard if isinstance(e, SpeechStarted)]
+    assert onsets and starts
+    (onset_heard, onset), (start_heard, start) = onsets[0], starts[0]
+    assert onset_heard - onset.at_ms == 60
+    assert onset_heard < start_heard
+    assert 1000 <= onset.at_ms <= start.at_ms + 200
+    assert vad.last_voiced_ms > start_heard - 20
+
+
+def test_no_onset_in_white_noise_but_webrtcvad_fires_on_it():
+    noise = white_noise(3, VAD_RATE, 5000)
+    size = frame_samples(VAD_RATE, 20)
+    vad = VoiceActivityDetector(20)
+    found = [vad.process(noise[i : i + size]) for i in range(0, len(noise) - size + 1, size)]
+    assert not any(isinstance(e, SpeechOnset) for e in found)
+    assert vad.last_voiced_ms > 0  # webrtcvad's vote alone did call it voice
+
+
+def test_masked_frames_are_never_speech():
+    speech = np.concatenate([silence(0.5, VAD_RATE), recording("Front_Left", VAD_RATE)])
+    size = frame_samples(VAD_RATE, 20)
+    vad = VoiceActivityDetector(20)
+    found = [
+        vad.process(speech[i : i + size], masked=True)
+        for i in range(0, len(speech) - size + 1, size)
+    ]
+    assert found == [None] * len(found) and vad.last_voiced_ms < 0
+
+
+def test_onset_pending_while_the_start_window_holds_voice():
+    speech = recording("Front_Left", VAD_RATE)
+    size = frame_samples(VAD_RATE, 20)
+    vad = VoiceActivityDetector(20, start_ms=200)
+    pending = []
+    for i in range(0, len(speech) - size + 1, size):
+        event = vad.process(speech[i : i + size])
+        pending.append(vad.onset_pending)
+        if isinstance(event, SpeechStarted):
+            break
+    assert any(pending[:-1]) and not pending[-1]  # pending before the start, not once in speech

@@ -36,7 +36,8 @@ async def test_echo_round_trip_one_socket(start_bridge, rate):
     assert_echoed(report, server.config.lead_ms)
     session = server.sessions.sessions[f"echo-{rate}"]
     assert session.sample_rate == rate
-    assert session.pipeline.speech_segments == 2
+    assert session.floor.turns_started == 2  # one per recording, whatever pauses it holds
+    assert session.pipeline.speech_segments >= 2
     assert session.stats.bytes_in == report.bytes_sent
     assert session.playout.samples_out * 2 == report.bytes_received
 

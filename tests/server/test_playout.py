@@ -159,3 +159,61 @@ async def test_a_long_recording_is_resampled_a_slice_at_a_time(playing, monkeypa
     assert max(sizes) <= 8000 * RESAMPLE_CHUNK_S
     assert sum(sizes) < 8000 * 1.5  # no further ahead than the queue's room lets it
     playout.interrupt()
+
+
+def ramp(seconds: float) -> np.ndarray:
+    """Every sample different: what was sent twice or skipped shows."""
+    return (np.arange(int(RATE * seconds)) % 30000).astype(np.int16)
+
+
+async def sent_at_least(sink: Sink, samples: int) -> None:
+    async with asyncio.timeout(5):
+        while len(sink.received) < 2 * samples:
+            await asyncio.sleep(0.005)
+
+
+async def test_pause_stops_sending_and_resume_goes_on_exactly_where_it_stopped(playing):
+    playout, sink = playing
+    speech = ramp(0.5)
+    utterance = playout.speak(speech)
+    await sent_at_least(sink, RATE // 5)
+    lead = playout.pause()
+    paused_at = len(sink.received)
+    assert 0 <= lead <= 0.040 + 0.005  # at most the lead plays on at the bot
+    await asyncio.sleep(0.2)
+    assert len(sink.received) == paused_at and playout.paused and playout.speaking
+    playout.resume()
+    report = await asyncio.wait_for(utterance, 3)
+    assert not report.interrupted and report.sent == len(speech) and report.dropped == 0
+    assert np.array_equal(sink.samples(), speech)  # nothing skipped, nothing repeated
+    assert playout.pacer.underruns == 0
+
+
+async def test_interrupt_while_paused_reports_what_the_meeting_heard(playing):
+    playout, sink = playing
+    speech = ramp(0.15)  # fits the queue: all of it is queued, what was not sent is dropped
+    utterance = playout.speak(speech)
+    await sent_at_least(sink, 2 * FRAME)
+    playout.pause()
+    heard = len(sink.received) // 2
+    reports = playout.interrupt()
+    assert not playout.paused
+    report = await utterance
+    assert reports == [report]
+    assert report.interrupted and report.sent == heard and report.dropped == len(speech) - heard
+    assert np.array_equal(sink.samples(), speech[:heard])
+
+
+async def test_speech_spoken_while_paused_waits_and_follows_in_order(playing):
+    playout, sink = playing
+    first = playout.speak(constant(1, 0.1))
+    await sent_at_least(sink, FRAME)
+    playout.pause()
+    before = len(sink.received) // 2
+    second = playout.speak(constant(2, 0.1))
+    await asyncio.sleep(0.15)
+    assert len(sink.received) // 2 == before and not second.report.done()
+    playout.resume()
+    reports = await asyncio.wait_for(asyncio.gather(first, second), 3)
+    assert [r.sent for r in reports] == [2400, 2400]
+    assert sink.samples().tolist() == [1] * 2400 + [2] * 2400
