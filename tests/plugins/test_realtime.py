@@ -277,3 +277,19 @@ async def test_a_refused_key_is_not_retried_and_the_session_goes_on(start_bridge
     assert api.refused == [401] and api.conversations == []
     assert "HTTP 401" in down["reason"] and down["retry_in_s"] is None
     assert sum("HTTP 401" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_reply_audio_beyond_the_reply_buffer_is_dropped_and_counted(start_bridge, tmp_path):
+    # six seconds of reply in 60 ms: the playout takes 3 s (playback_buffer_s), the reply
+    # buffer 1 s more; the rest is dropped, counted and logged, not held without bound
+    async with FakeRealtime([("A very long answer.", 6.0)], pace=100) as api:
+        server = await start_bridge("realtime", realtime_options(api, reply_buffer_s=1))
+        url = f"ws://127.0.0.1:{server.port}/bots/flood"
+        opts = SimulatorOptions(lead_in_s=0.3, gap_s=5.0, listen_s=0.5)
+        report = await simulate([url], WAVS[:1], opts, str(tmp_path / "heard.wav"))
+        session = server.sessions.sessions["flood"]
+        assert session.stats.dropped["realtime_reply_buffer_full"] >= 1
+    assert api.errors == []
+    heard_s = report.bytes_received / 2 / 24000
+    assert 3.9 < heard_s < 4.6
+    assert report.underruns == 0
