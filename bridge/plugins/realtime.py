@@ -487,6 +487,8 @@ class RealtimeResponder(Responder):
 
     def _model_error(self, error: ServerError) -> None:
         self.ledger.refused(error.event_id)
+        if error.code == "response_cancel_not_active":
+            return  # the model ended the response (its own VAD cut it) before our cancel came
         key = error.code or error.kind
         if key not in self._errors_logged:
             self._errors_logged.add(key)

@@ -4,6 +4,7 @@ through the real bridge, with the simulated bot speaking the ALSA recordings."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -293,3 +294,35 @@ async def test_reply_audio_beyond_the_reply_buffer_is_dropped_and_counted(start_
     heard_s = report.bytes_received / 2 / 24000
     assert 3.9 < heard_s < 4.6
     assert report.underruns == 0
+
+
+async def test_a_control_interrupt_truncates_the_reply_said_at_what_the_bot_got(start_bridge):
+    async with FakeRealtime([("This is a long welcome speech.", 4.0)], pace=1.5) as api:
+        server = await start_bridge("realtime", realtime_options(api))
+        async with connect(f"ws://127.0.0.1:{server.port}/bots/cut") as bot:
+            await bot.send(HELLO)
+            control = await Control.open(server, "cut")
+            await eventually(lambda: api.conversations and api.conversations[0].session)
+            await control.command({"type": "say", "text": "This is a long welcome speech."})
+            received = 0
+            async with asyncio.timeout(5):
+                while received < 24000 * 2:  # a second of it
+                    received += len(await bot.recv())
+            assert await control.command({"type": "interrupt"}) == {
+                "type": "ok",
+                "command": "interrupt",
+            }
+            await control.wait_event("reply_interrupted")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):  # the lead already sent still arrives
+                    while True:
+                        received += len(await bot.recv())
+            await control.close()
+    (conv,) = api.conversations
+    assert [e["type"] for e in conv.events][-2:] == [
+        "response.cancel",
+        "conversation.item.truncate",
+    ]
+    (truncate,) = conv.truncates
+    assert abs(truncate["audio_end_ms"] - received / 2 / 24) <= FRAME_MS
+    assert api.errors == [] and api.cancelled == 1
