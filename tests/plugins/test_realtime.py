@@ -164,9 +164,11 @@ async def test_barge_in_truncates_the_reply_where_the_meeting_stopped_hearing_it
         url = f"ws://127.0.0.1:{server.port}/bots/barge"
         opts = SimulatorOptions(sample_rate=16000, lead_in_s=0.3, gap_s=1.5, listen_s=2.0)
         report = await simulate([url], WAVS, opts, str(tmp_path / "heard.wav"))
+    print(report)  # shown if the test fails
     assert api.errors == []
     (conv,) = api.conversations
     kinds = [e["type"] for e in conv.events if e["type"] != "input_audio_buffer.append"]
+    print(kinds, conv.truncates)
     # the cut: cancel what is being made, truncate what was said; then the next turn
     cancel_at = kinds.index("response.cancel")
     assert kinds[cancel_at + 1] == "conversation.item.truncate"
