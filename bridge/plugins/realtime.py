@@ -275,8 +275,8 @@ class RealtimeResponder(Responder):
         self._preroll.clear()
 
     async def on_speech_stop(self, event: SpeechStopped) -> None:
-        # TODO(turn-taking): commit on the turn policy's `turn_end` once it lands; the VAD's
-        # speech stop is the bridge's end of turn until then.
+        # The VAD's speech stop is the bridge's end of turn until the turn-taking work's
+        # `turn_end` event lands; the commit moves there then (docs/realtime.md).
         if self._server_vad or not self._in_turn:
             return
         self._in_turn = False
