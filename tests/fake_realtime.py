@@ -385,6 +385,7 @@ class FakeRealtime:
         pace: float = 4.0,  # replies stream this many times faster than real time
         delta_ms: int = 100,
         close_after_responses: int | None = None,
+        refuse_first: tuple[int, ...] = (),  # HTTP statuses of the first handshakes refused
     ) -> None:
         self.replies = [Reply(text, seconds) for text, seconds in replies]
         self.transcripts = list(transcripts)
@@ -393,6 +394,7 @@ class FakeRealtime:
         self.pace = pace
         self.delta_ms = delta_ms
         self.close_after_responses = close_after_responses
+        self.refuse_first = list(refuse_first)
         self.conversations: list[Conversation] = []
         self.errors: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
@@ -420,7 +422,9 @@ class FakeRealtime:
         parts = urlsplit(request.path)
         model = parse_qs(parts.query).get("model", [""])[0]
         status, why = 0, ""
-        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+        if self.refuse_first:
+            status, why = self.refuse_first.pop(0), "the fake is busy"
+        elif request.headers.get("Authorization") != f"Bearer {API_KEY}":
             status, why = 401, "Incorrect API key provided"
         elif parts.path != "/v1/realtime" or not model:
             status, why = 404, "expected /v1/realtime?model=..."

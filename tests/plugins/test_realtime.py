@@ -265,19 +265,18 @@ async def test_say_makes_the_model_speak_the_text(start_bridge):
     assert received == 0.4 * 24000 * 2 and api.errors == []
 
 
-async def test_a_refused_key_is_not_retried_and_the_session_goes_on(start_bridge, caplog):
+async def test_a_refused_key_is_not_retried_and_the_session_goes_on(start_bridge, caplog, tmp_path):
     async with FakeRealtime([]) as api:
-        options = realtime_options(api, api_key="sk-wrong")
-        server = await start_bridge("realtime", options)
+        options = (*realtime_options(api, api_key="sk-wrong"), f"recorder.dir={tmp_path}")
+        server = await start_bridge("realtime,recorder", options)
         async with connect(f"ws://127.0.0.1:{server.port}/bots/key") as bot:
             await bot.send(HELLO)
-            control = await Control.open(server, "key")
-            down = await control.wait_event("realtime_disconnected")
+            await eventually(lambda: api.refused)
             await bot.send(np.zeros(480, "<i2").tobytes())
             await asyncio.sleep(1.0)  # more than the first backoff
-            assert "session_end" not in [e["type"] for e in control.events]
-            await control.close()
+            assert "key" in server.sessions.sessions
     assert api.refused == [401] and api.conversations == []
+    (down,) = [e for e in timeline(tmp_path) if e["type"] == "realtime_disconnected"]
     assert "HTTP 401" in down["reason"] and down["retry_in_s"] is None
     assert sum("HTTP 401" in r.getMessage() for r in caplog.records) == 1
 
@@ -328,3 +327,17 @@ async def test_a_control_interrupt_truncates_the_reply_said_at_what_the_bot_got(
     (truncate,) = conv.truncates
     assert abs(truncate["audio_end_ms"] - received / 2 / 24) <= FRAME_MS
     assert api.errors == [] and api.cancelled == 1
+
+
+async def test_a_busy_model_is_retried_with_growing_backoff(start_bridge, tmp_path):
+    async with FakeRealtime([], refuse_first=(503, 429)) as api:
+        options = (*realtime_options(api), f"recorder.dir={tmp_path}")
+        server = await start_bridge("realtime,recorder", options)
+        async with connect(f"ws://127.0.0.1:{server.port}/bots/busy") as bot:
+            await bot.send(HELLO)
+            await eventually(lambda: api.conversations and api.conversations[0].session)
+    assert api.refused == [503, 429] and len(api.conversations) == 1 and api.errors == []
+    await eventually(lambda: any(e["type"] == "realtime_connected" for e in timeline(tmp_path)))
+    first, second = [e for e in timeline(tmp_path) if e["type"] == "realtime_disconnected"][:2]
+    assert "HTTP 503" in first["reason"] and "HTTP 429" in second["reason"]
+    assert 0.25 <= first["retry_in_s"] <= 0.5 <= second["retry_in_s"] <= 1.0  # doubled
