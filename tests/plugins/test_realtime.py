@@ -341,3 +341,25 @@ async def test_a_busy_model_is_retried_with_growing_backoff(start_bridge, tmp_pa
     first, second = [e for e in timeline(tmp_path) if e["type"] == "realtime_disconnected"][:2]
     assert "HTTP 503" in first["reason"] and "HTTP 429" in second["reason"]
     assert 0.25 <= first["retry_in_s"] <= 0.5 <= second["retry_in_s"] <= 1.0  # doubled
+
+
+async def test_the_models_own_vad_cut_is_truncated_where_the_meeting_stopped_hearing(
+    start_bridge, tmp_path
+):
+    replies = [("Once upon a time, there was a long story.", 6.0), ("Okay.", 0.5)]
+    async with FakeRealtime(replies, pace=1.5) as api:
+        options = realtime_options(api, turn_detection="server_vad", vad_silence_ms=800)
+        server = await start_bridge("realtime", options, lead_ms=40)
+        url = f"ws://127.0.0.1:{server.port}/bots/vadcut"
+        opts = SimulatorOptions(lead_in_s=0.3, gap_s=1.5, listen_s=2.0)
+        report = await simulate([url], WAVS, opts, str(tmp_path / "heard.wav"))
+    print(report)
+    assert api.errors == []
+    (conv,) = api.conversations
+    # the model cut its reply itself when it heard speech: the bridge sends no cancel, only
+    # the truncate of what the meeting heard
+    assert not conv.of_type("response.cancel") and api.cancelled == 1
+    (truncate,) = conv.truncates
+    heard_ms = report.bytes_received / 2 / 24000 * 1000 - 500
+    assert abs(truncate["audio_end_ms"] - heard_ms) <= FRAME_MS
+    assert 500 < heard_ms < truncate["sent_ms"]
