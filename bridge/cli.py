@@ -17,7 +17,13 @@ from pydantic_core import ErrorDetails
 from bridge import __version__
 from bridge.config import BridgeConfig
 from bridge.logs import setup_logging
-from bridge.meetingbaas.client import DEFAULT_BASE_URL, ApiError, BotSpec, MeetingBaasClient
+from bridge.meetingbaas.client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_BOT_NAME,
+    ApiError,
+    BotSpec,
+    MeetingBaasClient,
+)
 from bridge.meetingbaas.launcher import launch, session_urls
 from bridge.plugins import registry
 from bridge.responder import Responder, SessionHandle
@@ -26,7 +32,9 @@ from bridge.server.server import BridgeServer
 from bridge.server.session import ResponderFactory
 from bridge.server.workers import supervise, worker_url
 from bridge.sim.control_client import control_client
+from bridge.sim.generations import PROFILES
 from bridge.sim.simulator import SimulatorOptions, simulate
+from bridge.wire.protocol import SUPPORTED_RATES
 from bridge.wire.signing import control_url
 
 ENV_PREFIX = "SPEAKBRIDGE_"
@@ -80,8 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--wav", action="append", required=True, help="a recording to speak; repeatable"
     )
-    sim.add_argument("--rate", type=int, default=24000, choices=[16000, 24000])
-    sim.add_argument("--chunk-ms", type=int, default=20)
+    sim.add_argument(
+        "--bot",
+        default="gen3",
+        choices=list(PROFILES),
+        help="which bot generation to act as (default gen3, today's bot; custom: --chunk-ms)",
+    )
+    sim.add_argument("--rate", type=int, default=24000, choices=list(SUPPORTED_RATES))
+    sim.add_argument("--chunk-ms", type=int, default=20, help="message length of --bot custom")
+    sim.add_argument(
+        "--speaker", action="append", help="a participant's name; recordings go round them"
+    )
+    sim.add_argument("--bot-name", default="speakbridge", help="the bot's own roster entry")
+    sim.add_argument(
+        "--waiting-room-s", type=float, default=0.0, help="wait this long before being admitted"
+    )
     sim.add_argument("--burst-chunks", type=int, default=10)
     sim.add_argument("--gap-s", type=float, default=2.0, help="silence after each recording")
     sim.add_argument("--listen-s", type=float, default=2.0, help="listening time after the last")
@@ -93,7 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     launch.add_argument("meeting_url", metavar="MEETING_URL")
     _add_api_flags(launch)
-    launch.add_argument("--bot-name", default="speakbridge")
+    launch.add_argument(
+        "--transcription",
+        metavar="PROVIDER",
+        help="v2 transcription mode: the bot streams transcripts (gladia, deepgram, ...) on its "
+        "output socket instead of audio, and still plays what it gets on its input socket",
+    )
     launch.add_argument(
         "--split",
         action="store_true",
@@ -314,13 +340,17 @@ async def _serve_until_signalled(config: BridgeConfig, factories: list[Responder
 
 def _launch(args: argparse.Namespace) -> int:
     config = _config(args)
-    urls = session_urls(config, args.split)
+    if config.bot_name is None:  # the bot's roster entry is then known to be the bot itself
+        config = config.model_copy(update={"bot_name": DEFAULT_BOT_NAME})
+    urls = session_urls(config, args.split or args.transcription is not None)
     spec = BotSpec(
         meeting_url=args.meeting_url,
-        bot_name=args.bot_name,
+        bot_name=config.bot_name,
         output_url=urls.output_url,
         input_url=urls.input_url,
         sample_rate=config.rate,
+        streaming_mode="transcription" if args.transcription else "audio",
+        transcription_provider=args.transcription,
         entry_message=args.entry_message,
         bot_image=args.bot_image,
         recording_mode=args.recording_mode,
@@ -336,17 +366,22 @@ def _launch(args: argparse.Namespace) -> int:
         server = BridgeServer(config, _responders(args))
     print(f"session {urls.session_id}", flush=True)
     return loops.run(
-        _launch_until_signalled(_client(args), spec, args.leave_after, server), config.event_loop
+        _launch_until_signalled(_client(args), spec, args.leave_after, server, urls.session_id),
+        config.event_loop,
     )
 
 
 async def _launch_until_signalled(
-    client: MeetingBaasClient, spec: BotSpec, leave_after: float | None, server: BridgeServer | None
+    client: MeetingBaasClient,
+    spec: BotSpec,
+    leave_after: float | None,
+    server: BridgeServer | None,
+    session_id: str,
 ) -> int:
     stop = _stop_on_signals()
     async with client:
         try:
-            await launch(client, spec, stop, leave_after, server)
+            await launch(client, spec, stop, leave_after, server, session_id)
         except ApiError as exc:
             print(f"speakbridge: {exc}", file=sys.stderr)
             return 1
@@ -380,6 +415,10 @@ def _simulate(args: argparse.Namespace) -> int:
     if len(args.urls) > 2:
         raise ValueError("give one URL (both ways) or two (output, then input)")
     opts = SimulatorOptions(
+        bot=args.bot,
+        speakers=tuple(args.speaker or ("Simulated Speaker",)),
+        bot_name=args.bot_name,
+        waiting_room_s=args.waiting_room_s,
         sample_rate=args.rate,
         chunk_ms=args.chunk_ms,
         burst_chunks=args.burst_chunks,

@@ -19,7 +19,12 @@ class BridgeConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     public_url: str | None = Field(None, description="ws(s)://host[:port] the bot can reach")
-    rate: Literal[16000, 24000] = Field(24000, description="sample rate when the URL sets none")
+    rate: Literal[16000, 24000, 32000, 48000] = Field(
+        24000, description="sample rate of a bot whose hello and URL name none (gen1)"
+    )
+    bot_name: str | None = Field(
+        None, description="the bot's name in the meeting: its roster entry is the bot itself"
+    )
     frame_ms: Literal[10, 20, 30] = 20
     # twice the prebuffer: the room above it absorbs a live stream's late frames as extra lead
     # at the bot; with none, they wait in the bridge and are shed (README, "Pacing")
@@ -34,6 +39,12 @@ class BridgeConfig(BaseModel):
         1.5, ge=0, description="queued speech above which the next utterance waits to be made"
     )
     grace_s: float = Field(30.0, ge=0, description="how long a session outlives its sockets")
+    ended_ttl_s: float = Field(
+        600.0, ge=0, description="a session ended on purpose refuses reconnects (410) this long"
+    )
+    max_ended_sessions: int = Field(
+        100_000, ge=1, description="ids of sessions ended on purpose remembered at most"
+    )
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
     max_sessions: int = Field(1000, ge=1)
     max_sockets_per_session: int = Field(2, ge=1, le=8, description="a bot opens one or two")
@@ -45,6 +56,9 @@ class BridgeConfig(BaseModel):
     handshake_failures_window_s: float = Field(60.0, gt=0)
     input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
     responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
+    responder_start_timeout_s: float = Field(
+        2.0, gt=0, description="the bot's socket waits this long at most for responders to start"
+    )
     responder_stop_timeout_s: float = Field(
         5.0,
         gt=0,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.wire.protocol import SpeakerState
+from bridge.wire.roster import Participant
 
 if TYPE_CHECKING:
     from bridge.server.events import EventHub
@@ -26,6 +27,7 @@ Event = dict[str, Any]  # a session event: {"type", "session", "time", ...fields
 __all__ = [
     "Event",
     "NoOptions",
+    "Participant",
     "PlaybackReport",
     "Responder",
     "SessionHandle",
@@ -60,11 +62,11 @@ class SessionInfo:
     bot_rate: int
     bot_id: str | None = None
     user_speaking: bool = False  # the VAD hears speech now (set before responders hear of it)
-    speakers: dict[int, SpeakerState] = field(default_factory=dict)  # by participant id
+    participants: dict[str, Participant] = field(default_factory=dict)  # by Participant.key
 
-    def speaking(self) -> list[SpeakerState]:
-        """Participants the bot last reported as speaking."""
-        return [s for s in self.speakers.values() if s.is_speaking]
+    def speaking(self) -> list[Participant]:
+        """Participants the bot last reported as speaking, the bot itself left out."""
+        return [p for p in self.participants.values() if p.speaking and not p.is_self]
 
 
 class SessionHandle:
@@ -154,13 +156,18 @@ class Responder:
         """Raise ValueError at start if the responder cannot work here (a missing program)."""
 
     async def on_start(self) -> None:
-        """The session began (its first socket connected)."""
+        """The session began: the bot said hello (or sent audio), so `bot_rate` is known. The
+        bot may still be in the waiting room: greet in on_join."""
+
+    async def on_join(self) -> None:
+        """The bot is in the call (first meeting audio with signal, a roster, or a webhook):
+        what is spoken now is heard. Speech queued before waits for this moment."""
 
     async def on_audio(self, frame: np.ndarray) -> None:
         """One fixed frame of meeting audio (s16, this responder's rate); the array is yours."""
 
-    async def on_speakers(self, speakers: list[SpeakerState]) -> None:
-        """The bot reported a change of who is speaking."""
+    async def on_speakers(self, participants: list[Participant]) -> None:
+        """The bot sent its roster (the whole of it, on any change); `is_self` marks the bot."""
 
     async def on_speech_start(self, event: SpeechStarted) -> None:
         """The VAD heard speech begin (the event lags the audio by the VAD's start window)."""

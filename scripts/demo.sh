@@ -11,9 +11,10 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q "listening on" "$out/server.log" && break; sleep 0.1; done
 
-echo "== a simulated bot speaks four recordings into ws://127.0.0.1:$port/bots/demo (24 kHz);"
+echo "== a simulated bot (today's, gen3: 10 ms frames, 24 kHz named in its hello) speaks four"
+echo "== recordings into ws://127.0.0.1:$port/bots/demo;"
 echo "== the echo responder says each back when the speaker pauses"
-speakbridge simulate "ws://127.0.0.1:$port/bots/demo" --rate 24000 \
+speakbridge simulate "ws://127.0.0.1:$port/bots/demo" --bot gen3 --rate 24000 \
   --wav "$sounds/Front_Left.wav" --wav "$sounds/Front_Right.wav" \
   --wav "$sounds/Rear_Left.wav" --wav "$sounds/Rear_Right.wav" \
   --gap-s 2 --out "$out/heard.wav"

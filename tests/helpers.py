@@ -7,10 +7,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
 from bridge.server.server import BridgeServer
 from bridge.server.session import Session
+
+ADMITTED = (np.arange(480) % 7 - 3).astype("<i2").tobytes()  # 20 ms of a faint hum: signal
+
+
+async def join_call(ws: ClientConnection, hello: str) -> None:
+    """What a bot sends as it is admitted: its hello, then meeting audio with signal."""
+    await ws.send(hello)
+    await ws.send(ADMITTED)
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> Any:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped
 from bridge.responder import Responder
-from bridge.wire.protocol import SpeakerState
+from bridge.wire.roster import Participant
 
 
 class HookLog(Responder):
@@ -29,7 +29,10 @@ class HookLog(Responder):
     async def on_audio(self, frame: np.ndarray) -> None:
         self._log("audio", len(frame))
 
-    async def on_speakers(self, speakers: list[SpeakerState]) -> None:
+    async def on_join(self) -> None:
+        self._log("join")
+
+    async def on_speakers(self, speakers: list[Participant]) -> None:
         self._log("speakers", [(s.name, s.is_speaking) for s in speakers])
 
     async def on_speech_start(self, event: SpeechStarted) -> None:
@@ -87,7 +90,7 @@ class RaisesEverywhere(Responder):
     async def on_audio(self, frame: np.ndarray) -> None:
         raise RuntimeError("audio")
 
-    async def on_speakers(self, speakers: list[SpeakerState]) -> None:
+    async def on_speakers(self, speakers: list[Participant]) -> None:
         raise RuntimeError("speakers")
 
     async def on_speech_start(self, event: SpeechStarted) -> None:

@@ -51,7 +51,7 @@ def test_serve_simulate_and_stop_on_sigterm():
     server.send_signal(signal.SIGTERM)
     _, err = server.communicate(timeout=10)
     assert server.returncode == 0
-    assert re.search(r"session cli ended .* 16000 Hz, audio in .* 1 speech segments", err)
+    assert re.search(r"session cli ended .* 16000 Hz, in the call, audio in .* 1 speech segm", err)
 
 
 def test_environment_sets_flags():

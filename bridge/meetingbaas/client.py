@@ -17,6 +17,7 @@ from bridge.retry import HttpError, RetryPolicy, send
 ApiVersion = Literal["v1", "v2"]
 DEFAULT_BASE_URL = "https://api.meetingbaas.com"
 API_KEY_HEADER = "x-meeting-baas-api-key"
+DEFAULT_BOT_NAME = "speakbridge"
 ERROR_HINTS = {
     401: "check --api-key or MEETING_BAAS_API_KEY",
     403: "the key may not use this endpoint or bot",
@@ -30,10 +31,12 @@ class BotSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     meeting_url: str
-    bot_name: str = "speakbridge"
+    bot_name: str = DEFAULT_BOT_NAME
     output_url: str = Field(description="where the bot sends the meeting's audio")
     input_url: str = Field(description="where the bot takes the audio it plays")
-    sample_rate: Literal[16000, 24000] = 24000
+    sample_rate: Literal[16000, 24000, 32000, 48000] = 24000  # v1: 16000 or 24000 only
+    streaming_mode: Literal["audio", "transcription"] = "audio"  # v2 only
+    transcription_provider: str | None = None  # v2 transcription mode: gladia, deepgram...
     entry_message: str | None = None
     bot_image: str | None = None
     recording_mode: Literal["speaker_view", "gallery_view", "audio_only"] | None = None
@@ -93,10 +96,16 @@ class BotResponseV1(BaseModel):
 # v2: POST /v2/bots
 
 
+class StreamingTranscriptionV2(BaseModel):
+    provider: str
+
+
 class StreamingConfigV2(BaseModel):
-    input_url: str
-    output_url: str
-    audio_frequency: Literal[16000, 24000]
+    input_url: str | None
+    output_url: str | None
+    audio_frequency: Literal[16000, 24000, 32000, 48000]
+    mode: Literal["transcription"] | None = None  # SDK-only field: sent only when asked for
+    transcription: StreamingTranscriptionV2 | None = None
 
 
 class TimeoutConfigV2(BaseModel):
@@ -140,8 +149,18 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+V1_RATES = (16000, 24000)
+
+
 def v1_request(spec: BotSpec) -> BotRequestV1:
-    """spec in v1's fields."""
+    """spec in v1's fields; what v1 cannot ask for (32/48 kHz, transcription mode) is refused."""
+    if spec.sample_rate not in V1_RATES:
+        raise ValueError(
+            f"the v1 API streams at 16000 or 24000 Hz, not {spec.sample_rate}: "
+            "use --api-version 2 for 32000 or 48000"
+        )
+    if spec.streaming_mode != "audio":
+        raise ValueError("transcription mode needs the v2 API (--api-version 2)")
     leave = None
     if spec.waiting_room_timeout is not None or spec.noone_joined_timeout is not None:
         leave = AutomaticLeaveV1(
@@ -174,6 +193,24 @@ def v1_request(spec: BotSpec) -> BotRequestV1:
     )
 
 
+def _streaming_v2(spec: BotSpec) -> StreamingConfigV2:
+    """v2's streaming_config: in transcription mode the output socket carries transcript
+    events, and the input socket still takes the bot's speech."""
+    if spec.streaming_mode == "transcription":
+        if not spec.transcription_provider:
+            raise ValueError("transcription mode needs a provider (--transcription PROVIDER)")
+        return StreamingConfigV2(
+            input_url=spec.input_url,
+            output_url=spec.output_url,
+            audio_frequency=spec.sample_rate,
+            mode="transcription",
+            transcription=StreamingTranscriptionV2(provider=spec.transcription_provider),
+        )
+    return StreamingConfigV2(
+        input_url=spec.input_url, output_url=spec.output_url, audio_frequency=spec.sample_rate
+    )
+
+
 def v2_request(spec: BotSpec) -> BotRequestV2:
     """spec in v2's fields (timeouts below v2's minimum of 120 s are refused here, not there)."""
     timeouts = TimeoutConfigV2(
@@ -188,9 +225,7 @@ def v2_request(spec: BotSpec) -> BotRequestV2:
     return BotRequestV2(
         meeting_url=spec.meeting_url,
         bot_name=spec.bot_name,
-        streaming_config=StreamingConfigV2(
-            input_url=spec.input_url, output_url=spec.output_url, audio_frequency=spec.sample_rate
-        ),
+        streaming_config=_streaming_v2(spec),
         timeout_config=timeouts if timeouts.model_dump(exclude_none=True) else None,
         callback_enabled=callback is not None,
         callback_config=callback,

@@ -53,12 +53,15 @@ async def launch(
     stop: asyncio.Event,
     leave_after_s: float | None = None,
     server: BridgeServer | None = None,
+    session_id: str | None = None,
 ) -> str:
     """Create the bot, wait for stop (or leave_after_s), then remove it; returns its bot id.
 
-    With a server, it is started first (so the bot finds it) and closed at the end.
+    With a server, it is started first (so the bot finds it) and closed at the end; a
+    session_id's session ended on purpose (a control `leave`) removes the bot too.
     """
     if server is not None:
+        server.sessions.on_end.append(lambda s: s.left and s.id == session_id and stop.set())
         await server.start()
         print(server.banner(), flush=True)
     try:

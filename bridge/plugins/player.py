@@ -18,7 +18,7 @@ class PlayerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: Path = Field(description="a 16-bit PCM WAV, any rate, mono or stereo")
-    at_start: bool = Field(True, description="play it when the session starts")
+    at_start: bool = Field(True, description="play it when the bot is in the call")
     every_s: float | None = Field(None, gt=0, description="play it again every so many seconds")
 
 
@@ -42,7 +42,7 @@ class PlayerResponder(Responder):
         except (OSError, ValueError, EOFError) as exc:
             raise ValueError(f"cannot read {options.file}: {exc}") from None
 
-    async def on_start(self) -> None:
+    async def on_join(self) -> None:
         if self.options.at_start:
             self.play()
         if self.options.every_s:

@@ -11,6 +11,8 @@ class SpeakerTurns:
 
     def update(self, at_ms: float, speakers: list[dict]) -> None:
         for speaker in speakers:
+            if speaker.get("self"):
+                continue  # the bot's own entry: it never is the speaker of a segment
             turns = self._turns.setdefault(speaker["name"], [])
             open_turn = bool(turns) and turns[-1][1] == float("inf")
             if speaker["isSpeaking"] and not open_turn:

@@ -1,4 +1,4 @@
-"""The `tts` responder: speaks text with espeak-ng: a greeting at start and `say` commands."""
+"""The `tts` responder: speaks text with espeak-ng: a greeting on joining, and `say` commands."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ class TtsOptions(BaseModel):
     voice: str = Field("en-us", description="espeak-ng voice: a language (en-us, fr, de...)")
     speed: int = Field(160, ge=80, le=450, description="words per minute")
     pitch: int = Field(50, ge=0, le=99)
-    greeting: str | None = Field(None, description="said when the session starts")
+    greeting: str | None = Field(None, description="said when the bot is in the call")
 
 
 class TtsResponder(Responder):
-    """Speaks its greeting when the session starts, and each `say` command's text."""
+    """Speaks its greeting when the bot is in the call, and each `say` command's text."""
 
     Options = TtsOptions
     options: TtsOptions
@@ -30,7 +30,7 @@ class TtsResponder(Responder):
     def check(cls, options: BaseModel) -> None:
         check_espeak()
 
-    async def on_start(self) -> None:
+    async def on_join(self) -> None:
         if self.options.greeting:
             self.say(self.options.greeting)
 

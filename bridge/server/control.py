@@ -123,7 +123,7 @@ async def carry_out(
     if isinstance(command, Interrupt):
         session.interrupt("interrupt command")
     elif isinstance(command, Leave):
-        session.request_end(LEAVE_REASON)
+        session.leave(LEAVE_REASON)
     elif isinstance(command, Say):
         if not session.delegate("say", command.model_dump()):  # no tts responder: defaults
             voice, speed = command.voice or "en-us", command.speed or 160

@@ -42,6 +42,7 @@ class Totals:
     underruns: int = 0
     barge_ins: int = 0
     responder_errors: int = 0
+    rate_changes: int = 0
     refused: Counter[int] = field(default_factory=Counter)  # handshakes, by HTTP status
     loop_lag: Histogram = field(default_factory=lambda: Histogram(LOOP_LAG_BUCKETS_S))
     added_latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
@@ -66,7 +67,6 @@ class Totals:
 
 def session_counts(session: Session) -> dict[str, Any]:
     """The counters of one session, named as in Totals."""
-    rate = session.sample_rate
     dropped = Counter(session.stats.dropped)
     for runner in session.runners:
         for hook, n in runner.dropped.items():
@@ -74,8 +74,9 @@ def session_counts(session: Session) -> dict[str, Any]:
     if session.events.dropped:
         dropped["event_subscriber_behind"] += session.events.dropped
     return {
-        "audio_in_s": session.stats.bytes_in / 2 / rate,
-        "audio_out_s": session.playout.samples_out / rate,
+        "audio_in_s": session.position_ms() / 1000,
+        "audio_out_s": session.playout.seconds_out,
+        "rate_changes": session.stats.rate_changes,
         "dropped": dropped,
         "underruns": session.playout.pacer.underruns,
         "barge_ins": session.stats.barge_ins,
@@ -127,6 +128,23 @@ class BridgeCollector:
         )
         yield CounterMetricFamily(
             "speakbridge_barge_ins", "Bot speech cut by user speech", value=total("barge_ins")
+        )
+        yield CounterMetricFamily(
+            "speakbridge_rate_changes",
+            "Hellos that changed a session's sample rate mid-session",
+            value=total("rate_changes"),
+        )
+        phases = GaugeMetricFamily(
+            "speakbridge_sessions_by_phase", "Live sessions by phase", labels=["phase"]
+        )
+        by_phase = Counter(s.phase for s in self.table.sessions.values())
+        for phase in ("connected", "in_call"):
+            phases.add_metric([phase], by_phase[phase])
+        yield phases
+        yield CounterMetricFamily(
+            "speakbridge_reconnects_refused_ended",
+            "Reconnects to a session ended on purpose, refused with 410",
+            value=self.table.refused_ended,
         )
         yield CounterMetricFamily(
             "speakbridge_responder_errors",

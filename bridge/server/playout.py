@@ -92,12 +92,9 @@ class Playout:
         quality: Quality = "HQ",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.sample_rate = sample_rate
-        self.pacer = OutputPacer(sample_rate, lead_ms)
-        self.queue = PlaybackQueue(int(sample_rate * capacity_s))
-        self._frame = np.zeros(frame_samples(sample_rate, frame_ms), dtype="<i2")
-        self._prebuffer = max(len(self._frame), int(sample_rate * prebuffer_ms / 1000))
-        self._prefetch = int(sample_rate * prefetch_s)
+        self._timing = (frame_ms, lead_ms, capacity_s, prebuffer_ms, prefetch_s)
+        self._tune(sample_rate)
+        self.seconds_out_before = 0.0  # speech sent at earlier rates (retune)
         self.quality: Quality = quality
         self._clock = clock
         self._max_pending = max_pending
@@ -113,6 +110,29 @@ class Playout:
         self.samples_out = 0
         self.on_sent: Callable[[np.ndarray], None] | None = None  # each frame, once sent
         self.on_finished: Callable[[PlaybackReport], None] | None = None  # each utterance
+
+    def _tune(self, sample_rate: int) -> None:
+        frame_ms, lead_ms, capacity_s, prebuffer_ms, prefetch_s = self._timing
+        self.sample_rate = sample_rate
+        self.pacer = OutputPacer(sample_rate, lead_ms)
+        self.queue = PlaybackQueue(int(sample_rate * capacity_s))
+        self._frame = np.zeros(frame_samples(sample_rate, frame_ms), dtype="<i2")
+        self._prebuffer = max(len(self._frame), int(sample_rate * prebuffer_ms / 1000))
+        self._prefetch = int(sample_rate * prefetch_s)
+
+    def retune(self, sample_rate: int) -> list[PlaybackReport]:
+        """Play at another rate from now on (the bot's hello changed it): speech queued at
+        the old rate is dropped (reports returned); what is spoken next is at the new one."""
+        reports = self.interrupt()
+        self.seconds_out_before += self.samples_out / self.sample_rate
+        self.samples_out = 0
+        self._tune(sample_rate)
+        return reports
+
+    @property
+    def seconds_out(self) -> float:
+        """Seconds of speech sent to the bot, at whatever rates."""
+        return self.seconds_out_before + self.samples_out / self.sample_rate
 
     @property
     def speaking(self) -> bool:

@@ -35,6 +35,7 @@ class ResponderRunner:
         self._busy = True  # the task is in a hook (on_start first): inline calls would overtake it
         self.dropped: Counter[str] = Counter()
         self.errors = 0
+        self.started = asyncio.Event()  # on_start has returned (or raised)
         self._task = asyncio.create_task(self._run(), name=f"responder-{session_id}")
 
     def offer(self, hook: str, *args: Any) -> bool:
@@ -82,6 +83,7 @@ class ResponderRunner:
 
     async def _run(self) -> None:
         await self._call("start", ())
+        self.started.set()
         while True:
             self._busy = False
             hook, args = await self._queue.get()

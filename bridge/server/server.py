@@ -110,7 +110,7 @@ class BridgeServer:
         """Stop listening and end every session (their responders finish, recorders flush)."""
         if self._server is not None:
             self._server.close(close_connections=False)
-            await self.sessions.close_all("server shutting down")
+            await self.sessions.close_all("server shutting down", on_purpose=self.draining)
             await self._server.wait_closed()
             await self.watchdog.stop()
             self._server = None
@@ -143,8 +143,8 @@ class BridgeServer:
             f"{base}/bots/{{session_id}}\n"
             f"  split sockets:         streaming.output = {base}/bots/{{session_id}}/output\n"
             f"                         streaming.input  = {base}/bots/{{session_id}}/input\n"
-            f"  add ?rate=16000 for a bot launched with audio_frequency 16khz; e.g. "
-            f"{base}/bots/{example}?rate=16000"
+            f"  a bot whose hello names no sample_rate (gen1) is taken at {c.rate} Hz: add "
+            f"?rate=16000 to its URLs if it streams 16 kHz; e.g. {base}/bots/{example}?rate=16000"
         )
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -221,6 +221,7 @@ class BridgeServer:
             {
                 "session": s.id,
                 "rate": s.sample_rate,
+                "phase": s.phase,
                 "bot_id": s.info.bot_id,
                 "sockets": len(s.links),
                 "speaking": s.playout.speaking,

@@ -1,7 +1,12 @@
 """One bot's session: its sockets and their roles, the input pipeline, the responder, playout.
 
 A session is created by its first socket and outlives any one socket by a grace period,
-so the bot's reconnects keep the same pipeline, responder and queued speech.
+so the bot's reconnects keep the same pipeline, responder and queued speech. Its rate is
+the hello's `sample_rate` (the URL's or the default when the bot announces none): the
+responders start once the bot has said hello or sent audio, when the rate is known. Its
+phase goes connected -> in the call (the first meeting audio with signal, a roster, or a
+webhook: gen3 connects in the waiting room, where nobody hears what is played) -> ended;
+speech waits for the call.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from websockets.protocol import State
@@ -26,13 +32,26 @@ from bridge.server.histogram import LATENCY_BUCKETS_S, Histogram
 from bridge.server.playout import Playout, Send
 from bridge.server.runner import ResponderRunner
 from bridge.wire.connection import BotConnection
-from bridge.wire.protocol import CloseCode, Hello, PathRole, ProtocolError, parse_audio, parse_text
+from bridge.wire.protocol import (
+    BotEvent,
+    CloseCode,
+    Hello,
+    PathRole,
+    ProtocolError,
+    SpeakerUpdate,
+    TranscriptSegment,
+    parse_audio,
+    parse_text,
+)
+from bridge.wire.roster import Roster, RosterChange
 
 log = logging.getLogger(__name__)
 
 ResponderFactory = Callable[[SessionHandle], Responder]
 SINK_PREFERENCE: tuple[PathRole, ...] = ("input", "dual", "output")
 ARRIVALS_KEPT = 256  # arrival times of recent bot messages, for loopback latency
+Phase = Literal["connected", "in_call", "ended"]
+_PHASE_NOTE = {"connected": "never in the call", "in_call": "in the call", "ended": "ended"}
 
 
 @dataclass(eq=False)
@@ -50,6 +69,9 @@ class SessionStats:
 
     started: float = field(default_factory=time.monotonic)
     bytes_in: int = 0
+    seconds_in_before: float = 0.0  # meeting audio heard at earlier rates (a re-hello's change)
+    segments_before: int = 0
+    rate_changes: int = 0
     dropped: Counter[str] = field(default_factory=Counter)  # messages and frames, by reason
     sockets: int = 0
     barge_ins: int = 0
@@ -67,18 +89,24 @@ class Session:
         on_end: Callable[[Session], None],
     ) -> None:
         self.id = session_id
-        self.sample_rate = sample_rate
+        self.sample_rate = sample_rate  # the URL's or the default until the hello says otherwise
         self.config = config
         self.links: dict[PathRole, Link] = {}
         self.stats = SessionStats()
+        self.phase: Phase = "connected"
+        self.phase_reached: Phase = "connected"  # the furthest before the end, for the summary
         self.ended = False
         self.end_reason: str | None = None
+        self.left = False  # ended on purpose: reconnects to its id are refused (SessionTable)
+        self.started = False  # the responders run: the bot has said hello or sent audio
         self._on_end = on_end
+        self._make_responders = make_responders
         self._grace: asyncio.TimerHandle | None = None
         self._ending: asyncio.Task[None] | None = None
         self._sink_ready = asyncio.Event()
         self._send: Send | None = None  # the current sink's send, chosen by _update_sink
         self.info = SessionInfo(session_id, sample_rate)
+        self.roster = Roster(config.bot_name)
         self.events = EventHub(session_id, config.event_queue_size)
         self.playout = Playout(
             sample_rate,
@@ -91,40 +119,103 @@ class Session:
             config.resample_quality,
         )
         self.playout.on_finished = self._utterance_finished
-        self.runners = [self._start_responder(make) for make in make_responders]
-        vad = VoiceActivityDetector(
-            config.frame_ms,
-            config.vad_aggressiveness,
-            config.vad_start_ms,
-            config.vad_stop_ms,
-            config.vad_max_flatness,
-        )
-        self.pipeline = InputPipeline(
-            sample_rate,
-            {r.responder.sample_rate or sample_rate for r in self.runners},
-            config.frame_ms,
-            vad,
-            config.input_buffer_ms,
-            config.resample_quality,
-        )
-        self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
-        if self._hears_bot:  # else no call a frame sent
-            self.playout.on_sent = self._bot_audio
+        self.runners: list[ResponderRunner] = []  # started once the rate is known (_start)
+        self._listen_rates: dict[int, int | None] = {}  # runner index -> rate it hears
+        self.pipeline = self._new_pipeline()
+        self._hears_bot: list[ResponderRunner] = []
         self.added_latency = Histogram(LATENCY_BUCKETS_S)
-        self._loopback = any(r.responder.loopback for r in self.runners)
+        self._loopback = False
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
         self._unwritten: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # their frames' reads
         self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
+        self._barge_in_deferred = False  # speech began while the roster said only the bot spoke
         self.events.listen(self._tell_responders)
         self._playout_task = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
         )
+
+    def _start(self, sample_rate: int) -> None:
+        """The rate is known: start the responders and the pipeline at it."""
+        self._set_rate(sample_rate)
+        self.started = True
+        self.runners = [self._start_responder(make) for make in self._make_responders]
+        self._listen_rates = {
+            i: r.responder.sample_rate or sample_rate for i, r in enumerate(self.runners)
+        }
+        self.pipeline = self._new_pipeline()
+        self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
+        if self._hears_bot:  # else no call a frame sent
+            self.playout.on_sent = self._bot_audio
+        self._loopback = any(r.responder.loopback for r in self.runners)
+        if self.phase == "in_call":
+            self._offer_all("join")
 
     def _start_responder(self, make: ResponderFactory) -> ResponderRunner:
         handle = SessionHandle(self.info, self.playout, self.events, self._responder_dropped)
         responder = make(handle)
         handle.owner = responder
         return ResponderRunner(responder, self.config.responder_queue_frames, self.id)
+
+    def _new_pipeline(self) -> InputPipeline:
+        c = self.config
+        vad = VoiceActivityDetector(
+            c.frame_ms, c.vad_aggressiveness, c.vad_start_ms, c.vad_stop_ms, c.vad_max_flatness
+        )
+        rates = set(self._listen_rates.values()) or {self.sample_rate}
+        return InputPipeline(
+            self.sample_rate, rates, c.frame_ms, vad, c.input_buffer_ms, c.resample_quality
+        )
+
+    def _set_rate(self, sample_rate: int) -> None:
+        if sample_rate != self.sample_rate:
+            reports = self.playout.retune(sample_rate)
+            if reports:
+                self._count_drop("rate_change", "speech queued at the old rate was dropped")
+            for report in reports:
+                self._offer_all("interrupted", report)
+        self.sample_rate = self.info.bot_rate = sample_rate
+
+    def _retune(self, sample_rate: int) -> None:
+        """A hello changed the rate mid-session: the newest wins, the pipeline starts over."""
+        old = self.sample_rate
+        self.stats.seconds_in_before += self.pipeline.samples_in / old
+        self.stats.segments_before += self.pipeline.speech_segments + self.pipeline.vad.speaking
+        self.stats.rate_changes += 1
+        if self.stats.rate_changes == 1:
+            log.warning(
+                "session %s: the bot's hello says %d Hz, the session ran at %d Hz: the input "
+                "pipeline and playout restart at %d Hz (further changes are counted)",
+                self.id,
+                sample_rate,
+                old,
+                sample_rate,
+            )
+        self._set_rate(sample_rate)
+        self.pipeline = self._new_pipeline()
+        self._arrivals.clear()
+        self._unwritten.clear()
+        self._loopback_dropped = 0
+        self.info.user_speaking = False
+        self.events.publish("rate_changed", from_rate=old, to_rate=sample_rate)
+
+    # phases
+
+    def enter_call(self, cause: str) -> None:
+        """The bot is in the call (meeting audio, a roster, a webhook): queued speech may
+        play now; responders get on_join. Idempotent."""
+        if self.phase != "connected":
+            return
+        self.phase = self.phase_reached = "in_call"
+        log.info("session %s: the bot is in the call (%s)", self.id, cause)
+        self._update_sink()
+        self.events.publish("joined", cause=cause)
+        self._offer_all("join")
+
+    def leave(self, reason: str) -> None:
+        """End the session on purpose (a leave command, a drain, the call ended): the session
+        table refuses reconnects to its id for a while (gen3 reconnects after any close)."""
+        self.left = True
+        self.request_end(reason)
 
     # sockets
 
@@ -158,37 +249,104 @@ class Session:
     # messages
 
     async def receive_text(self, link: Link, text: str) -> None:
-        """Handle a text frame: the hello or speaker states; anything else is counted, ignored."""
+        """Handle a text frame: the hello, a roster, or a transcription event; anything else
+        is counted and ignored."""
         try:
             message = parse_text(text)
         except ProtocolError as exc:
             self._refuse(exc)
             return
+        if not link.source and not await self._claim_source(link):
+            return
         if isinstance(message, Hello):
-            if not await self._claim_source(link):
-                return
-            self.info.bot_id = message.bot_id
-            log.info(
-                "session %s: bot %s says hello (protocol %d)",
-                self.id,
-                message.bot_id,
-                message.protocol_version,
-            )
-            self.events.publish("hello", bot_id=message.bot_id)
+            self._hello(message)
+            await self._responders_ready()
+        elif isinstance(message, SpeakerUpdate):
+            self._roster(message)
         else:
-            for speaker in message.speakers:
-                self.info.speakers[speaker.id] = speaker
-            for runner in self.runners:
-                runner.offer("speakers", message.speakers)
-            self.events.publish(
-                "speakers",
-                at_ms=self.position_ms(),
-                speakers=[s.model_dump(by_alias=True) for s in message.speakers],
+            self._bot_event(message)
+
+    def _hello(self, hello: Hello) -> None:
+        self.info.bot_id = hello.bot_id
+        rate = hello.sample_rate or self.sample_rate
+        if not self.started:
+            self._start(rate)
+        elif rate != self.sample_rate:
+            self._retune(rate)
+        log.info(
+            "session %s: bot %s says hello (protocol %s, %s)",
+            self.id,
+            hello.bot_id,
+            hello.protocol_version,
+            f"{hello.sample_rate} Hz" if hello.sample_rate else f"no rate: {rate} Hz assumed",
+        )
+        self.events.publish("hello", bot_id=hello.bot_id, sample_rate=rate)
+
+    def _roster(self, update: SpeakerUpdate) -> None:
+        self._ensure_started()
+        self.enter_call("speakers")
+        change = self.roster.update(update.speakers, self.playout.speaking)
+        self.info.participants = self.roster.participants
+        if change.became_self is not None:
+            log.info(
+                "session %s: %r speaks only while the bridge plays: it is the bot itself",
+                self.id,
+                change.became_self.name,
             )
+        participants = list(self.roster.participants.values())
+        for runner in self.runners:
+            runner.offer("speakers", participants)
+        at_ms = self.position_ms()
+        self.events.publish("speakers", at_ms=at_ms, speakers=[p.as_dict() for p in participants])
+        self._speaker_events(change, at_ms)
+
+    def _speaker_events(self, change: RosterChange, at_ms: float) -> None:
+        for kind, who in (("speaker_start", change.started), ("speaker_stop", change.stopped)):
+            for participant in who:
+                self.events.publish(
+                    kind,
+                    at_ms=at_ms,
+                    name=participant.name,
+                    key=participant.key,
+                    is_self=participant.is_self,
+                )
+        if self._barge_in_deferred and any(not p.is_self for p in change.started):
+            self._barge_in_deferred = False
+            if self.info.user_speaking:  # the roster names a person: the speech was theirs
+                self._barge_in()
+
+    def _bot_event(self, event: BotEvent) -> None:
+        """A transcription-mode event: segments become `transcript` events."""
+        self._ensure_started()
+        if event.event == "transcript.segment":
+            try:
+                segment = TranscriptSegment.model_validate(event.data or event.model_extra)
+            except ValueError as exc:
+                self._refuse(ProtocolError("invalid_transcript", str(exc).splitlines()[0]))
+                return
+            self.enter_call("transcript")
+            self.events.publish(
+                "transcript",
+                text=segment.text,
+                final=segment.is_final,
+                speaker=segment.speaker_label,
+                start_ms=_ms(segment.start),
+                end_ms=_ms(segment.end),
+                confidence=segment.confidence,
+                source="meetingbaas",
+            )
+        elif event.event == "error":
+            log.warning(
+                "session %s: the bot reports a transcription error: %s", self.id, event.data
+            )
+            self.events.publish("transcription_error", data=event.data)
+        else:
+            self.events.publish(event.event.replace(".", "_"), data=event.data)
 
     async def receive_audio(self, link: Link, data: bytes) -> None:
         """Handle a binary frame of meeting audio; the first makes its socket the source."""
         if link.source:
+            self._ensure_started()
             self.receive_source_audio(data, time.monotonic())
             return
         try:
@@ -197,7 +355,29 @@ class Session:
             self._refuse(exc)  # bad audio claims nothing
             return
         if await self._claim_source(link):
+            self._ensure_started()
+            await self._responders_ready()
             self.receive_source_audio(data, time.monotonic())
+
+    async def _responders_ready(self) -> None:
+        """Let the responders' on_start finish before this socket's next message is handled
+        (as when they started at connect), for at most responder_start_timeout_s."""
+        waiting = [r.started.wait() for r in self.runners if not r.started.is_set()]
+        if not waiting:
+            return
+        try:
+            async with asyncio.timeout(self.config.responder_start_timeout_s):
+                await asyncio.gather(*waiting)
+        except TimeoutError:
+            log.warning(
+                "session %s: a responder's on_start took over %.1f s; its input queues meanwhile",
+                self.id,
+                self.config.responder_start_timeout_s,
+            )
+
+    def _ensure_started(self) -> None:
+        if not self.started:  # no hello (or not yet): the URL's rate, or the default
+            self._start(self.sample_rate)
 
     def receive_source_audio(self, data: bytes, read_at: float) -> None:
         """Handle a binary frame from the source socket, read at monotonic time read_at;
@@ -208,31 +388,41 @@ class Session:
             self._refuse(exc)
             return
         self.stats.bytes_in += len(data)
+        if self.phase == "connected" and samples.any():
+            self.enter_call("audio")
         if self._loopback:  # before hearing it: its echo may leave within _hear
             self._arrivals.append((self.pipeline.samples_in + len(samples), read_at))
         self._hear(samples)
 
     def position_ms(self) -> float:
         """Milliseconds of meeting audio heard so far: the session's timeline."""
-        return self.pipeline.samples_in * 1000 / self.sample_rate
+        heard_s = self.stats.seconds_in_before + self.pipeline.samples_in / self.sample_rate
+        return heard_s * 1000
 
     def _hear(self, samples: np.ndarray) -> None:
         for item in self.pipeline.feed(samples):
             if isinstance(item, tuple):
                 rate, frame = item
-                for runner in self.runners:
-                    if (runner.responder.sample_rate or self.sample_rate) == rate:
+                for i, runner in enumerate(self.runners):
+                    if self._listen_rates[i] == rate:
                         runner.offer("audio", frame.copy())
             elif isinstance(item, SpeechStarted):
                 self.info.user_speaking = True
-                if self.config.barge_in and all(r.responder.interruptible for r in self.runners):
-                    self.interrupt("barge-in")
+                if self.roster.only_self_speaking():
+                    self._barge_in_deferred = True  # the bot's own voice, unless a name follows
+                else:
+                    self._barge_in()
                 self._offer_all("speech_start", item)
                 self.events.publish("speech_start", at_ms=item.at_ms)
             elif isinstance(item, SpeechStopped):
                 self.info.user_speaking = False
+                self._barge_in_deferred = False
                 self._offer_all("speech_stop", item)
                 self.events.publish("speech_stop", at_ms=item.at_ms, duration_ms=item.duration_ms)
+
+    def _barge_in(self) -> None:
+        if self.config.barge_in and all(r.responder.interruptible for r in self.runners):
+            self.interrupt("barge-in")
 
     def interrupt(self, reason: str) -> None:
         """Stop the bot speaking (barge-in or a command); responders hear what was cut."""
@@ -338,8 +528,9 @@ class Session:
         return next(iter(self.links.values()), None)  # a lone socket is both ways
 
     def _update_sink(self) -> None:
-        """Pick the socket speech goes to; called whenever the links change."""
-        link = self._sink_link()
+        """Pick the socket speech goes to; called whenever the links or the phase change.
+        Until the bot is in the call there is none: speech waits for the call."""
+        link = self._sink_link() if self.phase == "in_call" else None
         self._send = None if link is None else self._sender(link)
         if link is None:
             self._sink_ready.clear()
@@ -385,6 +576,7 @@ class Session:
         if self.ended:
             return
         self.ended = True
+        self.phase = "ended"
         if self._grace is not None:
             self._grace.cancel()
         for link in list(self.links.values()):
@@ -402,15 +594,24 @@ class Session:
         rate = self.sample_rate
         stats = self.stats
         out = self.playout.samples_out
+        segments = (
+            stats.segments_before + self.pipeline.speech_segments + self.pipeline.vad.speaking
+        )
+        changes = f", {stats.rate_changes} rate changes" if stats.rate_changes else ""
         dropped = sum((r.dropped for r in self.runners), stats.dropped)
         if self.events.dropped:
             dropped["event"] = self.events.dropped
         return (
             f"{time.monotonic() - stats.started:.1f} s, bot {self.info.bot_id or '?'}, "
-            f"{rate} Hz, audio in {stats.bytes_in / 2 / rate:.2f} s ({stats.bytes_in} B), "
-            f"out {out / rate:.2f} s ({out * 2} B), "
-            f"{self.pipeline.speech_segments + self.pipeline.vad.speaking} speech segments, "
+            f"{rate} Hz{changes}, {_PHASE_NOTE[self.phase_reached]}, "
+            f"audio in {self.position_ms() / 1000:.2f} s ({stats.bytes_in} B), "
+            f"out {self.playout.seconds_out:.2f} s ({out * 2} B), {segments} speech segments, "
             f"{stats.barge_ins} barge-ins, {self.playout.pacer.underruns} underruns, "
             f"dropped {dict(dropped) or 'none'}, "
             f"responder errors {sum(r.errors for r in self.runners)}, sockets {stats.sockets}"
         )
+
+
+def _ms(seconds: float | None) -> float | None:
+    """A transcription segment's time (seconds) in ms."""
+    return None if seconds is None else seconds * 1000

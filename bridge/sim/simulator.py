@@ -1,8 +1,10 @@
 """A simulated Meeting BaaS bot: speaks a recording into the bridge and plays what comes back.
 
 It behaves as the real bot does: hello first, a burst of audio buffered while connecting,
-then real-time chunks, with speaker events around each recording. What returns is played
-through a model of the bot's real-time player, which measures lead, gaps and latency.
+then real-time chunks, with the whole roster each time who speaks changes; each generation
+(gen1, gen3, v2: bridge.sim.generations) with its message size, hello, roster, reconnects
+and way of leaving. What returns is played through a model of the bot's real-time player,
+which measures lead, gaps and latency.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge.codecs.wav import read_wav, write_wav
+from bridge.sim.generations import PROFILES, BotProfile, Generation, Stop
 
-SPEAKER = {"name": "Simulated Speaker", "id": 1}
 STALL_TICK_S = 0.005  # how often the simulator checks that its own event loop keeps time
 STALL_THRESHOLD_S = 0.015  # a check this late: the simulator itself was held up
 STALL_REACH_S = 0.1  # a stall this long before a gap may cause it: a chunk sent late echoes late
@@ -114,6 +117,7 @@ class Utterance:
     name: str
     start: int  # timeline sample
     samples: np.ndarray
+    speaker: str = "Simulated Speaker"
     end_time: float = 0.0  # clock time its last chunk was sent
     reply_latency_ms: float | None = None
     echo_delay_ms: float | None = None
@@ -133,7 +137,10 @@ class SimulationReport:
     underruns: int = 0  # gaps the bridge caused (none while the simulator was stalled)
     gaps_in_own_stalls: int = 0  # gaps while the simulator itself was held up: not the bridge's
     pauses: int = 0
-    close_code: int | None = None
+    close_code: int | None = None  # of the first socket the bridge closed (or ours, at the end)
+    reconnects: int = 0  # attempts after the bridge closed the socket (gen3, v2)
+    refused: list[int] = field(default_factory=list)  # HTTP statuses of refused reconnects
+    bytes_dropped_while_down: int = 0
     output_wav: str | None = None
 
     def __str__(self) -> str:
@@ -171,15 +178,19 @@ class SimulationReport:
 
 @dataclass
 class SimulatorOptions:
-    """How the simulated bot behaves."""
+    """How the simulated bot behaves; `bot` picks a generation's wire habits (generations.py)."""
 
     sample_rate: int = 24000
-    chunk_ms: int = 20
+    chunk_ms: int = 20  # the custom profile's message length; the generations have their own
     burst_chunks: int = 10  # chunks buffered while connecting, sent at once
     lead_in_s: float = 0.5  # silence before the first recording
     gap_s: float = 2.0  # silence after each recording, for the reply
     listen_s: float = 2.0  # how long to keep listening once everything is sent
     bot_id: str = "simulated-bot"
+    bot: Generation = "custom"
+    speakers: tuple[str, ...] = ("Simulated Speaker",)  # recording i is spoken by i % len
+    bot_name: str = "speakbridge"  # the bot's own roster entry (gen3 lists itself)
+    waiting_room_s: float = 0.0  # connected and said hello, not yet admitted: sends nothing
 
 
 def with_rate(url: str, sample_rate: int) -> str:
@@ -196,9 +207,10 @@ def load_script(paths: list[str], opts: SimulatorOptions) -> tuple[np.ndarray, l
     rate = opts.sample_rate
     pieces = [np.zeros(int(opts.lead_in_s * rate), dtype="<i2")]
     utterances, position = [], len(pieces[0])
-    for path in paths:
+    for index, path in enumerate(paths):
         samples, _ = read_wav(path, rate)
-        utterances.append(Utterance(Path(path).stem, position, samples))
+        speaker = opts.speakers[index % len(opts.speakers)]
+        utterances.append(Utterance(Path(path).stem, position, samples, speaker))
         pieces += [samples, np.zeros(int(opts.gap_s * rate), dtype="<i2")]
         position += len(samples) + len(pieces[-1])
     return np.concatenate(pieces), utterances
@@ -210,44 +222,178 @@ async def simulate(
     """Run one simulated bot against the bridge at urls (one: both ways; two: output, input)."""
     timeline, utterances = load_script(wavs, opts)
     report = SimulationReport(opts.sample_rate, utterances=utterances)
-    urls = [with_rate(u, opts.sample_rate) for u in urls]
-    async with contextlib.AsyncExitStack() as stack:
-        source = await stack.enter_async_context(connect(urls[0], compression=None))
-        sink = source
-        if len(urls) > 1:
-            sink = await stack.enter_async_context(connect(urls[1], compression=None))
-        chunk = opts.sample_rate * opts.chunk_ms // 1000
-        origin = time.monotonic() - opts.burst_chunks * chunk / opts.sample_rate
-        player = PlayerModel(opts.sample_rate, origin)
-        stalls = LoopStalls()
-        watcher = asyncio.create_task(stalls.watch())
-        listener = asyncio.create_task(_listen(sink, player, report))
-        try:
-            hello = {"protocol_version": 1, "bot_id": opts.bot_id, "offset": 0.0}
-            await source.send(json.dumps(hello))
-            await _speak(source, timeline, utterances, chunk, origin, opts, report)
-            await asyncio.sleep(opts.listen_s)
-        finally:  # also when the bridge closed on us mid-speech
-            for task in (listener, watcher):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        report.close_code = source.close_code
-    _measure(report, player, stalls, timeline)
+    profile = PROFILES[opts.bot]
+    if not profile.announces_rate:
+        urls = [with_rate(u, opts.sample_rate) for u in urls]
+    chunk = profile.samples_per_message(opts.sample_rate, opts.chunk_ms)
+    origin = time.monotonic() - opts.burst_chunks * chunk / opts.sample_rate + opts.waiting_room_s
+    bot = SimulatedBot(urls, profile, opts, report, PlayerModel(opts.sample_rate, origin))
+    stalls = LoopStalls()
+    watcher = asyncio.create_task(stalls.watch())
+    try:
+        await bot.connect()
+        if opts.waiting_room_s:
+            await asyncio.sleep(opts.waiting_room_s)
+        await bot.send_roster()  # admitted: the roster as the bot finds it
+        await _speak(bot, timeline, utterances, chunk, origin, opts)
+        await asyncio.sleep(opts.listen_s)
+    finally:  # also when the bridge closed on us mid-speech
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await bot.stop()
+    _measure(report, bot.player, stalls, timeline)
     if output_wav:
-        write_wav(output_wav, player.timeline(len(timeline)), opts.sample_rate)
+        write_wav(output_wav, bot.player.timeline(len(timeline)), opts.sample_rate)
         report.output_wav = output_wav
     return report
 
 
+class SimulatedBot:
+    """The bot's sockets: hello on open, rosters, audio; reconnects as its generation does
+    (audio captured while a socket is down is dropped, as the real bots do)."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        profile: BotProfile,
+        opts: SimulatorOptions,
+        report: SimulationReport,
+        player: PlayerModel,
+    ) -> None:
+        self.urls = urls
+        self.profile = profile
+        self.opts = opts
+        self.report = report
+        self.player = player
+        self.speaking = dict.fromkeys(opts.speakers, False)
+        self.playing = False  # the bridge's audio is playing in the meeting
+        self._source: ClientConnection | None = None
+        self._sockets: list[ClientConnection] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._reconnect: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        """Open the socket(s), say hello and start playing what comes back; raise if refused."""
+        source = await _open(self.urls[0])
+        sockets = [source]
+        if len(self.urls) > 1:
+            try:
+                sockets.append(await _open(self.urls[1]))
+            except BaseException:
+                source.transport.abort()
+                raise
+        self._source, self._sockets = source, sockets
+        self._listener = asyncio.create_task(self._listen(sockets[-1]))
+        hello = self.profile.hello(self.opts.bot_id, self.opts.sample_rate)
+        await source.send(json.dumps(hello))
+
+    async def send(self, message: str | bytes) -> bool:
+        """Send on the output socket; False (and counted) while it is down."""
+        source = self._source
+        if source is None:
+            if isinstance(message, bytes):
+                self.report.bytes_dropped_while_down += len(message)
+            return False
+        try:
+            await source.send(message)
+        except ConnectionClosed:
+            self._lost(source)
+            return False
+        if isinstance(message, bytes):
+            self.report.bytes_sent += len(message)
+        return True
+
+    async def send_roster(self) -> None:
+        """The whole roster: the speakers and, for gen3, the bot itself while it plays."""
+        speaking = dict(self.speaking)
+        if self.profile.lists_self:
+            speaking[self.opts.bot_name] = self.playing
+        await self.send(json.dumps(self.profile.roster(speaking, time.time())))
+
+    async def note_playback(self, now: float) -> None:
+        """gen3 lists itself as speaking while what the bridge sent is playing."""
+        playing = now < self.player.play_end
+        if self.profile.lists_self and playing != self.playing:
+            self.playing = playing
+            await self.send_roster()
+
+    async def stop(self) -> None:
+        """Leave as the generation does: close, close without a code, or drop the connection."""
+        for task in (self._listener, self._reconnect):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for ws in self._sockets:
+            await _leave(ws, self.profile.stop)
+        if self._source is not None and self.report.close_code is None:
+            self.report.close_code = self._source.close_code
+
+    def _lost(self, source: ClientConnection) -> None:
+        if self._source is not source:
+            return
+        if self.report.close_code is None:
+            self.report.close_code = source.close_code
+        self._source = None
+        for ws in self._sockets:
+            ws.transport.abort()
+        if self.profile.reconnects and self._reconnect is None:
+            self._reconnect = asyncio.create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(self.profile.backoff_s(attempt))
+            attempt += 1
+            self.report.reconnects += 1
+            try:
+                await self.connect()
+            except InvalidStatus as exc:
+                self.report.refused.append(exc.response.status_code)
+                continue
+            except OSError:
+                self.report.refused.append(0)
+                continue
+            self._reconnect = None
+            return
+
+    async def _listen(self, ws: ClientConnection) -> None:
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    self.player.receive(time.monotonic(), message)
+                    self.report.bytes_received += len(message)
+                    self.report.messages_received += 1
+        except ConnectionClosed:
+            pass
+        if self._source is not None and ws in self._sockets:
+            self._lost(self._source)
+
+
+async def _open(url: str) -> ClientConnection:
+    return await connect(url, compression=None, open_timeout=10)
+
+
+async def _leave(ws: ClientConnection, how: Stop) -> None:
+    if how == "abort":
+        ws.transport.abort()
+    elif how == "close_without_code":
+        with contextlib.suppress(ConnectionClosed):
+            async with ws.send_context():
+                ws.protocol.send_close()  # an empty close frame: the bridge sees 1005
+        ws.transport.close()
+    else:
+        await ws.close()
+
+
 async def _speak(
-    ws: ClientConnection,
+    bot: SimulatedBot,
     timeline: np.ndarray,
     utterances: list[Utterance],
     chunk: int,
     origin: float,
     opts: SimulatorOptions,
-    report: SimulationReport,
 ) -> None:
     """Send the timeline: chunk k is due at origin + its time, so the first ones go in a burst."""
     marks = sorted(
@@ -260,23 +406,17 @@ async def _speak(
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        changed = False
         while marks and marks[0][0] <= start:
             _, speaking, utterance = marks.pop(0)
             if not speaking:
                 utterance.end_time = time.monotonic()
-            state = {**SPEAKER, "timestamp": int(time.time() * 1000), "isSpeaking": speaking}
-            await ws.send(json.dumps([state]))
-        data = timeline[start : start + chunk].tobytes()
-        await ws.send(data)
-        report.bytes_sent += len(data)
-
-
-async def _listen(ws: ClientConnection, player: PlayerModel, report: SimulationReport) -> None:
-    async for message in ws:
-        if isinstance(message, bytes):
-            player.receive(time.monotonic(), message)
-            report.bytes_received += len(message)
-            report.messages_received += 1
+            bot.speaking[utterance.speaker] = speaking
+            changed = True
+        if changed:
+            await bot.send_roster()
+        await bot.note_playback(time.monotonic())
+        await bot.send(timeline[start : start + chunk].tobytes())
 
 
 def _measure(

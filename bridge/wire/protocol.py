@@ -10,13 +10,20 @@ import enum
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
-SUPPORTED_RATES = (16000, 24000)
+SUPPORTED_RATES = (16000, 24000, 32000, 48000)  # what bots stream (v2: all four; v1: 16k, 24k)
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 PathRole = Literal["dual", "output", "input"]
@@ -63,33 +70,102 @@ class Route:
 
 
 class Hello(BaseModel):
-    """The first text frame of the meeting-audio socket."""
+    """The first text frame of the meeting-audio socket, sent again after every reconnect.
+
+    `sample_rate` (gen3, v2) is the rate of every binary frame that follows, whatever the URL
+    said; gen1 sends none. `protocol_version` varies by platform and is informational.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     protocol_version: int
-    bot_id: str
+    bot_id: str = Field(coerce_numbers_to_str=True)
     offset: float = 0.0
+    sample_rate: int | None = None
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _supported(cls, rate: int | None) -> int | None:
+        if rate is not None and rate not in SUPPORTED_RATES:
+            raise ValueError(f"sample_rate must be one of {SUPPORTED_RATES}, got {rate}")
+        return rate
+
+
+SECONDS_BEFORE = 1e11  # a roster timestamp below this is in seconds (1e11 ms is 1973)
 
 
 class SpeakerState(BaseModel):
-    """One participant's speaking state, as the bot reports it when speaking changes."""
+    """One participant's speaking state; the bot sends the whole roster when anything changes.
+
+    `id` is a number, null (v2), or 0 for everyone (gen1): not a key on its own (see
+    bridge.wire.roster). `timestamp` is ms (gen1) or seconds with a fraction (v2 docs).
+    Extra fields (gen3's `deviceId`) are kept.
+    """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    name: str
-    id: int
-    timestamp: int  # milliseconds since the epoch
+    name: str = ""
+    id: int | None = None
+    timestamp: float | None = None
     is_speaking: bool = Field(alias="isSpeaking")
+    device_id: str | None = Field(None, alias="deviceId")
+
+    @property
+    def timestamp_ms(self) -> float | None:
+        """The timestamp in milliseconds since the epoch, whichever unit the bot sent."""
+        if self.timestamp is None:
+            return None
+        return self.timestamp * 1000 if self.timestamp < SECONDS_BEFORE else self.timestamp
 
 
 class SpeakerUpdate(BaseModel):
-    """A text frame holding a JSON array of speaker states."""
+    """A text frame holding a JSON array of speaker states: the whole roster."""
 
     speakers: list[SpeakerState]
 
 
-BotText = Hello | SpeakerUpdate
+class BotEvent(BaseModel):
+    """A transcription-mode event (v2 `mode: "transcription"`): `session.started`,
+    `transcript.segment`, `translation` or `error`; `data` is provider-dependent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event: str
+    bot_id: str | None = Field(None, coerce_numbers_to_str=True)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class TranscriptSegment(BaseModel):
+    """A `transcript.segment` event's payload. Its layout is provider-dependent and not
+    documented: every field is optional, and the likely spellings are all accepted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str = ""
+    is_final: bool = Field(True, validation_alias=AliasChoices("isFinal", "is_final", "final"))
+    start: float | None = Field(
+        None, validation_alias=AliasChoices("utteranceStart", "start", "start_time")
+    )
+    end: float | None = Field(
+        None, validation_alias=AliasChoices("utteranceEnd", "end", "end_time")
+    )
+    confidence: float | None = None
+    words: list[Any] = Field(default_factory=list)
+    speaker: dict[str, Any] | str | int | None = None
+    speaker_name: str | None = None
+
+    @property
+    def speaker_label(self) -> str | None:
+        """The speaker's name, wherever the provider put it."""
+        if isinstance(self.speaker, dict):
+            name = self.speaker.get("name")
+            return None if name is None else str(name)
+        if self.speaker is not None:
+            return str(self.speaker)
+        return self.speaker_name
+
+
+BotText = Hello | SpeakerUpdate | BotEvent
 
 
 def parse_route(target: str) -> Route:
@@ -134,13 +210,16 @@ def parse_control_route(target: str) -> tuple[str, str | None]:
 
 
 def parse_text(text: str) -> BotText:
-    """Parse a text frame from the bot: the hello object or an array of speaker states."""
+    """Parse a text frame from the bot: the hello, an array of speaker states (the roster), or
+    a transcription-mode event."""
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise ProtocolError("invalid_json", f"text frame is not JSON ({exc.msg})") from None
     try:
         if isinstance(value, dict):
+            if "event" in value:
+                return BotEvent.model_validate(value)
             return Hello.model_validate(value)
         if isinstance(value, list):
             return SpeakerUpdate(speakers=value)

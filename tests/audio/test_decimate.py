@@ -17,7 +17,7 @@ def test_each_output_sample_is_the_mean_of_its_group_truncated():
     assert Decimator(24000, 8000).process(chunk).tolist() == [4, -1, 32767, -32767]
 
 
-@pytest.mark.parametrize("rate", [16000, 24000])
+@pytest.mark.parametrize("rate", [16000, 24000, 32000, 48000])
 def test_any_chunking_gives_the_same_stream(rate):
     speech = recording("Front_Center", rate)
     whole = Decimator(rate, 8000).process(speech)

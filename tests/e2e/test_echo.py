@@ -68,10 +68,14 @@ async def test_speaker_events_and_hooks_reach_the_responder(start_bridge):
     await server.close()  # ends the session: on_stop runs
     calls = HookLog.calls["hooks"]
     hooks = [hook for hook, _ in calls]
-    assert hooks[0] == "start" and hooks[-1] == "stop"
+    assert hooks[:2] == ["start", "join"] and hooks[-1] == "stop"
     assert calls[-1][1] == "simulated-bot"  # the hello's bot id
     speakers = [arg for hook, arg in calls if hook == "speakers"]
-    assert speakers == [[("Simulated Speaker", True)], [("Simulated Speaker", False)]]
+    assert speakers == [  # the whole roster: on admission, then each change
+        [("Simulated Speaker", False)],
+        [("Simulated Speaker", True)],
+        [("Simulated Speaker", False)],
+    ]
     frames = [arg for hook, arg in calls if hook == "audio"]
     assert set(frames) == {480}  # 20 ms at the bot's 24 kHz
     assert len(frames) == report.bytes_sent // 2 // 480

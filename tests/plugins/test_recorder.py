@@ -41,7 +41,8 @@ async def test_recorder_with_echo_writes_both_directions(start_bridge, tmp_path)
     events = [json.loads(line) for line in (folder / "timeline.jsonl").read_text().splitlines()]
     kinds = [e["type"] for e in events]
     assert kinds.count("speech_start") == 2 and kinds.count("speech_stop") == 2
-    assert kinds.count("utterance_end") == 2 and kinds.count("speakers") == 4
+    assert kinds.count("utterance_end") == 2 and kinds.count("speakers") == 5  # 1 on joining
+    assert kinds.count("joined") == 1 and kinds.count("speaker_start") == 2
     assert kinds[0] == "hello" and kinds[-1] == "session_end"
     spoken = [e for e in events if e["type"] == "utterance_end"]
     assert all(not e["interrupted"] and e["sent_ms"] > 1000 for e in spoken)

@@ -17,7 +17,7 @@ from bridge.codecs.wav import write_wav
 from bridge.sim.simulator import SimulatorOptions, simulate
 from bridge.wire.protocol import CloseCode
 from bridge.wire.signing import control_url
-from tests.helpers import Control, eventually, session_of
+from tests.helpers import Control, eventually, join_call
 from tests.sounds import ALSA, recording, tone
 
 HELLO = json.dumps({"protocol_version": 1, "bot_id": "b1", "offset": 0.0})
@@ -25,8 +25,13 @@ HELLO = json.dumps({"protocol_version": 1, "bot_id": "b1", "offset": 0.0})
 
 async def bot(server, session_id: str):
     ws = await connect(f"ws://127.0.0.1:{server.port}/bots/{session_id}", compression=None)
-    await ws.send(HELLO)
-    await session_of(server, session_id)
+    await join_call(ws, HELLO)
+    await eventually(
+        lambda: (
+            server.sessions.sessions.get(session_id, None)
+            and (server.sessions.sessions[session_id].phase == "in_call")
+        )
+    )
     return ws
 
 

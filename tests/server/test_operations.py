@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from bridge.sim.simulator import SimulatorOptions, simulate
-from tests.helpers import eventually, session_of
+from tests.helpers import eventually, join_call, session_of
 from tests.server_process import ServerProcess
 from tests.sounds import ALSA
 
@@ -131,6 +131,7 @@ async def test_a_bot_that_stops_reading_loses_frames_counted_and_recovers(start_
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
     sock.connect(("127.0.0.1", server.port))
     stalled = await connect(f"{base}/stalled", sock=sock, max_queue=1, compression=None)
+    await join_call(stalled, HELLO)
     session = await session_of(server, "stalled")
     server_sock = session.links["dual"].connection.transport.get_extra_info("socket")
     server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)

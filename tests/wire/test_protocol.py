@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 
 from bridge.wire.protocol import (
+    BotEvent,
     Hello,
     ProtocolError,
     Route,
     RouteError,
     SpeakerUpdate,
+    TranscriptSegment,
     parse_audio,
     parse_route,
     parse_text,
@@ -22,6 +24,8 @@ from bridge.wire.protocol import (
         ("/bots/abc/", Route("abc", "dual", None)),
         ("/bots/abc/output?rate=16000", Route("abc", "output", 16000)),
         ("/bots/a-b_c.1/input?rate=24000&x=1", Route("a-b_c.1", "input", 24000)),
+        ("/bots/abc?rate=32000", Route("abc", "dual", 32000)),
+        ("/bots/abc?rate=48000", Route("abc", "dual", 48000)),
     ],
 )
 def test_routes(target, route):
@@ -79,6 +83,9 @@ def test_speaker_states():
         ('{"bot_id": "b"}', "invalid_message"),
         ('[{"name": "A", "id": "x", "timestamp": 1, "isSpeaking": true}]', "invalid_message"),
         ('[{"name": "A"}]', "invalid_message"),
+        ('{"protocol_version": 1, "bot_id": "b", "sample_rate": 44100}', "invalid_message"),
+        ('{"event": 5}', "invalid_message"),
+        ('{"event": "transcript.segment", "data": []}', "invalid_message"),
     ],
 )
 def test_bad_text(text, reason):
@@ -92,3 +99,67 @@ def test_audio_is_viewed_as_s16le():
     assert samples.tolist() == [1, -2, 32767]
     with pytest.raises(ProtocolError, match="odd_length"):
         parse_audio(b"\x00\x01\x02")
+
+
+@pytest.mark.parametrize("rate", [16000, 24000, 32000, 48000])
+def test_a_hello_may_name_its_rate(rate):
+    text = json.dumps({"protocol_version": 2, "bot_id": "b", "offset": 0.0, "sample_rate": rate})
+    hello = parse_text(text)
+    assert isinstance(hello, Hello) and hello.sample_rate == rate
+
+
+def test_gen1_hello_has_no_rate_and_a_numeric_bot_id_is_a_string():
+    hello = parse_text('{"protocol_version": 1, "bot_id": 1234, "offset": 0.0}')
+    assert isinstance(hello, Hello) and hello.sample_rate is None and hello.bot_id == "1234"
+
+
+def test_v2_roster_null_id_seconds_timestamp_and_device_id():
+    text = json.dumps(
+        [
+            {
+                "name": "Ann",
+                "id": None,
+                "timestamp": 1709654321.5,
+                "isSpeaking": True,
+                "deviceId": "dev-1",
+                "extraField": 7,
+            },
+        ]
+    )
+    message = parse_text(text)
+    assert isinstance(message, SpeakerUpdate)
+    (ann,) = message.speakers
+    assert ann.id is None and ann.device_id == "dev-1" and ann.is_speaking
+    assert ann.timestamp_ms == 1709654321500.0
+    assert ann.model_extra == {"extraField": 7}
+
+
+def test_gen1_roster_timestamp_in_ms_stays_ms():
+    message = parse_text('[{"name": "A", "id": 0, "timestamp": 1732467000123, "isSpeaking": true}]')
+    assert isinstance(message, SpeakerUpdate)
+    assert message.speakers[0].timestamp_ms == 1732467000123
+
+
+def test_transcription_events_parse_with_every_field_optional():
+    event = parse_text(
+        json.dumps({"event": "transcript.segment", "bot_id": "b", "data": {"text": "hi"}})
+    )
+    assert isinstance(event, BotEvent) and event.event == "transcript.segment"
+    segment = TranscriptSegment.model_validate(event.data)
+    assert segment.text == "hi" and segment.is_final and segment.speaker_label is None
+    other = TranscriptSegment.model_validate(
+        {"text": "yo", "is_final": False, "start": 1.5, "speaker_name": "Ann"}
+    )
+    assert not other.is_final and other.start == 1.5 and other.speaker_label == "Ann"
+    full = TranscriptSegment.model_validate(
+        {
+            "text": "a",
+            "isFinal": True,
+            "utteranceStart": 2.0,
+            "utteranceEnd": 3.5,
+            "speaker": {"name": "Bo", "id": 4},
+        }
+    )
+    assert (full.start, full.end, full.speaker_label) == (2.0, 3.5, "Bo")
+    started = parse_text('{"event": "session.started"}')
+    assert isinstance(started, BotEvent) and started.data == {}
