@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bridge.audio.vad import SpeechStarted, SpeechStopped
-from bridge.responder import Event, Responder, SessionHandle, SpeakerState
+from bridge.responder import Event, Participant, Responder, SessionHandle
 from bridge.speech.realtime_client import ConnectSettings, RealtimeClient
 from bridge.speech.realtime_protocol import (
     MIN_COMMIT_MS,
@@ -253,10 +253,10 @@ class RealtimeResponder(Responder):
         else:
             self._preroll.append((self._heard, frame))
 
-    async def on_speakers(self, speakers: list[SpeakerState]) -> None:
-        talking = [s.name for s in speakers if s.is_speaking]
-        if talking and talking[-1] != self._speaker:
-            self._speaker = talking[-1]
+    async def on_speakers(self, participants: list[Participant]) -> None:
+        talking = [p.name for p in participants if p.speaking and not p.is_self]
+        if talking and self._speaker not in talking:
+            self._speaker = talking[0]
             if self.client.connected:
                 self.client.send(self._speaker_context())
 
@@ -339,7 +339,8 @@ class RealtimeResponder(Responder):
         return create_response(event_id, instructions)
 
     def _speaker_context(self) -> dict[str, Any]:
-        roster = sorted({s.name for s in self.session.info.speakers.values()})
+        people = self.session.info.participants.values()
+        roster = sorted({p.name for p in people if not p.is_self})
         text = f"Now speaking: {self._speaker}."
         if roster:
             text += f" In the meeting: {', '.join(roster)}."
