@@ -2,14 +2,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := espeak-ng sox alsa-utils
+DEB_PACKAGES := espeak-ng sox alsa-utils curl haproxy nginx openssl
 
-.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab soak clean
+.PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab bench-bots \
+	bench-lb soak clean
 
 setup: system-packages $(VENV)/.installed
 
 # Debian packages: espeak-ng and sox for speech, alsa-utils for the recordings in
-# /usr/share/sounds/alsa that the demo and the tests speak. Installed when run as root.
+# /usr/share/sounds/alsa that the demo and the tests speak, curl for the docs' commands
+# (tests/test_docs.py runs them); haproxy, nginx and openssl for the load-balancer and
+# TLS-proxy tests (run by the tests, never as services). Installed when run as root.
 system-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -17,8 +20,19 @@ system-packages:
 	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
+# The venv module is a separate Debian package (python3-venv): named when it is missing,
+# installed when run as root (ROOT= on the command line acts as a user would).
+ROOT ?= $(shell [ "$$(id -u)" = 0 ] && echo yes)
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  if [ -n "$(ROOT)" ] && command -v apt-get >/dev/null; then \
+	    echo "$(PYTHON) -m venv failed: installing python3-venv"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
+	      >/dev/null && $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "$(PYTHON) -m venv failed: install the venv module, e.g. on Debian or Ubuntu:" \
+	      "sudo apt-get install python3-venv"; exit 1; \
+	  fi; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
@@ -63,6 +77,16 @@ bench-ab: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.ab $(REVS) --rounds 4 --out $(RESULT)-ab.json -- \
 	  --ramp 100 --duration 15 --warmup 3
+
+# The fidelity matrix: every bot generation x rate x one socket or two, echoed (a minute).
+bench-bots: setup
+	$(PY) -m benchmarks.bots --out $(RESULT)-bots.json
+
+# What a load balancer adds per session (a few minutes): HAProxy and nginx, plain and with TLS,
+# against the bridge direct, side by side round by round (docs/deployment.md).
+bench-lb: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.lb --sessions 40 --duration 10 --rounds 3 --out $(RESULT)-lb.json
 
 # Soak (30 minutes): 50 live sessions on the server defaults (40 ms prebuffer, 80 ms lead); zero
 # underruns and flat memory expected.

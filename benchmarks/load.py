@@ -41,6 +41,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,8 @@ from benchmarks.floor import LIBRARIES
 from bridge.codecs.wav import read_wav
 from bridge.server import loops
 from bridge.server.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
-from bridge.server.workers import worker_url
+from bridge.sim.generations import PROFILES
+from bridge.wire.protocol import SUPPORTED_RATES
 
 SPEECH = ["Front_Left", "Front_Right", "Rear_Left", "Rear_Right", "Side_Left", "Side_Right"]
 PLAYER_BUFFER_S = 0.040
@@ -212,8 +214,10 @@ class ServerUnderTest:
             wait_until_listening(port)
 
     def url(self, session_id: str) -> str:
-        """The base URL of the worker that serves session_id."""
-        return worker_url(f"ws://127.0.0.1:{self.port}", session_id, self.workers)
+        """The base URL of a worker for session_id: a stable hash spreads sessions over the
+        worker ports, as a load balancer in front of them would."""
+        port = self.ports[zlib.crc32(session_id.encode()) % self.workers]
+        return f"ws://127.0.0.1:{port}"
 
     def pids(self) -> list[int]:
         """The server's process and its workers."""
@@ -373,32 +377,24 @@ def difference(after: Histogram, before: Histogram) -> Histogram:
 
 
 async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) -> dict:
-    rate, chunk = args.rate, args.rate * args.chunk_ms // 1000
+    rate, profile = args.rate, PROFILES[args.bot]
+    chunk = profile.samples_per_message(rate, args.chunk_ms)
+    query = "" if profile.announces_rate else f"?rate={rate}"
     audio = speech(rate)
     bots: list[Bot] = []
     for i in range(n):
         session = f"load-{n}-{i}"
-        ws = await connect(f"{server.url(session)}/bots/{session}?rate={rate}", compression=None)
-        await ws.send(json.dumps({"protocol_version": 1, "bot_id": f"bot-{i}", "offset": 0}))
-        await ws.send(
-            json.dumps(
-                [
-                    {
-                        "name": f"Speaker {i}",
-                        "id": i,
-                        "isSpeaking": True,
-                        "timestamp": int(time.time() * 1000),
-                    }
-                ]
-            )
-        )
+        ws = await connect(f"{server.url(session)}/bots/{session}{query}", compression=None)
+        await ws.send(json.dumps(profile.hello(f"bot-{i}", rate)))
+        await ws.send(json.dumps(profile.roster({f"Speaker {i}": True}, time.time())))
         offset = (i * 7919 * chunk) % (len(audio) - chunk)
         bots.append(Bot(ws, np.roll(audio, -offset), chunk, rate))
     http = httpx.AsyncClient()  # made before the clock starts: its setup takes milliseconds
     await http.get(f"http://127.0.0.1:{server.port}/healthz")
     # bots are spread over the chunk period in PHASES groups, as real bots are not in step
     groups = [bots[g::PHASES] for g in range(PHASES)]
-    tick, late, ticks = args.chunk_ms / 1000 / PHASES, 0, 0
+    period = chunk / rate  # one message of audio, as this generation frames it
+    tick, late, ticks = period / PHASES, 0, 0
     begin = time.monotonic()
     warmup_end = begin + args.warmup
     end = warmup_end + args.duration
@@ -424,7 +420,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         now = time.monotonic()
         if due > now:
             await asyncio.sleep(due - now)
-        elif now - due > args.chunk_ms / 1000:
+        elif now - due > period:
             late += measuring
         if not measuring and time.monotonic() >= warmup_end:
             measuring = True
@@ -595,6 +591,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "machine": machine(),
         "rate": args.rate,
         "chunk_ms": args.chunk_ms,
+        "bot": args.bot,
         "duration_s": args.duration,
         "responder": "echo, frame by frame (speakbridge: echo -o mode=live)",
         "prebuffer_ms": args.prebuffer_ms,
@@ -637,7 +634,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds a step")
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--rate", type=int, default=24000, choices=[16000, 24000])
+    parser.add_argument("--rate", type=int, default=24000, choices=list(SUPPORTED_RATES))
+    parser.add_argument(
+        "--bot",
+        default="custom",
+        choices=list(PROFILES),
+        help="bot generation to model: gen1 512 B, gen3 10 ms, v2 100 ms messages (custom: "
+        "--chunk-ms)",
+    )
     parser.add_argument("--chunk-ms", type=int, default=20)
     parser.add_argument(
         "--no-pin",

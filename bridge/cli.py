@@ -10,12 +10,15 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from bridge import __version__
 from bridge.config import BridgeConfig
+from bridge.deploy import balancer
+from bridge.environment import config_defaults, env_name, is_internal
 from bridge.logs import setup_logging
 from bridge.meetingbaas.client import (
     DEFAULT_BASE_URL,
@@ -30,7 +33,7 @@ from bridge.responder import Responder, SessionHandle
 from bridge.server import loops
 from bridge.server.server import BridgeServer
 from bridge.server.session import ResponderFactory
-from bridge.server.workers import supervise, worker_url
+from bridge.server.workers import supervise
 from bridge.sim.control_client import control_client
 from bridge.sim.generations import PROFILES
 from bridge.sim.simulator import SimulatorOptions, simulate
@@ -43,7 +46,16 @@ log = logging.getLogger("bridge")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `speakbridge` and `python -m bridge`; returns the exit status."""
-    args = _parser().parse_args(argv)
+    try:
+        config_defaults()  # a bad SPEAKBRIDGE_* value is one line, whatever the command
+    except ValueError as exc:
+        print(f"speakbridge: error: {exc}", file=sys.stderr)
+        return 2
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):  # `speakbridge` alone: what it can do
+        parser.print_help()
+        return 2
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the workers' command lines
     setup_logging(args.log_level, args.log_format)
     try:
@@ -68,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["text", "json"],
         help="json: one object a line, with session and bot ids (env SPEAKBRIDGE_LOG_FORMAT)",
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(metavar="COMMAND")
     commands.add_parser = functools.partial(  # type: ignore[method-assign]
         commands.add_parser, parents=[logging_flags]
     )
@@ -161,9 +173,55 @@ def _parser() -> argparse.ArgumentParser:
     _add_control_flags(events)
     events.set_defaults(run=_events)
 
+    _add_lb_config(commands)
+
     listing = commands.add_parser("responders", help="list the installed responders")
     listing.set_defaults(run=lambda _: print("\n".join(registry.available())) or 0)
     return parser
+
+
+def _add_lb_config(commands: argparse._SubParsersAction) -> None:
+    lb = commands.add_parser(
+        "lb-config",
+        help="write an HAProxy or nginx configuration for many bridges behind one address",
+        description="Hash each session id onto the bridges, terminate TLS, health-check /healthz "
+        "(docs/deployment.md).",
+    )
+    lb.add_argument("--lb", choices=balancer.BALANCERS, required=True)
+    lb.add_argument(
+        "--backend",
+        action="append",
+        required=True,
+        metavar="HOST:PORT",
+        help="a bridge (its `serve --port`); repeat for each machine",
+    )
+    lb.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="each backend's `serve --workers`: its ports PORT to PORT+N-1 become backends",
+    )
+    lb.add_argument(
+        "--listen", metavar="[HOST:]PORT", help="public address (default 443 with --cert, else 80)"
+    )
+    lb.add_argument("--cert", metavar="PEM", help="certificate chain (and key, for HAProxy): TLS")
+    lb.add_argument("--key", metavar="PEM", help="nginx: the key, when not in --cert's file")
+    lb.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+    lb.set_defaults(run=_lb_config)
+
+
+def _lb_config(args: argparse.Namespace) -> int:
+    text = balancer.render(
+        args.lb,
+        balancer.backends(args.backend, args.workers),
+        balancer.parse_address(args.listen, "*") if args.listen else None,
+        balancer.tls(args.cert, args.key, args.lb),
+    )
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _add_responder_flags(parser: argparse.ArgumentParser) -> None:
@@ -187,24 +245,18 @@ def _add_control_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         default=os.environ.get(f"{ENV_PREFIX}URL", "ws://127.0.0.1:8765"),
-        help="the bridge (env SPEAKBRIDGE_URL, default ws://127.0.0.1:8765)",
+        help="the bridge, or the load balancer in front of several (env SPEAKBRIDGE_URL, "
+        "default ws://127.0.0.1:8765)",
     )
     parser.add_argument(
         "--secret",
         default=os.environ.get(f"{ENV_PREFIX}SECRET"),
         help="the server's secret, to sign the control URL (env SPEAKBRIDGE_SECRET)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(os.environ.get(f"{ENV_PREFIX}WORKERS", "1")),
-        help="the server's --workers: the session's worker port (env SPEAKBRIDGE_WORKERS)",
-    )
 
 
 def _control_url(args: argparse.Namespace) -> str:
-    url = worker_url(args.url, args.session, args.workers)
-    return control_url(url, args.secret, args.session, ttl_s=300)
+    return control_url(args.url, args.secret, args.session, ttl_s=300)
 
 
 def _say(args: argparse.Namespace) -> int:
@@ -235,22 +287,20 @@ def _client(args: argparse.Namespace) -> MeetingBaasClient:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    env_defaults = config_defaults()
     for name, info in BridgeConfig.model_fields.items():
-        flag, env = "--" + name.replace("_", "-"), ENV_PREFIX + name.upper()
-        default = os.environ.get(env, info.default)
+        flag, env = "--" + name.replace("_", "-"), env_name(name)
+        default = env_defaults.get(name, info.default)
         helptext = f"{info.description or ''} (env {env}, default {info.default})".strip()
+        if is_internal(info):
+            helptext = argparse.SUPPRESS
         if isinstance(info.default, bool):
             parser.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=str(default).lower() in ("1", "true", "yes", "on"),
-                help=helptext,
+                flag, action=argparse.BooleanOptionalAction, default=default, help=helptext
             )
         else:
             kind = type(info.default) if info.default is not None else str
-            parser.add_argument(
-                flag, type=kind, default=None if default is None else kind(default), help=helptext
-            )
+            parser.add_argument(flag, type=kind, default=default, help=helptext)
 
 
 def _config(args: argparse.Namespace) -> BridgeConfig:
@@ -270,7 +320,7 @@ def _problem(error: ErrorDetails) -> str:
 def responder_factory(spec: str, options: list[str]) -> ResponderFactory:
     """Load, validate and check a responder once; the factory builds one per session."""
     cls = registry.load(spec)
-    validated = registry.parse_options(cls, options)
+    validated = registry.parse_options(cls, options, spec)
     try:
         cls.check(validated)
     except ValueError as exc:
@@ -307,8 +357,8 @@ def _serve(args: argparse.Namespace) -> int:
     if config.workers > 1 and config.worker < 0:
         print(
             f"speakbridge: {config.workers} workers on ports {config.port}-"
-            f"{config.port + config.workers - 1}; a session's URLs name its worker's port "
-            "(speakbridge launch does it; a worker refuses another's sessions with 421)",
+            f"{config.port + config.workers - 1}, the backends of a load balancer that hashes "
+            "the session id (speakbridge lb-config writes its configuration)",
             flush=True,
         )
         return asyncio.run(supervise(args.argv, config.workers))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bridge.audio.resample import Quality
-from bridge.server.workers import port_offset
+from bridge.server.limits import parse_networks
 
 
 class BridgeConfig(BaseModel):
@@ -16,18 +16,20 @@ class BridgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(8765, ge=0, le=65535)
-    public_url: str | None = Field(None, description="ws(s)://host[:port] the bot can reach")
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
+    port: int = Field(8765, ge=0, le=65535, description="port to listen on (0: any free one)")
+    public_url: str | None = Field(
+        None, description="ws(s)://host[:port] the bot can reach (with --workers: the balancer's)"
+    )
     rate: Literal[16000, 24000, 32000, 48000] = Field(
         24000, description="sample rate of a bot whose hello and URL name none (gen1)"
     )
     bot_name: str | None = Field(
         None, description="the bot's name in the meeting: its roster entry is the bot itself"
     )
-    frame_ms: Literal[10, 20, 30] = 20
+    frame_ms: Literal[10, 20, 30] = Field(20, description="frame of the VAD, responders, pacer")
     # twice the prebuffer: the room above it absorbs a live stream's late frames as extra lead
-    # at the bot; with none, they wait in the bridge and are shed (README, "Pacing")
+    # at the bot; with none, they wait in the bridge and are shed (docs/design.md, "Pacing")
     lead_ms: float = Field(80.0, gt=0, le=500, description="audio sent ahead of the bot's playback")
     prebuffer_ms: float = Field(
         40.0,
@@ -46,14 +48,21 @@ class BridgeConfig(BaseModel):
         100_000, ge=1, description="ids of sessions ended on purpose remembered at most"
     )
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
-    max_sessions: int = Field(1000, ge=1)
+    max_sessions: int = Field(1000, ge=1, description="more are refused with 503")
     max_sockets_per_session: int = Field(2, ge=1, le=8, description="a bot opens one or two")
     secret: SecretStr | None = Field(None, description="HMAC key: only signed URLs are admitted")
     token_ttl_s: float = Field(86400.0, gt=0, description="lifetime of URLs the launcher signs")
     handshake_failures: int = Field(
         20, ge=1, description="failed handshakes per address and window before it gets 429"
     )
-    handshake_failures_window_s: float = Field(60.0, gt=0)
+    handshake_failures_window_s: float = Field(
+        60.0, gt=0, description="the window of handshake_failures; a 429 lasts until it passes"
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="load balancers in front (comma-separated addresses or CIDRs): the client "
+        "of their requests is the one X-Forwarded-For names",
+    )
     input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
     responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
     responder_start_timeout_s: float = Field(
@@ -68,16 +77,16 @@ class BridgeConfig(BaseModel):
     playback_buffer_s: float = Field(
         3.0, gt=0, le=600, description="queued speech awaiting pacing; a producer beyond it waits"
     )
-    max_pending_utterances: int = Field(32, ge=1)
-    resample_quality: Quality = "HQ"
-    vad_aggressiveness: Literal[0, 1, 2, 3] = 3
+    max_pending_utterances: int = Field(32, ge=1, description="speak() calls awaiting the queue")
+    resample_quality: Quality = Field("HQ", description="soxr quality of speech out and listeners")
+    vad_aggressiveness: Literal[0, 1, 2, 3] = Field(3, description="webrtcvad's mode")
     vad_start_ms: int = Field(200, ge=10, le=1000, description="speech window that opens a segment")
     vad_stop_ms: int = Field(500, ge=10, description="quiet window that closes a segment")
     vad_max_flatness: float = Field(
         0.1, gt=0, le=1, description="spectral flatness above which a frame is noise (1: off)"
     )
     media_dir: Path | None = Field(None, description="WAVs the control channel may play by path")
-    barge_in: bool = True
+    barge_in: bool = Field(True, description="user speech interrupts the bot")
     drain_timeout_s: float = Field(
         60.0, ge=0, description="on SIGTERM, how long live sessions may go on (SIGINT: 2 s)"
     )
@@ -91,14 +100,24 @@ class BridgeConfig(BaseModel):
         2.0, gt=0, description="wait for the peer's close frame; a half-open socket drops after"
     )
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
-        "auto", description="auto: uvloop when installed (the fast extra), else asyncio"
+        "auto", description="auto: uvloop when installed (it is, but on Windows), else asyncio"
     )
-    ping_interval_s: float = Field(20.0, gt=0)
-    ping_timeout_s: float = Field(20.0, gt=0)
+    ping_interval_s: float = Field(20.0, gt=0, description="keepalive ping to each bot socket")
+    ping_timeout_s: float = Field(
+        20.0, gt=0, description="an unanswered ping drops the socket after this"
+    )
     workers: int = Field(
-        1, ge=1, le=64, description="processes, one per core: worker i on port + i (see README)"
+        1,
+        ge=1,
+        le=64,
+        description="processes, one per core: worker i on port + i, behind a load balancer",
     )
-    worker: int = Field(-1, ge=-1, description="set by the supervisor: this process's index")
+    worker: int = Field(
+        -1,
+        ge=-1,
+        description="set by the supervisor: this process's index",
+        json_schema_extra={"internal": True},  # not a user's setting: hidden from help and docs
+    )
 
     @model_validator(mode="after")
     def _prefetch_within_buffer(self) -> BridgeConfig:
@@ -106,13 +125,16 @@ class BridgeConfig(BaseModel):
             raise ValueError("prefetch_s must be below playback_buffer_s")
         return self
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, spec: str) -> str:
+        parse_networks(spec)  # raises ValueError, naming the bad entry
+        return spec
+
     @model_validator(mode="after")
     def _workers_have_ports(self) -> BridgeConfig:
-        if self.workers > 1:
-            if self.port == 0:
-                raise ValueError("workers need a fixed port: worker i listens on port + i")
-            if self.public_url:
-                port_offset(self.public_url, 0)  # raises without a port
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("workers need a fixed port: worker i listens on port + i")
         if self.worker >= self.workers:
             raise ValueError(f"worker {self.worker} of {self.workers} does not exist")
         return self

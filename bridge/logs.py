@@ -20,6 +20,11 @@ session_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Con
 )
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 session", "2 sessions": a count in a log line, in words that agree with it."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 class SessionFilter(logging.Filter):
     """Adds `session` and `bot` attributes to each record (None outside a session)."""
 

@@ -56,8 +56,16 @@ def _v2_problems(body: dict) -> list[str]:
     if not isinstance(config, dict):
         return [*problems, "streaming_config: required object"]
     problems += _types(config, {"input_url": str, "output_url": str}, "streaming_config.")
-    if config.get("audio_frequency") not in (16000, 24000):
-        problems.append("streaming_config.audio_frequency: must be 16000 or 24000 (integer Hz)")
+    if config.get("audio_frequency") not in (16000, 24000, 32000, 48000):
+        problems.append("streaming_config.audio_frequency: 16000, 24000, 32000 or 48000 (int Hz)")
+    mode = config.get("mode", "audio")
+    if mode not in ("audio", "transcription"):
+        problems.append("streaming_config.mode: audio or transcription")
+    transcription = config.get("transcription")
+    if mode == "transcription" and not (
+        isinstance(transcription, dict) and isinstance(transcription.get("provider"), str)
+    ):
+        problems.append("streaming_config.transcription: required, with a provider, in that mode")
     for name, value in (body.get("timeout_config") or {}).items():
         if not isinstance(value, int) or value < 120:
             problems.append(f"timeout_config.{name}: minimum 120")

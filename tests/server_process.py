@@ -14,15 +14,16 @@ from prometheus_client.parser import text_string_to_metric_families
 class ServerProcess:
     """`python -m bridge serve` on a free port; use as a context manager."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bridge", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
-        banner = self.process.stdout.readline()
-        self.port = int(re.search(r":(\d+) ", banner).group(1))
+        self.banner = self.process.stdout.readline()
+        self.port = int(re.search(r"(?::|port )(\d+) ", self.banner).group(1))
         self.url = f"ws://127.0.0.1:{self.port}"
 
     def __enter__(self) -> ServerProcess:

@@ -15,7 +15,7 @@ README = Path(__file__).parent.parent / "README.md"
 
 def example_code() -> str:
     text = README.read_text()
-    match = re.search(r"<!-- example-responder.*?-->\s*```python\n(.*?)```", text, re.S)
+    match = re.search(r"<!-- doc-test: file my_responders.py -->\s*```python\n(.*?)```", text, re.S)
     assert match, "the README lost its example responder"
     return match.group(1)
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from bridge.config import BridgeConfig
 from bridge.meetingbaas.client import BotSpec, MeetingBaasClient
 from bridge.server.server import BridgeServer
-from bridge.server.workers import worker_url
 from bridge.wire.protocol import PathRole
 from bridge.wire.signing import signed_url
 
@@ -28,15 +27,14 @@ class SessionUrls:
 
 
 def session_urls(config: BridgeConfig, split: bool, session_id: str | None = None) -> SessionUrls:
-    """URLs for a new session under config.public_url (at its worker's port with --workers),
-    signed when config has a secret."""
+    """URLs for a new session under config.public_url (the load balancer's, with several
+    bridges or workers), signed when config has a secret."""
     if not config.public_url:
         raise ValueError("--public-url is needed: the ws:// or wss:// address the bot can reach")
     session_id = session_id or uuid.uuid4().hex
     secret = config.secret.get_secret_value() if config.secret else None
     query = {"rate": str(config.rate)}
-
-    base = worker_url(config.public_url, session_id, config.workers)
+    base = config.public_url
 
     def url(role: PathRole) -> str:
         return signed_url(base, secret, session_id, role, query, config.token_ttl_s)

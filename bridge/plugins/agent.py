@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted
 from bridge.plugins.listening import Segment, SegmentListener
-from bridge.responder import SessionHandle
+from bridge.responder import Event, SessionHandle
 from bridge.retry import HttpError, RetryPolicy
 from bridge.speech.openai_api import OPENAI_PCM_RATE, OpenAIClient
 from bridge.speech.stt import STT_RATE, check_pocketsphinx, transcribe
@@ -51,7 +51,10 @@ class AgentOptions(BaseModel):
         "You are a helpful voice assistant taking part in a video meeting. Participants' "
         "words come to you as 'Name: text'. Answer briefly, in plain spoken sentences."
     )
-    stt: Literal["pocketsphinx", "api"] = "pocketsphinx"
+    stt: Literal["pocketsphinx", "api", "meetingbaas"] = Field(
+        "pocketsphinx",
+        description="meetingbaas: answer the transcripts the bot streams (launch --transcription)",
+    )
     stt_model: str = "whisper-1"
     tts: Literal["espeak", "api"] = "espeak"
     tts_model: str = "tts-1"
@@ -97,7 +100,7 @@ class AgentResponder(SegmentListener):
     @classmethod
     def check(cls, options: BaseModel) -> None:
         assert isinstance(options, AgentOptions)
-        if options.stt == "pocketsphinx":
+        if options.stt == "pocketsphinx":  # meetingbaas and api need no local recognizer
             check_pocketsphinx()
         if options.tts == "espeak":
             check_espeak()
@@ -116,8 +119,24 @@ class AgentResponder(SegmentListener):
             self._mark_interrupted()
 
     async def on_segment(self, segment: Segment) -> None:
+        if self.options.stt == "meetingbaas":
+            return  # the bot's own transcripts are the turns (on_event)
         await self._stop_reply()
         self._reply = asyncio.create_task(self._turn(segment))
+
+    async def on_event(self, event: Event) -> None:
+        await super().on_event(event)
+        if (
+            self.options.stt == "meetingbaas"
+            and event["type"] == "transcript"
+            and event.get("transcribed_by") == "meetingbaas"
+            and event.get("final")
+            and event.get("text")
+        ):
+            await self._stop_reply()
+            self._reply = asyncio.create_task(
+                self._respond(event["text"], event.get("speaker") or "Participant")
+            )
 
     async def on_interrupted(self, report: PlaybackReport) -> None:
         await self._stop_reply()
@@ -137,21 +156,32 @@ class AgentResponder(SegmentListener):
     async def _turn(self, segment: Segment) -> None:
         try:
             text = await self._hear(segment.audio)
-            if not text:
-                return
-            speaker = segment.speaker or "Participant"
-            self.history.append({"role": "user", "content": f"{speaker}: {text}"})
-            self.session.emit(
-                "transcript",
-                text=text,
-                speaker=speaker,
-                start_ms=segment.start_ms,
-                end_ms=segment.end_ms,
-            )
+        except HttpError as exc:
+            self._failed(exc)
+            return
+        if not text:
+            return
+        speaker = segment.speaker or "Participant"
+        self.session.emit(
+            "transcript",
+            text=text,
+            speaker=speaker,
+            start_ms=segment.start_ms,
+            end_ms=segment.end_ms,
+        )
+        await self._respond(text, speaker)
+
+    async def _respond(self, text: str, speaker: str) -> None:
+        """Answer one turn of `speaker`'s."""
+        self.history.append({"role": "user", "content": f"{speaker}: {text}"})
+        try:
             await self._answer()
         except HttpError as exc:
-            self.session.log.error("agent: the model API failed: %s", exc)
-            self.session.emit("agent_error", error=str(exc))
+            self._failed(exc)
+
+    def _failed(self, exc: HttpError) -> None:
+        self.session.log.error("agent: the model API failed: %s", exc)
+        self.session.emit("agent_error", error=str(exc))
 
     async def _hear(self, audio: np.ndarray) -> str:
         if self.options.stt == "api":

@@ -41,18 +41,44 @@ def load(spec: str) -> type[Responder]:
     return cls
 
 
-def parse_options(cls: type[Responder], pairs: list[str]) -> object:
-    """Validate `key=value` strings against the responder's Options model."""
+def parse_options(cls: type[Responder], pairs: list[str], name: str | None = None) -> object:
+    """Validate `key=value` strings against the responder's Options model.
+
+    A key the model has no field for is refused even if the model itself would take it
+    (a user's model without extra="forbid"): a typo must not pass silently. Errors name
+    the responder as the user did (`name`, e.g. "echo") and list the keys it takes.
+    """
+    who = name or cls.__name__
     raw: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ResponderError(f"option {pair!r} is not key=value")
+        if not sep or not key.strip():
+            raise ResponderError(f"option {pair!r} of responder {who!r} is not key=value")
         raw[key.strip()] = value
+    keys = option_keys(cls)
+    unknown = [key for key in raw if key not in keys]
+    if unknown:
+        raise ResponderError(
+            f"responder {who!r} has no option {', '.join(map(repr, unknown))}; {_takes(keys)}"
+        )
     try:
         return cls.Options.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
         )
-        raise ResponderError(f"bad options for responder {cls.__name__}: {problems}") from None
+        raise ResponderError(
+            f"bad options for responder {who!r}: {problems}; {_takes(keys)}"
+        ) from None
+
+
+def option_keys(cls: type[Responder]) -> list[str]:
+    """The keys `-o` takes for this responder: its Options model's fields and their aliases."""
+    keys: list[str] = []
+    for field_name, info in cls.Options.model_fields.items():
+        keys += [field_name] + ([info.alias] if info.alias and info.alias != field_name else [])
+    return keys
+
+
+def _takes(keys: list[str]) -> str:
+    return f"it takes {', '.join(keys)}" if keys else "it takes no options"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 
 class FailureLimiter:
@@ -30,3 +31,31 @@ class FailureLimiter:
         self._failures[address] = times
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
+
+
+Networks = tuple[IPv4Network | IPv6Network, ...]
+
+
+def parse_networks(spec: str) -> Networks:
+    """Comma-separated addresses or CIDR networks ("10.0.0.5, 10.1.0.0/16"); ValueError if bad."""
+    return tuple(ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
+
+
+def client_address(peer: str, forwarded_for: str | None, proxies: Networks) -> str:
+    """The client's address: peer, or behind trusted proxies the last X-Forwarded-For entry that
+    is not one of them (each proxy appends the address it saw; entries before it are hearsay)."""
+    if not proxies or forwarded_for is None or not _trusted(peer, proxies):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _trusted(address: str, proxies: Networks) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False  # not an address (a name, garbage): never a trusted proxy
+    return any(ip in network for network in proxies)

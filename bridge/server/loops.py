@@ -1,4 +1,4 @@
-"""The event loop to run on: uvloop when installed (the `fast` extra), else asyncio's own."""
+"""The event loop to run on: uvloop when installed (a dependency but on Windows), else asyncio's."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ def run(main: Coroutine[Any, Any, T], choice: LoopChoice = "auto") -> T:
             import uvloop
         except ImportError:
             if choice == "uvloop":
-                raise ValueError(
-                    "uvloop is not installed: pip install 'speakbridge[fast]'"
-                ) from None
+                raise ValueError("uvloop is not installed (pip install uvloop)") from None
         else:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 return runner.run(main)

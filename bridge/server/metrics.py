@@ -1,8 +1,7 @@
 """Prometheus metrics, read from the sessions at scrape time: nothing on the audio path.
 
 Counters of ended sessions are folded into server totals when each session ends; a scrape
-adds the live sessions' current counts. Needs the optional extra `metrics`
-(prometheus-client); without it /metrics says how to install it.
+adds the live sessions' current counts, in prometheus-client's text format.
 """
 
 from __future__ import annotations
@@ -13,19 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bridge.server.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
+import prometheus_client
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-# Imported with the server, not at the first scrape: the import takes ~100 ms, and on the
-# event loop that would stall every session's audio once.
-try:
-    import prometheus_client
-    from prometheus_client.core import (
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        HistogramMetricFamily,
-    )
-except ImportError:  # the `metrics` extra is not installed: /metrics answers 501
-    prometheus_client = None  # type: ignore[assignment]
+from bridge.server.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
 
 if TYPE_CHECKING:
     from bridge.server.session import Session
@@ -182,10 +172,8 @@ class BridgeCollector:
         )
 
 
-def exposition(collector: BridgeCollector) -> tuple[bytes, str] | None:
-    """The metrics page and its content type, or None without prometheus-client."""
-    if prometheus_client is None:
-        return None
+def exposition(collector: BridgeCollector) -> tuple[bytes, str]:
+    """The metrics page and its content type."""
     registry = prometheus_client.CollectorRegistry(auto_describe=False)
     registry.register(collector)  # type: ignore[arg-type]
     return prometheus_client.generate_latest(registry), prometheus_client.CONTENT_TYPE_LATEST

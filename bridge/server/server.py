@@ -18,14 +18,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
-from bridge.logs import session_context
+from bridge.logs import counted, session_context
 from bridge.server.control import serve_control
-from bridge.server.limits import FailureLimiter
+from bridge.server.limits import FailureLimiter, client_address, parse_networks
 from bridge.server.metrics import BridgeCollector, Totals, exposition
 from bridge.server.session import Link, ResponderFactory
 from bridge.server.sessions import SessionTable
 from bridge.server.watchdog import LoopWatchdog
-from bridge.server.workers import port_offset, worker_of
 from bridge.wire.connection import BotConnection
 from bridge.wire.protocol import CloseCode, RouteError, parse_control_route, parse_route
 from bridge.wire.signing import verify
@@ -33,6 +32,7 @@ from bridge.wire.signing import verify
 log = logging.getLogger(__name__)
 WEBSOCKETS_LOG = logging.getLogger("bridge.websockets")
 WEBSOCKETS_LOG.setLevel(logging.WARNING)  # per-connection chatter; sessions log their own lines
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bound to every address: no URL a bot could use
 
 
 class BridgeServer:
@@ -42,6 +42,7 @@ class BridgeServer:
         self.config = config
         self.sessions = SessionTable(config, make_responders)
         self.limiter = FailureLimiter(config.handshake_failures, config.handshake_failures_window_s)
+        self.proxies = parse_networks(config.trusted_proxies)
         self.totals = Totals()
         self.sessions.on_end.append(self.totals.add_session)
         self.collector = BridgeCollector(self.sessions, self.totals)
@@ -52,6 +53,7 @@ class BridgeServer:
         )
         self.draining = False
         self._server: Server | None = None
+        self._controls: set[ServerConnection] = set()  # open control-channel connections
 
     @property
     def port(self) -> int:
@@ -98,19 +100,30 @@ class BridgeServer:
     async def drain(self, timeout_s: float) -> None:
         """Refuse new sessions (health says 503), let live ones end for up to timeout_s, close."""
         self.draining = True
-        live = len(self.sessions.sessions)
-        log.info("draining: %d sessions may finish within %.0f s", live, timeout_s)
+        live = counted(len(self.sessions.sessions), "session")
+        log.info("draining: %s may finish within %.0f s", live, timeout_s)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 while self.sessions.sessions:
+                    self._end_idle_sessions()
                     await asyncio.sleep(0.05)
         await self.close()
+
+    def _end_idle_sessions(self) -> None:
+        """While draining, a session with no socket open ends now, on purpose: no bot is left
+        to serve, and its grace period would only hold up the exit."""
+        for session in list(self.sessions.sessions.values()):
+            if not session.links:
+                self.sessions.finish(session.id, "server draining")
 
     async def close(self) -> None:
         """Stop listening and end every session (their responders finish, recorders flush)."""
         if self._server is not None:
             self._server.close(close_connections=False)
             await self.sessions.close_all("server shutting down", on_purpose=self.draining)
+            await asyncio.gather(  # control clients would hold wait_closed() for ever
+                *(c.close(CloseCode.GOING_AWAY, "server shutting down") for c in self._controls)
+            )
             await self._server.wait_closed()
             await self.watchdog.stop()
             self._server = None
@@ -120,25 +133,30 @@ class BridgeServer:
         self.totals.loop_blocked += 1
 
     def base_url(self) -> str:
+        """What bots are given: the public URL (a load balancer's with --workers), else ours."""
         c = self.config
-        if c.public_url:
-            return port_offset(c.public_url, c.worker_index) if c.workers > 1 else c.public_url
-        return f"ws://{c.host}:{self.port}"
+        return c.public_url or f"ws://{c.host}:{self.port}"
 
     def banner(self) -> str:
-        """The URLs to give a bot, with an example session id."""
+        """The URLs to give a bot, with an example session id; bound to every address with no
+        --public-url, it asks for one instead (ws://0.0.0.0 reaches no bot)."""
         c = self.config
         base, example = self.base_url(), uuid.uuid4().hex[:12]
-        while c.workers > 1 and worker_of(example, c.workers) != c.worker_index:
-            example = uuid.uuid4().hex[:12]  # an example this worker accepts
         worker = (
-            f" (worker {c.worker_index} of {c.workers}: sessions whose crc32(id) % "
-            f"{c.workers} is {c.worker_index})"
+            f" (worker {c.worker_index} of {c.workers}, on port {self.port} behind it)"
             if c.workers > 1
             else ""
         )
-        return (
-            f"speakbridge listening on {base}{worker} (default rate {c.rate} Hz)\n"
+        heading = f"speakbridge listening on {base}{worker} (default rate {c.rate} Hz)\n"
+        if not c.public_url and c.host in WILDCARD_HOSTS:
+            heading = (
+                f"speakbridge listening on every address, port {self.port}{worker} "
+                f"(default rate {c.rate} Hz)\n"
+                "  bots need the URL they can reach: start with --public-url wss://HOST[:PORT] "
+                "(TLS through a reverse proxy: docs/deployment.md)\n"
+            )
+            base = "wss://HOST"
+        return heading + (
             f"  one socket both ways:  streaming.output = streaming.input = "
             f"{base}/bots/{{session_id}}\n"
             f"  split sockets:         streaming.output = {base}/bots/{{session_id}}/output\n"
@@ -149,32 +167,29 @@ class BridgeServer:
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Route, authenticate and admit a request before the upgrade; refusals are logged once."""
-        address, now = _peer(connection), time.monotonic()
+        address, now = self._client(connection, request), time.monotonic()
         path = request.path.split("?")[0]
         try:
             if self.limiter.blocked(address, now):
                 self.limiter.refused += 1
                 raise RouteError(429, "too many failed handshakes from this address; retry later")
             if path == "/healthz":
-                status, text = (503, "draining\n") if self.draining else (200, "ok\n")
-                return connection.respond(status, text)
+                return connection.respond(*self._health())
             if path == "/metrics":
                 return self._metrics(connection)
             if path == "/sessions":
                 return self._listing(connection, request)
             if path.startswith("/control/"):
                 session_id, token = parse_control_route(request.path)
-                self._check_worker(session_id)
                 self._authenticate(token, session_id, "control")
                 if session_id not in self.sessions.sessions:
                     raise RouteError(404, f"no session {session_id}")
                 return None
             route = parse_route(request.path)
-            self._check_worker(route.session_id)
             self._authenticate(route.token, route.session_id, route.path_role)
+            self.sessions.admit(route)  # first: an ended session's 410 must not become a 503
             if self.draining and route.session_id not in self.sessions.sessions:
                 raise RouteError(503, "the server is draining; connect to another one")
-            self.sessions.admit(route)
         except RouteError as exc:
             self.totals.refused[exc.status] += 1
             if exc.status != 429:
@@ -189,13 +204,18 @@ class BridgeServer:
             return connection.respond(exc.status, exc.detail + "\n")
         return None
 
-    def _check_worker(self, session_id: str) -> None:
-        """With --workers, a session lives on its own worker: both sockets must come here."""
-        c = self.config
-        if c.workers > 1 and (owner := worker_of(session_id, c.workers)) != c.worker_index:
-            raise RouteError(
-                421, f"session {session_id} belongs to worker {owner}, port {c.port + owner}"
-            )
+    def _client(self, connection: ServerConnection, request: Request) -> str:
+        """The rate limiter's key: the peer, or the client a trusted load balancer names."""
+        forwarded = request.headers.get("X-Forwarded-For")
+        return client_address(_peer(connection), forwarded, self.proxies)
+
+    def _health(self) -> tuple[int, str]:
+        """503 while draining or full: a load balancer's health check sends new sessions on."""
+        if self.draining:
+            return 503, "draining\n"
+        if len(self.sessions.sessions) >= self.config.max_sessions:
+            return 503, f"full ({self.config.max_sessions} sessions)\n"
+        return 200, "ok\n"
 
     def _authenticate(self, token: str | None, session_id: str, role: str) -> None:
         if self.config.secret is not None:
@@ -203,12 +223,7 @@ class BridgeServer:
             verify(secret, token, session_id, role, time.time())
 
     def _metrics(self, connection: ServerConnection) -> Response:
-        page = exposition(self.collector)
-        if page is None:
-            return connection.respond(
-                501, "metrics need prometheus-client: pip install 'speakbridge[metrics]'\n"
-            )
-        body, content_type = page
+        body, content_type = exposition(self.collector)
         return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
 
     def _listing(self, connection: ServerConnection, request: Request) -> Response:
@@ -241,7 +256,11 @@ class BridgeServer:
                 await connection.close(CloseCode.SESSION_ENDED, "the session has ended")
                 return
             session_context.set({"session": session_id, "info": session.info})
-            await serve_control(connection, session, self.config.media_dir)
+            self._controls.add(connection)
+            try:
+                await serve_control(connection, session, self.config.media_dir)
+            finally:
+                self._controls.discard(connection)
             return
         route = parse_route(target)
         bot = cast(BotConnection, connection)  # create_connection=BotConnection

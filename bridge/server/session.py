@@ -26,6 +26,7 @@ from bridge.audio.pipeline import InputPipeline
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import SpeechStarted, SpeechStopped, VoiceActivityDetector
 from bridge.config import BridgeConfig
+from bridge.logs import counted
 from bridge.responder import Responder, SessionHandle, SessionInfo
 from bridge.server.events import Event, EventHub
 from bridge.server.histogram import LATENCY_BUCKETS_S, Histogram
@@ -333,7 +334,7 @@ class Session:
                 start_ms=_ms(segment.start),
                 end_ms=_ms(segment.end),
                 confidence=segment.confidence,
-                source="meetingbaas",
+                transcribed_by="meetingbaas",
             )
         elif event.event == "error":
             log.warning(
@@ -597,7 +598,7 @@ class Session:
         segments = (
             stats.segments_before + self.pipeline.speech_segments + self.pipeline.vad.speaking
         )
-        changes = f", {stats.rate_changes} rate changes" if stats.rate_changes else ""
+        changes = f", {counted(stats.rate_changes, 'rate change')}" if stats.rate_changes else ""
         dropped = sum((r.dropped for r in self.runners), stats.dropped)
         if self.events.dropped:
             dropped["event"] = self.events.dropped
@@ -605,8 +606,9 @@ class Session:
             f"{time.monotonic() - stats.started:.1f} s, bot {self.info.bot_id or '?'}, "
             f"{rate} Hz{changes}, {_PHASE_NOTE[self.phase_reached]}, "
             f"audio in {self.position_ms() / 1000:.2f} s ({stats.bytes_in} B), "
-            f"out {self.playout.seconds_out:.2f} s ({out * 2} B), {segments} speech segments, "
-            f"{stats.barge_ins} barge-ins, {self.playout.pacer.underruns} underruns, "
+            f"out {self.playout.seconds_out:.2f} s ({out * 2} B), "
+            f"{counted(segments, 'speech segment')}, {counted(stats.barge_ins, 'barge-in')}, "
+            f"{counted(self.playout.pacer.underruns, 'underrun')}, "
             f"dropped {dict(dropped) or 'none'}, "
             f"responder errors {sum(r.errors for r in self.runners)}, sockets {stats.sockets}"
         )

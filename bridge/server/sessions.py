@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from bridge.config import BridgeConfig
+from bridge.logs import counted
 from bridge.server.session import Link, ResponderFactory, Session
 from bridge.wire.protocol import CloseCode, Route, RouteError
 
@@ -72,11 +73,13 @@ class SessionTable:
                 self.refused_ended += 1
                 raise RouteError(410, f"session {route.session_id} has ended ({reason})")
             if len(self.sessions) >= self.config.max_sessions:
-                raise RouteError(503, f"the server is full ({self.config.max_sessions} sessions)")
+                full = counted(self.config.max_sessions, "session")
+                raise RouteError(503, f"the server is full ({full})")
             return
         limit = self.config.max_sockets_per_session
         if route.path_role not in session.links and len(session.links) >= limit:
-            raise RouteError(409, f"session {route.session_id} already has {limit} sockets")
+            sockets = counted(limit, "socket")
+            raise RouteError(409, f"session {route.session_id} already has {sockets}")
 
     async def join(self, route: Route, link: Link) -> Session:
         """Attach link to its session, creating it; a socket it replaces is closed with 4000."""

@@ -1,8 +1,8 @@
-"""Several bridge processes, one per core: worker i listens on port + i, and a session lives
-on the worker its id hashes to, so both sockets of a split session reach the same process.
+"""Several bridge processes, one per core: worker i listens on port + i, a local backend port.
 
-The URLs a bot is given name its session's worker (`speakbridge launch` does this); a
-worker refuses sessions that belong to another (421, naming the right port).
+The load balancer in front is the one public address; it hashes each session id onto every
+worker port of every machine, so both sockets of a session reach the same process. A worker
+serves whatever session reaches it: routing is the load balancer's job (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -11,31 +11,8 @@ import asyncio
 import logging
 import signal
 import sys
-import zlib
-from urllib.parse import urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
-
-
-def worker_of(session_id: str, workers: int) -> int:
-    """The index (0 to workers - 1) of the worker that serves a session: a stable hash."""
-    return zlib.crc32(session_id.encode()) % workers
-
-
-def worker_url(base_url: str, session_id: str, workers: int) -> str:
-    """base_url (ws[s]://host:port) moved to the port of the session's worker."""
-    return base_url if workers == 1 else port_offset(base_url, worker_of(session_id, workers))
-
-
-def port_offset(base_url: str, offset: int) -> str:
-    """base_url with its port moved up by offset; the port must be explicit."""
-    parts = urlsplit(base_url)
-    if parts.port is None:
-        raise ValueError(
-            f"with --workers, the URL needs an explicit port (worker i is on port + i): {base_url}"
-        )
-    host = parts.netloc.rsplit(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port + offset}"))
 
 
 async def supervise(argv: list[str], workers: int) -> int:

@@ -9,6 +9,8 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from bridge.wire.signing import redact_token
+
 
 async def control_client(url: str, command: dict[str, Any] | None, count: int | None) -> int:
     """With a command: send it and print the reply. Without: print events (count of them)."""
@@ -30,9 +32,11 @@ async def control_client(url: str, command: dict[str, Any] | None, count: int | 
                     return 0
     except InvalidStatus as exc:
         body = exc.response.body.decode(errors="replace").strip()
-        print(f"speakbridge: {exc.response.status_code}: {body}", file=sys.stderr)
+        print(
+            f"speakbridge: {redact_token(url)}: {exc.response.status_code}: {body}", file=sys.stderr
+        )
         return 1
     except (ConnectionClosed, OSError) as exc:
-        print(f"speakbridge: {exc}", file=sys.stderr)
+        print(f"speakbridge: {redact_token(url)}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -19,10 +19,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from bridge.codecs.wav import read_wav, write_wav
+from bridge.logs import counted
 from bridge.sim.generations import PROFILES, BotProfile, Generation, Stop
+from bridge.wire.signing import redact_token
 
 STALL_TICK_S = 0.005  # how often the simulator checks that its own event loop keeps time
 STALL_THRESHOLD_S = 0.015  # a check this late: the simulator itself was held up
@@ -141,14 +143,15 @@ class SimulationReport:
     reconnects: int = 0  # attempts after the bridge closed the socket (gen3, v2)
     refused: list[int] = field(default_factory=list)  # HTTP statuses of refused reconnects
     bytes_dropped_while_down: int = 0
+    first_audio_at: float | None = None  # clock time the first of the bridge's audio arrived
     output_wav: str | None = None
 
     def __str__(self) -> str:
         lines = [
             f"sent {self.bytes_sent} B ({self.bytes_sent / 2 / self.sample_rate:.2f} s at "
             f"{self.sample_rate} Hz), received {self.bytes_received} B "
-            f"({self.bytes_received / 2 / self.sample_rate:.2f} s) in {self.messages_received} "
-            "messages",
+            f"({self.bytes_received / 2 / self.sample_rate:.2f} s) in "
+            f"{counted(self.messages_received, 'message')}",
         ]
         for u in self.utterances:
             heard = (
@@ -231,7 +234,10 @@ async def simulate(
     stalls = LoopStalls()
     watcher = asyncio.create_task(stalls.watch())
     try:
-        await bot.connect()
+        try:
+            await bot.connect()
+        except (OSError, InvalidHandshake, InvalidURI) as exc:  # say which URL, and why
+            raise ConnectionError(_cannot_connect(bot.opening, exc)) from None
         if opts.waiting_room_s:
             await asyncio.sleep(opts.waiting_room_s)
         await bot.send_roster()  # admitted: the roster as the bot finds it
@@ -272,13 +278,16 @@ class SimulatedBot:
         self._sockets: list[ClientConnection] = []
         self._listener: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
+        self.opening = urls[0]  # the URL connect() is opening: the one a failure names
 
     async def connect(self) -> None:
         """Open the socket(s), say hello and start playing what comes back; raise if refused."""
+        self.opening = self.urls[0]
         source = await _open(self.urls[0])
         sockets = [source]
         if len(self.urls) > 1:
             try:
+                self.opening = self.urls[1]
                 sockets.append(await _open(self.urls[1]))
             except BaseException:
                 source.transport.abort()
@@ -307,8 +316,8 @@ class SimulatedBot:
     async def send_roster(self) -> None:
         """The whole roster: the speakers and, for gen3, the bot itself while it plays."""
         speaking = dict(self.speaking)
-        if self.profile.lists_self:
-            speaking[self.opts.bot_name] = self.playing
+        if self.profile.lists_self:  # a recording given to the bot's name: its voice coming back
+            speaking[self.opts.bot_name] = self.playing or speaking.get(self.opts.bot_name, False)
         await self.send(json.dumps(self.profile.roster(speaking, time.time())))
 
     async def note_playback(self, now: float) -> None:
@@ -362,6 +371,8 @@ class SimulatedBot:
         try:
             async for message in ws:
                 if isinstance(message, bytes):
+                    if self.report.first_audio_at is None:
+                        self.report.first_audio_at = time.monotonic()
                     self.player.receive(time.monotonic(), message)
                     self.report.bytes_received += len(message)
                     self.report.messages_received += 1
@@ -369,6 +380,16 @@ class SimulatedBot:
             pass
         if self._source is not None and ws in self._sockets:
             self._lost(self._source)
+
+
+def _cannot_connect(url: str, exc: Exception) -> str:
+    """One line: the URL (its token hidden) and the bridge's refusal or the network's error."""
+    if isinstance(exc, InvalidStatus):
+        body = exc.response.body.decode(errors="replace").strip()
+        reason = f"HTTP {exc.response.status_code} {body}".strip()
+    else:
+        reason = str(exc) or type(exc).__name__
+    return f"cannot connect to {redact_token(url)}: {reason}"
 
 
 async def _open(url: str) -> ClientConnection:

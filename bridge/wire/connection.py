@@ -17,9 +17,10 @@ The batch runs once the loop has read every ready socket: the chunks heard, in a
 order, and after each WRITE_EVERY of them (and at the end) one write per socket of the
 frames they produced. Handling each chunk as its socket is read interleaves the kernel's
 receive path, numpy and the VAD, so every system call runs on cold caches: here a loopback
-send cost about three times as much inside the per-chunk path as in a tight loop (README,
-Design). A frame waits for the handling of at most WRITE_EVERY - 1 other chunks; a
-chunk's latency is timed from when it was read, so that wait is counted.
+send cost about three times as much inside the per-chunk path as in a tight loop
+(docs/design.md, "The hot path"). A frame waits for the handling of at most
+WRITE_EVERY - 1 other chunks; a chunk's latency is timed from when it was read, so that
+wait is counted.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 from bridge.wire.protocol import PathRole, RouteError
 
@@ -57,6 +58,15 @@ def control_url(base: str, secret: str | None, session_id: str, ttl_s: float) ->
     if secret:
         url += "?token=" + sign(secret, session_id, "control", int(time.time() + ttl_s))
     return url
+
+
+def redact_token(url: str) -> str:
+    """The URL as it may be printed or logged: a signed URL's token replaced by `...`."""
+    parts = urlsplit(url)
+    query = "&".join(
+        "token=..." if pair.startswith("token=") else pair for pair in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 def _mac(secret: str, session_id: str, role: str, expires_at: int) -> str:

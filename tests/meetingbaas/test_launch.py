@@ -208,3 +208,43 @@ async def test_the_api_key_never_shows(api, caplog):
 def test_a_key_is_required():
     with pytest.raises(ValueError, match="MEETING_BAAS_API_KEY"):
         MeetingBaasClient("", "v2")
+
+
+@pytest.mark.parametrize("rate", [16000, 24000, 32000, 48000])
+async def test_v2_streams_at_every_rate(api, rate):
+    async with client(api, "v2") as c:
+        await c.create_bot(
+            BotSpec(meeting_url="https://meet.google.com/x", sample_rate=rate, **URLS)
+        )
+    assert api.requests[0].body["streaming_config"]["audio_frequency"] == rate
+    assert "mode" not in api.requests[0].body["streaming_config"]  # SDK-only: sent only if asked
+
+
+@pytest.mark.parametrize("rate", [32000, 48000])
+async def test_v1_refuses_32k_and_48k_before_sending(api, rate):
+    spec = BotSpec(meeting_url="https://meet.google.com/x", sample_rate=rate, **URLS)
+    async with client(api, "v1") as c:
+        with pytest.raises(ValueError, match=f"v1 API streams at 16000 or 24000 Hz, not {rate}"):
+            await c.create_bot(spec)
+    assert api.requests == []
+
+
+async def test_v2_transcription_mode_asks_for_transcripts_and_keeps_the_input_url(api):
+    spec = BotSpec(
+        meeting_url="https://meet.google.com/x",
+        streaming_mode="transcription",
+        transcription_provider="gladia",
+        **URLS,
+    )
+    async with client(api, "v2") as c:
+        await c.create_bot(spec)
+    assert api.requests[0].body["streaming_config"] == {
+        "input_url": URLS["input_url"],
+        "output_url": URLS["output_url"],
+        "audio_frequency": 24000,
+        "mode": "transcription",
+        "transcription": {"provider": "gladia"},
+    }
+    async with client(api, "v1") as c:
+        with pytest.raises(ValueError, match="transcription mode needs the v2 API"):
+            await c.create_bot(spec)

@@ -1,6 +1,11 @@
 """The voice agent against a local fake of the OpenAI API (real HTTP, real wire format)."""
 
+import asyncio
+import contextlib
+import json
+
 import numpy as np
+from websockets.asyncio.client import connect
 
 from bridge.codecs.wav import read_wav
 from bridge.sim.simulator import SimulatorOptions, simulate
@@ -67,3 +72,25 @@ async def test_barge_in_stops_the_reply_within_the_lead(start_bridge, tmp_path):
     assert second[2]["role"] == "assistant" and second[2]["content"].endswith("[interrupted]")
     assert second[3] == {"role": "user", "content": "Simulated Speaker: stop"}
     assert server.sessions.sessions["barge"].stats.barge_ins == 1
+
+
+async def test_stt_meetingbaas_answers_the_bots_own_transcripts(start_bridge):
+    """Transcription mode: the bot streams transcript events on its output socket and still
+    plays what it gets on its input socket; the agent answers the final segments."""
+    with FakeOpenAI([], ["Hello Alice."]) as api:
+        server = await start_bridge("agent", agent_options(api, stt="meetingbaas"))
+        base = f"ws://127.0.0.1:{server.port}/bots/mbstt"
+        async with connect(f"{base}/output") as output, connect(f"{base}/input") as playback:
+            await output.send(json.dumps({"event": "session.started", "data": {}}))
+            for text, final in (("hel", False), ("hello there", True)):
+                data = {"text": text, "isFinal": final, "speaker": {"name": "Alice", "id": 1}}
+                await output.send(json.dumps({"event": "transcript.segment", "data": data}))
+            heard = 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):
+                    while True:
+                        heard += len(await playback.recv())
+    (chat,) = api.chats
+    assert chat["messages"][1:] == [{"role": "user", "content": "Alice: hello there"}]
+    assert api.uploads == [] and api.speeches == ["Hello Alice."]
+    assert abs(heard / 2 / 24000 - 0.5) < 0.05  # the fake's 0.5 s of speech, played

@@ -33,7 +33,7 @@ def test_options_are_validated():
     assert registry.parse_options(Monologue, ["seconds=1.5"]) == ToneOptions(seconds=1.5)
     with pytest.raises(registry.ResponderError, match="mode"):
         registry.parse_options(EchoResponder, ["mode=shout"])
-    with pytest.raises(registry.ResponderError, match="colour: Extra inputs"):
-        registry.parse_options(EchoResponder, ["colour=blue"])
+    with pytest.raises(registry.ResponderError, match="no option 'colour'; it takes mode, "):
+        registry.parse_options(EchoResponder, ["colour=blue"], "echo")
     with pytest.raises(registry.ResponderError, match="not key=value"):
         registry.parse_options(EchoResponder, ["mode"])

@@ -1,0 +1,1 @@
+"""Deployment: configurations for the load balancer or TLS proxy in front of the bridges."""
