@@ -59,7 +59,7 @@ async def test_a_48k_bot_without_rate_in_its_url_hears_a_1s_tone_as_1s(
     wav = tmp_path / "tone.wav"
     write_wav(wav, (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2"), 16000)
     server = await start_bridge("player", (f"file={wav}",))
-    opts = bot("v2", 48000, gap_s=0.5, listen_s=1.5)
+    opts = bot("v2", 48000, lead_in_s=2.5, gap_s=0.5, burst_chunks=0)  # speech after the tone
     report = await simulate(urls(server, "tone48", split), [FRONT_LEFT], opts)
     assert report.bytes_received / 2 / 48000 == pytest.approx(1.0, abs=0.001)
     session = server.sessions.sessions["tone48"]
