@@ -19,7 +19,7 @@ DOC = Path(__file__).parents[2] / "docs" / "deployment.md"
 def documented() -> tuple[list[str], str]:
     """The doc's `speakbridge lb-config --lb nginx` command (its arguments) and the nginx block."""
     text = DOC.read_text()
-    command = re.search(r"^\$ speakbridge (lb-config --lb nginx (?:.*\\\n)*.*)$", text, re.M)
+    command = re.search(r"^speakbridge (lb-config --lb nginx (?:.*\\\n)*.*)$", text, re.M)
     block = re.search(r"^```nginx\n(.*?)^```$", text, re.M | re.S)
     assert command and block, "docs/deployment.md lost its nginx example"
     return shlex.split(command[1].replace("\\\n", " ")), block[1]
