@@ -36,6 +36,7 @@ def kinds(session_id: str) -> list[str]:
 
 
 async def run(start_bridge, session_id: str, wav: str, **settings):
+    settings.setdefault("turn_policy", "adaptive")  # opt-in for now
     server = await start_bridge("tests.responders:Monologue", (f"seconds={TONE_S}",), **settings)
     url = f"ws://127.0.0.1:{server.port}/bots/{session_id}-floor"
     out = str(Path(wav).with_name("heard.wav"))
@@ -104,7 +105,7 @@ async def test_a_turn_resumed_after_its_end_is_said_back_whole(start_bridge, tmp
     withdrawn and the whole turn said back at its new end."""
     front, rear = recording("Front_Left", RATE), recording("Rear_Right", RATE)
     wav = script(tmp_path, front, silence(0.8, RATE), rear)  # not the echo's own words
-    server = await start_bridge("echo")
+    server = await start_bridge("echo", turn_policy="adaptive")
     url = f"ws://127.0.0.1:{server.port}/bots/resumed"
     opts = SimulatorOptions(lead_in_s=0.5, gap_s=3.0, listen_s=3.0)
     report = await simulate([url], [wav], opts, str(tmp_path / "heard.wav"))
