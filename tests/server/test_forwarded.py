@@ -31,14 +31,12 @@ def test_bad_trusted_proxies_are_refused_at_start():
 
 
 async def test_one_clients_failures_behind_a_trusted_proxy_block_only_that_client(start_bridge):
-    server = await start_bridge(trusted_proxies="127.0.0.1", handshake_failures=3)
-    url = f"http://127.0.0.1:{server.port}/bots/x/nowhere"
+    server = await start_bridge(trusted_proxies="127.0.0.1", handshake_failures=3, secret="k")
+    url = f"http://127.0.0.1:{server.port}/bots/x?token=forged"  # an authentication failure
     async with httpx.AsyncClient() as http:
         for _ in range(3):
             bad = await http.get(url, headers={"X-Forwarded-For": "203.0.113.7"})
-            assert bad.status_code == 404
+            assert bad.status_code in (401, 403)
         blocked = await http.get(url, headers={"X-Forwarded-For": "203.0.113.7"})
-        other = await http.get(
-            f"http://127.0.0.1:{server.port}/healthz", headers={"X-Forwarded-For": "203.0.113.8"}
-        )
-    assert blocked.status_code == 429 and other.status_code == 200
+        other = await http.get(url, headers={"X-Forwarded-For": "203.0.113.8"})
+    assert blocked.status_code == 429 and other.status_code in (401, 403)
