@@ -16,7 +16,7 @@ from bridge.meetingbaas.lifecycle import REASON_PREFIX, SESSION_KEY, WEBHOOK_PAT
 from bridge.server.server import BridgeServer
 from bridge.server.session import Session
 from bridge.wire.protocol import PathRole
-from bridge.wire.signing import signed_url
+from bridge.wire.signing import redact_token, signed_url
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ async def launch(
         if server is not None and session_id is not None:
             server.bots.expect(bot_id, session_id)
         print(f"bot {bot_id} is joining {spec.meeting_url}", flush=True)
-        print(f"  streaming output (meeting audio): {_redact(spec.output_url)}", flush=True)
-        print(f"  streaming input (bot playback):   {_redact(spec.input_url)}", flush=True)
+        print(f"  streaming output (meeting audio): {redact_token(spec.output_url)}", flush=True)
+        print(f"  streaming input (bot playback):   {redact_token(spec.input_url)}", flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), leave_after_s)
         if gone:
@@ -147,8 +147,3 @@ async def launch(
     finally:
         if server is not None:
             await server.close()
-
-
-def _redact(url: str) -> str:
-    head, sep, token = url.partition("token=")
-    return head + sep + ("…" if token else "")
