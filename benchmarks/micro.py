@@ -56,13 +56,12 @@ def case_ring(frames: list[np.ndarray]) -> Callable[[], None]:
 
 
 def case_framer(frames: list[np.ndarray]) -> Callable[[], None]:
-    framer = Framer(len(frames[0]), 4800)
+    framer = Framer(len(frames[0]))
     chunks = [f[:-7] for f in frames]  # odd sizes: frames straddle chunks
 
     def run() -> None:
         for c in chunks:
-            for _ in framer.feed(c):
-                pass
+            framer.take(c)
 
     return run
 
@@ -109,12 +108,11 @@ def case_decimate(frames: list[np.ndarray]) -> Callable[[], None]:
 
 def case_input_pipeline(frames: list[np.ndarray]) -> Callable[[], None]:
     """A 24 kHz bot chunk through the whole input side: VAD at 8 kHz and 24 kHz framing."""
-    pipeline = InputPipeline(24000, {24000}, FRAME_MS, VoiceActivityDetector(FRAME_MS), 1000)
+    pipeline = InputPipeline(24000, {24000}, FRAME_MS, VoiceActivityDetector(FRAME_MS))
 
     def run() -> None:
         for f in frames:
-            for _ in pipeline.feed(f):
-                pass
+            pipeline.feed(f)
 
     return run
 

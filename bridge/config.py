@@ -64,7 +64,6 @@ class BridgeConfig(BaseModel):
         description="load balancers in front (comma-separated addresses or CIDRs): the client "
         "of their requests is the one X-Forwarded-For names",
     )
-    input_buffer_ms: int = Field(200, ge=30, description="ring buffer between socket and framer")
     responder_queue_frames: int = Field(500, ge=1, description="frames+events awaiting a responder")
     responder_start_timeout_s: float = Field(
         2.0, gt=0, description="the bot's socket waits this long at most for responders to start"

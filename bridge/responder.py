@@ -149,6 +149,7 @@ class Responder:
     interruptible: bool = True  # user speech while the bot speaks triggers barge-in
     min_interruption_ms: float = 500.0  # speech this long over the bot commits a barge-in
     resume_timeout_s: float = 2.0  # the longest the bot's speech stays paused, deciding
+    audio_blocks: bool = False  # on_audio gets a chunk's whole frames in one array, not each
     hears_bot: bool = False  # on_bot_audio gets every frame sent to the bot
     loopback: bool = False  # output sample i is input sample i: the session measures latency
     commands: ClassVar[frozenset[str]] = frozenset()  # control commands it handles ("say"...)
@@ -170,7 +171,8 @@ class Responder:
         what is spoken now is heard. Speech queued before waits for this moment."""
 
     async def on_audio(self, frame: np.ndarray) -> None:
-        """One fixed frame of meeting audio (s16, this responder's rate); the array is yours."""
+        """One fixed frame of meeting audio (s16, this responder's rate); the array is yours.
+        With `audio_blocks`, all the whole frames of a bot's chunk at once (one call a chunk)."""
 
     async def on_speakers(self, participants: list[Participant]) -> None:
         """The bot sent its roster (the whole of it, on any change); `is_self` marks the bot."""

@@ -1,8 +1,11 @@
-"""Cut a stream of arbitrary-length chunks into fixed frames, through a ring buffer."""
+"""Cut a stream of arbitrary-length chunks into fixed frames, a chunk's worth at a time.
+
+A chunk's whole frames come out as one block (a multiple of the frame size), so the work
+downstream is a call a chunk, not a call a frame: a bot's 100 ms chunk is five 20 ms
+frames. What is left over (less than a frame) waits in a ring buffer for the next chunk.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -18,50 +21,40 @@ def frame_samples(sample_rate: int, frame_ms: int) -> int:
     return sample_rate * frame_ms // 1000
 
 
+def frames_of(block: np.ndarray, size: int) -> list[np.ndarray]:
+    """The frames of a block, as views of it."""
+    return [block[start : start + size] for start in range(0, len(block), size)]
+
+
 class Framer:
-    """Yields fixed frames as chunks arrive; a chunk larger than the buffer is taken in parts.
+    """Hands out each chunk's whole frames as one block; keeps the rest (under a frame)."""
 
-    Each yielded frame is a view of the chunk or of one reused array: copy it to keep it.
-    """
-
-    def __init__(self, frame_size: int, capacity: int) -> None:
-        if capacity < frame_size:
-            raise ValueError("the ring buffer must hold at least one frame")
-        self._ring = RingBuffer(capacity)
-        self._frame = np.zeros(frame_size, dtype="<i2")
-
-    @property
-    def frame_size(self) -> int:
-        return len(self._frame)
+    def __init__(self, frame_size: int) -> None:
+        self.frame_size = frame_size
+        self._ring = RingBuffer(frame_size)  # never holds a whole frame: it would be out
 
     @property
     def pending(self) -> int:
         """Samples waiting for a frame to fill."""
         return self._ring.available
 
-    def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
-        """Buffer chunk and yield every whole frame now available."""
-        size = len(self._frame)
-        if not self._ring.available:  # aligned: frames are views of chunk, only the rest is kept
-            whole = len(chunk) - len(chunk) % size
-            if whole < len(chunk):
-                self._ring.write(chunk[whole:])  # less than a frame: it fits, and waits for more
-            for start in range(0, whole, size):
-                yield chunk[start : start + size]
-            return
-        taken = 0
-        while True:
-            taken += self._ring.write(chunk[taken:])
-            while self._ring.available >= size:
-                self._ring.read_into(self._frame)
-                yield self._frame
-            if taken == len(chunk):
-                return
+    def take(self, chunk: np.ndarray) -> np.ndarray:
+        """The whole frames this chunk completes, as one block (maybe empty): a view of chunk
+        when nothing was pending, else a new array. Copy a view to keep it."""
+        size, pending = self.frame_size, self._ring.available
+        whole = (pending + len(chunk)) // size * size
+        if not pending:
+            block = chunk[:whole]
+        elif not whole:
+            block = chunk[:0]
+        else:
+            block = np.empty(whole, dtype=np.int16)
+            self._ring.read_into(block[:pending])
+            block[pending:] = chunk[: whole - pending]
+        self._ring.write(chunk[max(0, whole - pending) :])
+        return block
 
     def flush(self) -> np.ndarray | None:
         """The last partial frame, zero-padded, or None when nothing is pending."""
-        n = self._ring.read_into(self._frame)
-        if n == 0:
-            return None
-        self._frame[n:] = 0
-        return self._frame
+        frame = np.zeros(self.frame_size, dtype=np.int16)
+        return frame if self._ring.read_into(frame) else None

@@ -1,8 +1,12 @@
-"""The input side of a session: bot-rate chunks in, speech events and listener frames out."""
+"""The input side of a session: bot-rate chunks in, speech events and listener blocks out.
+
+A chunk is worked on whole: one conversion and one framing per rate, then the VAD's frames
+one by one (webrtcvad judges a frame at a time); listeners get the chunk's whole frames as
+one block.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -25,25 +29,27 @@ class RateConverter(Protocol):
     def process(self, chunk: np.ndarray) -> np.ndarray: ...
 
 
+Block = tuple[int, np.ndarray]  # (rate, whole frames at that rate)
+
+
 class FrameStream:
-    """Convert a chunk stream to one rate (state kept across chunks) and cut fixed frames."""
+    """Convert a chunk stream to one rate (state kept across chunks) and cut whole frames."""
 
-    def __init__(self, converter: RateConverter, frame_ms: int, capacity_ms: int) -> None:
+    def __init__(self, converter: RateConverter, frame_ms: int) -> None:
         self.converter = converter
-        rate = converter.out_rate
-        size = frame_samples(rate, frame_ms)
-        self.framer = Framer(size, max(size, rate * capacity_ms // 1000))
+        self.framer = Framer(frame_samples(converter.out_rate, frame_ms))
 
-    def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
-        """Yield the frames this chunk completes (views of one reused array)."""
-        return self.framer.feed(self.converter.process(chunk))
+    def take(self, chunk: np.ndarray) -> np.ndarray:
+        """The whole frames this chunk completes, as one block (maybe a view of chunk)."""
+        return self.framer.take(self.converter.process(chunk))
 
 
 class InputPipeline:
     """Runs VAD at 8 kHz (a whole-factor decimation) and frames audio at each listener rate,
     resampled at `quality`.
 
-    feed() yields speech events and (rate, frame) pairs; frames are reused views: copy to keep.
+    feed() returns a chunk's speech events and its (rate, block) pairs; a block may be a
+    view of the chunk: copy to keep.
     """
 
     def __init__(
@@ -52,17 +58,17 @@ class InputPipeline:
         listen_rates: set[int],
         frame_ms: int,
         vad: VoiceActivityDetector,
-        capacity_ms: int,
         quality: Quality = "HQ",
         echo_guard: EchoGuard | None = None,
     ) -> None:
         self.vad = vad
         self.echo_guard = echo_guard  # frames it calls the bot's own echo are no speech
-        self._vad_stream = FrameStream(Decimator(bot_rate, VAD_RATE), frame_ms, capacity_ms)
-        self._listen_streams = {
-            rate: FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms, capacity_ms)
-            for rate in listen_rates
-        }
+        self._vad_stream = FrameStream(Decimator(bot_rate, VAD_RATE), frame_ms)
+        self._vad_frame = self._vad_stream.framer.frame_size
+        self._listen_streams = [
+            (rate, FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms))
+            for rate in sorted(listen_rates)
+        ]
         self.samples_in = 0
         self.speech_segments = 0
 
@@ -71,16 +77,20 @@ class InputPipeline:
         """How late the VAD hears the meeting: its decimator's group delay."""
         return self._vad_stream.converter.delay_ms
 
-    def feed(self, chunk: np.ndarray) -> Iterator[SpeechEvent | tuple[int, np.ndarray]]:
-        """Push one bot chunk through VAD and framing."""
+    def feed(self, chunk: np.ndarray) -> tuple[list[SpeechEvent], list[Block]]:
+        """Push one bot chunk through the VAD and framing: its speech events, then a block
+        (maybe empty) for each listening rate."""
         self.samples_in += len(chunk)
-        guard = self.echo_guard
-        for frame in self._vad_stream.feed(chunk):
-            masked = guard is not None and guard.is_echo(frame, self.vad.position_ms)
-            event = self.vad.process(frame, masked)
-            if event is not None:
+        events = self._hear_speech(self._vad_stream.take(chunk))
+        return events, [(rate, stream.take(chunk)) for rate, stream in self._listen_streams]
+
+    def _hear_speech(self, block: np.ndarray) -> list[SpeechEvent]:
+        events: list[SpeechEvent] = []
+        vad, guard, size = self.vad, self.echo_guard, self._vad_frame
+        for start in range(0, len(block), size):
+            frame = block[start : start + size]
+            masked = guard is not None and guard.is_echo(frame, vad.position_ms)
+            if (event := vad.process(frame, masked)) is not None:
                 self.speech_segments += isinstance(event, SpeechStopped)
-                yield event
-        for rate, stream in self._listen_streams.items():
-            for frame in stream.feed(chunk):
-                yield rate, frame
+                events.append(event)
+        return events

@@ -62,6 +62,10 @@ class EchoResponder(Responder):
     def loopback(self) -> bool:  # type: ignore[override]
         return self.options.mode == "live"
 
+    @property
+    def audio_blocks(self) -> bool:  # type: ignore[override]
+        return self.options.mode == "live"  # a chunk's frames go back in one write
+
     async def on_start(self) -> None:
         if self.options.mode == "live":
             self._live = await self.session.open_stream()

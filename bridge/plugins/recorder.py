@@ -35,6 +35,7 @@ class RecorderResponder(Responder):
     Options = RecorderOptions
     options: RecorderOptions
     hears_bot = True
+    audio_blocks = True  # written as it comes: a chunk at a time
 
     def __init__(self, options: RecorderOptions, session: SessionHandle) -> None:
         super().__init__(options, session)

@@ -23,6 +23,7 @@ import numpy as np
 from websockets.protocol import State
 
 from bridge.audio.echo_guard import EchoGuard
+from bridge.audio.framer import frame_samples, frames_of
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.vad import VoiceActivityDetector
@@ -124,6 +125,7 @@ class Session:
         self.playout.on_finished = self._utterance_finished
         self.runners: list[ResponderRunner] = []  # started once the rate is known (_start)
         self._listen_rates: dict[int, int | None] = {}  # runner index -> rate it hears
+        self._listeners: list[tuple[ResponderRunner, int, int]] = []  # rate, frame (0: blocks)
         self.pipeline = self._new_pipeline()
         self._hears_bot: list[ResponderRunner] = []
         self.added_latency = Histogram(LATENCY_BUCKETS_S)
@@ -144,6 +146,10 @@ class Session:
         self._listen_rates = {
             i: r.responder.sample_rate or sample_rate for i, r in enumerate(self.runners)
         }
+        self._listeners = [
+            (r, rate, 0 if r.responder.audio_blocks else frame_samples(rate, self.config.frame_ms))
+            for r, rate in zip(self.runners, self._listen_rates.values(), strict=True)
+        ]
         self.pipeline = self._new_pipeline()
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
         if self._hears_bot or self.config.echo_guard:  # else no call a frame sent
@@ -191,7 +197,6 @@ class Session:
             rates,
             c.frame_ms,
             vad,
-            c.input_buffer_ms,
             c.resample_quality,
             self.echo_guard,
         )
@@ -441,15 +446,25 @@ class Session:
         return heard_s * 1000
 
     def _hear(self, samples: np.ndarray) -> None:
-        for item in self.pipeline.feed(samples):
-            if isinstance(item, tuple):
-                rate, frame = item
-                for i, runner in enumerate(self.runners):
-                    if self._listen_rates[i] == rate:
-                        runner.offer("audio", frame.copy())
-            else:
-                self.floor.hear(item)  # speech events: turns, pauses, barge-in
+        events, blocks = self.pipeline.feed(samples)
+        for event in events:
+            self.floor.hear(event)  # turns, pauses, barge-in
+        for rate, block in blocks:
+            if len(block):
+                self._offer_audio(rate, block)
         self.floor.tick()
+
+    def _offer_audio(self, rate: int, block: np.ndarray) -> None:
+        """A chunk's whole frames to the responders hearing this rate: as one block, or
+        frame by frame."""
+        for runner, listen_rate, frame in self._listeners:
+            if listen_rate != rate:
+                continue
+            if not frame:
+                runner.offer("audio", block.copy())
+                continue
+            for one in frames_of(block, frame):
+                runner.offer("audio", one.copy())
 
     def interrupt(self, reason: str) -> None:
         """Stop the bot speaking (barge-in or a command); responders hear what was cut."""

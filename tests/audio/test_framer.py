@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bridge.audio.framer import Framer, frame_samples
+from bridge.audio.framer import Framer, frame_samples, frames_of
 
 
 def test_frame_samples():
@@ -11,40 +11,43 @@ def test_frame_samples():
         frame_samples(16000, 25)
 
 
-def test_chunks_of_any_length_become_exact_frames():
+def test_chunks_of_any_length_become_blocks_of_exact_frames():
     signal = np.arange(10_000, dtype=np.int16)
-    framer = Framer(frame_size=480, capacity=1000)
+    framer = Framer(frame_size=480)
     rng = np.random.default_rng(1)
-    frames, at = [], 0
+    blocks, at = [], 0
     while at < len(signal):
-        n = int(rng.integers(1, 3000))  # some chunks are larger than the ring buffer
-        frames += [f.copy() for f in framer.feed(signal[at : at + n])]
-        at += n
-    assert all(len(f) == 480 for f in frames)
+        n = int(rng.integers(1, 3000))  # some chunks hold many frames, some none
+        block = framer.take(signal[at : at + n])
+        assert len(block) % 480 == 0
+        blocks.append(block.copy())
+        at = min(at + n, len(signal))
+        assert framer.pending == at % 480  # never a whole frame left waiting
     whole = len(signal) // 480
-    assert len(frames) == whole
-    assert np.array_equal(np.concatenate(frames), signal[: whole * 480])
-    assert framer.pending == len(signal) - whole * 480
+    assert np.array_equal(np.concatenate(blocks), signal[: whole * 480])
 
 
 def test_flush_pads_the_last_frame():
-    framer = Framer(frame_size=4, capacity=8)
-    assert next(framer.feed(np.array([1, 2, 3, 4, 5, 6], dtype=np.int16))).tolist() == [
-        1,
-        2,
-        3,
-        4,
-    ]
+    framer = Framer(frame_size=4)
+    assert framer.take(np.array([1, 2, 3, 4, 5, 6], dtype=np.int16)).tolist() == [1, 2, 3, 4]
     last = framer.flush()
     assert last is not None and last.tolist() == [5, 6, 0, 0]
     assert framer.flush() is None
 
 
-def test_frames_of_an_aligned_chunk_are_views_of_it_and_the_rest_is_kept():
-    framer = Framer(frame_size=4, capacity=8)
+def test_an_aligned_chunk_is_its_own_block_and_the_rest_is_kept():
+    framer = Framer(frame_size=4)
     chunk = np.arange(10, dtype=np.int16)
-    frames = list(framer.feed(chunk))
-    assert [f.tolist() for f in frames] == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    assert all(np.shares_memory(f, chunk) for f in frames)  # no copy through the ring
+    block = framer.take(chunk)
+    assert block.tolist() == list(range(8)) and np.shares_memory(block, chunk)  # no copy
     assert framer.pending == 2
-    assert [f.tolist() for f in framer.feed(np.array([10, 11], dtype=np.int16))] == [[8, 9, 10, 11]]
+    assert framer.take(np.array([10], dtype=np.int16)).tolist() == []  # still under a frame
+    assert framer.take(np.array([11, 12], dtype=np.int16)).tolist() == [8, 9, 10, 11]
+    assert framer.pending == 1
+
+
+def test_frames_of_a_block_are_views_of_it():
+    block = np.arange(12, dtype=np.int16)
+    frames = frames_of(block, 4)
+    assert [f.tolist() for f in frames] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert all(np.shares_memory(f, block) for f in frames)

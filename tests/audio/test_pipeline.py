@@ -17,18 +17,17 @@ def run(pipeline: InputPipeline, signal: np.ndarray) -> tuple[list, dict[int, np
 def run_at(pipeline: InputPipeline, signal: np.ndarray, chunk: int) -> tuple[list, dict]:
     events, frames = [], {}
     for at in range(0, len(signal), chunk):
-        for item in pipeline.feed(signal[at : at + chunk]):
-            if isinstance(item, tuple):
-                rate, frame = item
-                frames.setdefault(rate, []).append(frame.copy())
-            elif not isinstance(item, SpeechOnset):
-                events.append(item)
+        heard, blocks = pipeline.feed(signal[at : at + chunk])
+        events += [e for e in heard if not isinstance(e, SpeechOnset)]
+        for rate, block in blocks:
+            assert len(block) % (rate // 50) == 0  # whole 20 ms frames
+            frames.setdefault(rate, []).append(block.copy())
     return events, {rate: np.concatenate(f) for rate, f in frames.items()}
 
 
 def test_listeners_at_16khz_hear_the_configured_quality_not_the_vads():
     speech = np.concatenate([silence(0.5, RATE), recording("Front_Left", RATE)])
-    pipeline = InputPipeline(RATE, {16000, RATE}, 20, VoiceActivityDetector(20), 200, "HQ")
+    pipeline = InputPipeline(RATE, {16000, RATE}, 20, VoiceActivityDetector(20), "HQ")
     events, frames = run(pipeline, speech)
     hq = StreamResampler(RATE, 16000, "HQ")
     reference = np.concatenate(
@@ -43,7 +42,7 @@ def test_listeners_at_16khz_hear_the_configured_quality_not_the_vads():
 
 def test_at_16khz_listeners_hear_the_bots_samples_unchanged():
     speech = recording("Front_Left", 16000)
-    pipeline = InputPipeline(16000, {16000}, 20, VoiceActivityDetector(20), 200, "HQ")
+    pipeline = InputPipeline(16000, {16000}, 20, VoiceActivityDetector(20), "HQ")
     events, frames = run_at(pipeline, speech, 320)
     assert np.array_equal(frames[16000], speech[: len(frames[16000])])
     assert pipeline.vad_delay_ms < 0.1 and isinstance(events[0], SpeechStarted)
@@ -57,7 +56,7 @@ def test_the_vad_hears_a_16khz_and_a_24khz_bot_alike():
         speech = np.concatenate(
             [gap, recording("Front_Left", rate), gap, recording("Rear_Center", rate), gap]
         )
-        pipeline = InputPipeline(rate, {rate}, 20, VoiceActivityDetector(20), 200, "HQ")
+        pipeline = InputPipeline(rate, {rate}, 20, VoiceActivityDetector(20), "HQ")
         events, _ = run_at(pipeline, speech, rate // 50)
         found[rate] = [(type(e).__name__, e.at_ms) for e in events]
     assert len(found[24000]) == 4  # two segments, each a start and a stop

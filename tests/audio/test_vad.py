@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import webrtcvad
 
-from bridge.audio.framer import Framer, frame_samples
+from bridge.audio.framer import frame_samples, frames_of
 from bridge.audio.vad import (
     VAD_RATE,
     SpeechOnset,
@@ -15,11 +15,14 @@ from bridge.audio.vad import (
 from tests.sounds import espeak, recording, silence, white_noise
 
 
+def whole_frames(signal: np.ndarray, size: int) -> list[np.ndarray]:
+    return frames_of(signal[: len(signal) // size * size], size)
+
+
 def events(signal: np.ndarray, frame_ms: int = 20, **kwargs) -> list:
     vad = VoiceActivityDetector(frame_ms, **kwargs)
     size = frame_samples(VAD_RATE, frame_ms)
-    framer = Framer(size, size * 4)
-    found = (vad.process(f) for f in framer.feed(signal))
+    found = (vad.process(f) for f in whole_frames(signal, size))
     return [e for e in found if isinstance(e, SpeechStarted | SpeechStopped)]
 
 
@@ -72,9 +75,8 @@ def test_stop_comes_after_the_hangover():
     speech = recording("Front_Left", VAD_RATE)
     vad = VoiceActivityDetector(20, stop_ms=500)
     size = frame_samples(VAD_RATE, 20)
-    framer = Framer(size, size * 4)
     signal = np.concatenate([speech, silence(2, VAD_RATE)])
-    for i, frame in enumerate(framer.feed(signal)):
+    for i, frame in enumerate(whole_frames(signal, size)):
         event = vad.process(frame)
         if isinstance(event, SpeechStopped):
             heard_at_ms = (i + 1) * 20
@@ -143,9 +145,8 @@ def test_onset_comes_after_onset_ms_of_voice_and_before_the_start():
     speech = recording("Front_Left", VAD_RATE)
     vad = VoiceActivityDetector(20, onset_ms=60)
     size = frame_samples(VAD_RATE, 20)
-    framer = Framer(size, size * 4)
     heard = []
-    for i, frame in enumerate(framer.feed(np.concatenate([silence(1, VAD_RATE), speech]))):
+    for i, frame in enumerate(whole_frames(np.concatenate([silence(1, VAD_RATE), speech]), size)):
         if (event := vad.process(frame)) is not None:
             heard.append(((i + 1) * 20, event))
     onsets = [(t, e) for t, e in heard if isinstance(e, SpeechOnset)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pocketsphinx import Decoder
 
-from bridge.audio.framer import Framer, frame_samples
+from bridge.audio.framer import frame_samples, frames_of
 from bridge.audio.resample import StreamResampler
 from bridge.audio.vad import VAD_RATE, VoiceActivityDetector
 from bridge.codecs.wav import read_wav, write_wav
@@ -24,8 +24,8 @@ def resample(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 def speech_segments(samples: np.ndarray, rate: int) -> int:
     size = frame_samples(VAD_RATE, 20)
-    vad, framer = VoiceActivityDetector(20), Framer(size, size * 10)
-    found = [vad.process(f) for f in framer.feed(resample(samples, rate, VAD_RATE))]
+    vad, heard = VoiceActivityDetector(20), resample(samples, rate, VAD_RATE)
+    found = [vad.process(f) for f in frames_of(heard[: len(heard) // size * size], size)]
     return sum(1 for e in found if e is not None and not vad.speaking) + vad.speaking
 
 
