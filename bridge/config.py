@@ -38,6 +38,12 @@ class BridgeConfig(BaseModel):
         le=1000,
         description="speech streamed in is held this long before it starts (again after a gap)",
     )
+    output_message_ms: int = Field(
+        100,
+        ge=10,
+        le=100,
+        description="most speech in one message to the bot: the frames due together go in one",
+    )
     prefetch_s: float = Field(
         1.5, ge=0, description="queued speech above which the next utterance waits to be made"
     )

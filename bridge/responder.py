@@ -150,7 +150,7 @@ class Responder:
     min_interruption_ms: float = 500.0  # speech this long over the bot commits a barge-in
     resume_timeout_s: float = 2.0  # the longest the bot's speech stays paused, deciding
     audio_blocks: bool = False  # on_audio gets a chunk's whole frames in one array, not each
-    hears_bot: bool = False  # on_bot_audio gets every frame sent to the bot
+    hears_bot: bool = False  # on_bot_audio gets every message of speech sent to the bot
     loopback: bool = False  # output sample i is input sample i: the session measures latency
     commands: ClassVar[frozenset[str]] = frozenset()  # control commands it handles ("say"...)
 
@@ -197,7 +197,8 @@ class Responder:
         """Barge-in cut an utterance short; report says how much of it reached the bot."""
 
     async def on_bot_audio(self, frame: np.ndarray, at_sample: int) -> None:
-        """A frame sent to the bot (bot rate), at_sample: meeting samples heard by then."""
+        """Speech sent to the bot in one message (bot rate, whole frames but the end of an
+        utterance), at_sample: meeting samples heard by then."""
 
     async def on_event(self, event: Event) -> None:
         """Any session event (speakers, speech, utterances, transcripts...) not emitted by self."""

@@ -41,6 +41,17 @@ class OutputPacer:
         due = max(self.play_end, now) + samples / self.sample_rate - self.lead
         return now if due <= now + EARLY_S else due
 
+    def frames_due(self, now: float, frame: int) -> int:
+        """How many frames of `frame` samples may go at `now` (at least one: call it once
+        send_at says now), so the frames due together leave in one message."""
+        room = now + EARLY_S + self.lead - max(self.play_end, now)
+        return max(1, int(room * self.sample_rate) // frame)
+
+    def allowed_at(self, frame: int) -> float:
+        """Clock time at which the next frame is due (send_at's deadline): what the pacer
+        holds a frame on purpose ends there (a time in the past while the lead has room)."""
+        return self.play_end + frame / self.sample_rate - self.lead
+
     def sent(self, now: float, samples: int) -> None:
         """Account a frame sent at `now`; a gap since the last one is an underrun mid-stream."""
         if self.play_end < now:

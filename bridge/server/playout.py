@@ -1,9 +1,11 @@
 """The output side of a session: responders' audio, resampled to the bot's rate and paced out.
 
 Audio is produced by `speak()` (any rate; bytes, arrays or an async iterator of chunks),
-queued in a bounded PlaybackQueue and sent frame by frame on the pacer's deadline clock to
-whatever sink the session currently has: by `run()`'s task when a frame comes due later,
-straight from the code that queued it when it is due at once (no task switch per frame).
+queued in a bounded PlaybackQueue and sent on the pacer's deadline clock to whatever sink
+the session currently has: straight from the code that queued it when it is due at once, from
+a timer callback when it comes due later (no task switch per message). The frames due at one
+moment go in one message, of at most `message_ms`: a bot sending 100 ms chunks to a live echo
+gets two messages a chunk back, not five.
 """
 
 from __future__ import annotations
@@ -97,8 +99,9 @@ class Playout:
         prefetch_s: float = 1.5,
         quality: Quality = "HQ",
         clock: Callable[[], float] = time.monotonic,
+        message_ms: int = 100,
     ) -> None:
-        self._timing = (frame_ms, lead_ms, capacity_s, prebuffer_ms, prefetch_s)
+        self._timing = (frame_ms, lead_ms, capacity_s, prebuffer_ms, prefetch_s, message_ms)
         self._tune(sample_rate)
         self.seconds_out_before = 0.0  # speech sent at earlier rates (retune)
         self.quality: Quality = quality
@@ -107,24 +110,27 @@ class Playout:
         self._pending: dict[asyncio.Task[None], Utterance] = {}
         self._streams: set[SpeechStream] = set()
         self._order = asyncio.Lock()  # utterances enter the queue in the order spoken
-        self._audio_ready = asyncio.Event()
         self._sink: Callable[[], Send | None] = lambda: None  # set by run()
-        self._idle = False  # run() waits for audio: queueing code sends what is due itself
+        self._running = False  # run() is on: frames go out
+        self._timer: asyncio.TimerHandle | None = None  # armed for the next frame due
+        self._sink_wanted = asyncio.Event()  # a frame is ready and there is no sink: run() waits
         self._pumping = False
         self._space_freed = asyncio.Event()
         self._by_id: dict[int, Utterance] = {}
         self.paused = False
         self.samples_out = 0
-        self.on_sent: Callable[[np.ndarray], None] | None = None  # each frame, once sent
+        self.on_sent: Callable[[np.ndarray], None] | None = None  # each message, once sent
+        self.allowed_at = 0.0  # when the pacer let the last message go (a live echo's timing)
         self.on_finished: Callable[[PlaybackReport], None] | None = None  # each utterance
 
     def _tune(self, sample_rate: int) -> None:
-        frame_ms, lead_ms, capacity_s, prebuffer_ms, prefetch_s = self._timing
+        frame_ms, lead_ms, capacity_s, prebuffer_ms, prefetch_s, message_ms = self._timing
         self.sample_rate = sample_rate
         self.pacer = OutputPacer(sample_rate, lead_ms)
         self.queue = PlaybackQueue(int(sample_rate * capacity_s))
-        self._frame = np.zeros(frame_samples(sample_rate, frame_ms), dtype="<i2")
-        self._prebuffer = max(len(self._frame), int(sample_rate * prebuffer_ms / 1000))
+        self.frame_size = frame = frame_samples(sample_rate, frame_ms)
+        self._message = np.zeros(max(1, sample_rate * message_ms // 1000 // frame) * frame, "<i2")
+        self._prebuffer = max(frame, int(sample_rate * prebuffer_ms / 1000))
         self._prefetch = int(sample_rate * prefetch_s)
 
     def retune(self, sample_rate: int) -> list[PlaybackReport]:
@@ -134,6 +140,7 @@ class Playout:
         self.seconds_out_before += self.samples_out / self.sample_rate
         self.samples_out = 0
         self._tune(sample_rate)
+        self._cancel_timer()  # it was armed on the old pacer's clock
         return reports
 
     @property
@@ -153,7 +160,7 @@ class Playout:
 
     def delay(self) -> float:
         """Seconds a frame queued now would wait to be sent: the queue, and the lead if full."""
-        frame = len(self._frame) / self.sample_rate
+        frame = self.frame_size / self.sample_rate
         ahead = self.queue.available / self.sample_rate + self.pacer.lead_at(self._clock())
         return max(0.0, ahead + frame - self.pacer.lead)
 
@@ -192,7 +199,7 @@ class Playout:
         for report in self.queue.close(stream.utterance.id):
             self._settle(report)
         self._order.release()
-        self._audio_ready.set()
+        self._wake()
 
     def pause(self) -> float:
         """Stop sending (queued speech stays, producers go on within the bounds); returns the
@@ -226,31 +233,44 @@ class Playout:
         return reports
 
     async def run(self, sink: Callable[[], Send | None], sink_ready: asyncio.Event) -> None:
-        """Pace queued audio out to the current sink until cancelled; waits while there is none."""
+        """Pace queued audio out to the current sink until cancelled; waits while there is none.
+        The frames go from the code that queues them and from timer callbacks, not this task."""
         self._sink = sink
-        while True:
-            self._audio_ready.clear()
-            wait = self._pump(self._clock())
-            if wait is Wait.AUDIO:
-                self._idle = True
-                try:
-                    await self._audio_ready.wait()
-                finally:
-                    self._idle = False
-            elif wait is Wait.SINK:
+        self._running = True
+        try:
+            while True:
+                self._sink_wanted.clear()
+                self._wake()
+                await self._sink_wanted.wait()
                 await sink_ready.wait()
-            else:
-                await asyncio.sleep(wait - self._clock())
+        finally:
+            self._running = False
+            self._cancel_timer()
 
     def _wake(self) -> None:
-        """Audio was queued: send what is due now from here if run() is idle, else wake it."""
-        if self._idle and not self._pumping and self._pump(self._clock()) is Wait.AUDIO:
-            return  # all that was due went out; run() sleeps on
-        self._audio_ready.set()
+        """Audio was queued, or sending may go on: send what is due now, and arm the timer
+        for what comes due later (unless a timer or the wait for a sink is on already)."""
+        if self._running and not (self._pumping or self._timer or self._sink_wanted.is_set()):
+            self._after(self._pump(self._clock()))
+
+    def _after(self, wait: Wait | float) -> None:
+        if wait is Wait.SINK:
+            self._sink_wanted.set()  # run() waits for a sink, then wakes this again
+        elif wait is not Wait.AUDIO:  # a frame is due at `wait`
+            self._timer = asyncio.get_running_loop().call_later(wait - self._clock(), self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self._after(self._pump(self._clock()))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _pump(self, now: float) -> Wait | float:
         """Send every frame due at `now`; returns what to wait for, or the next frame's due time."""
-        frame_size = len(self._frame)
+        frame_size = self.frame_size
         self._pumping = True
         try:
             while True:
@@ -267,18 +287,26 @@ class Playout:
                 due = self.pacer.send_at(now, frame_size)
                 if due > now:
                     return due
-                self._send_frame(send, now)
+                self._send_due(send, now, frame_size)
         finally:
             self._pumping = False
 
-    def _send_frame(self, send: Send, now: float) -> None:
-        n, reports = self.queue.read(self._frame)
+    def _send_due(self, send: Send, now: float, frame_size: int) -> None:
+        """Send the frames due now in one message (at most message_ms): whole frames while the
+        utterance is still produced, the rest of it once it is complete."""
+        self.allowed_at = min(now, self.pacer.allowed_at(frame_size))
+        n = min(self.pacer.frames_due(now, frame_size) * frame_size, len(self._message))
+        available = self.queue.available
+        if n > available:
+            n = available if not self.queue.producing else available // frame_size * frame_size
+        message = self._message[:n]
+        n, reports = self.queue.read(message)
         self._space_freed.set()
-        send(self._frame[:n].tobytes())
+        send(message.tobytes())
         self.pacer.sent(now, n)
         self.samples_out += n
         if self.on_sent is not None:
-            self.on_sent(self._frame[:n])
+            self.on_sent(message)
         for report in reports:
             self._settle(report)
 
@@ -321,7 +349,7 @@ class Playout:
             finally:
                 for report in self.queue.close(utterance.id):
                     self._settle(report)
-                self._audio_ready.set()
+                self._wake()
 
     async def _enqueue(self, utterance_id: int, samples: np.ndarray) -> None:
         while len(samples):

@@ -121,6 +121,7 @@ class Session:
             config.prebuffer_ms,
             config.prefetch_s,
             config.resample_quality,
+            message_ms=config.output_message_ms,
         )
         self.playout.on_finished = self._utterance_finished
         self.runners: list[ResponderRunner] = []  # started once the rate is known (_start)
@@ -508,21 +509,30 @@ class Session:
             if runner.responder is not source:
                 runner.offer("event", event)
 
-    def _sent(self, frame: np.ndarray) -> None:
-        if self.echo_guard is not None:  # when the bot plays it, on the input's timeline
-            ahead_ms = (self.playout.pacer.play_end - time.monotonic()) * 1000
-            frame_ms = len(frame) * 1000 / self.sample_rate
-            self.echo_guard.played(frame, self.pipeline.vad.position_ms + ahead_ms - frame_ms)
+    def _sent(self, message: np.ndarray) -> None:
+        if self.echo_guard is not None:
+            self._guard_echo(message)
         if self._hears_bot:
-            self._bot_audio(frame)
+            self._bot_audio(message)
 
-    def _bot_audio(self, frame: np.ndarray) -> None:
+    def _guard_echo(self, message: np.ndarray) -> None:
+        """Tell the echo guard each frame of a message and when the bot plays it, on the
+        input's timeline."""
+        ms = 1000 / self.sample_rate
+        ahead_ms = (self.playout.pacer.play_end - time.monotonic()) * 1000
+        at_ms = self.pipeline.vad.position_ms + ahead_ms - len(message) * ms
+        size = self.playout.frame_size
+        for i, frame in enumerate(frames_of(message, size)):
+            self.echo_guard.played(frame, at_ms + i * size * ms)  # type: ignore[union-attr]
+
+    def _bot_audio(self, message: np.ndarray) -> None:
         for runner in self._hears_bot:
-            runner.offer("bot_audio", frame.copy(), self.pipeline.samples_in)
+            runner.offer("bot_audio", message.copy(), self.pipeline.samples_in)
 
     def _note_arrival(self, samples: int) -> None:
-        """A loopback's output sample j is input sample j: keep when the chunk holding the
-        last sample of the frame just sent was read, until the frame is written."""
+        """A loopback's output sample j is input sample j: keep when the message just sent
+        could go (its chunk's read, or later if the pacer held it for the lead) until it is
+        written: what the bridge adds, not what pacing means to add."""
         # While a dropped stretch's backlog drains, its frames are timed against later
         # arrivals (at most the dropped length later); exact again once it has played.
         sent = self.playout.samples_out + samples + self._loopback_dropped
@@ -530,7 +540,7 @@ class Session:
         while arrivals and arrivals[0][0] < sent:
             arrivals.popleft()
         if arrivals:
-            self._unwritten.append(arrivals[0][1])
+            self._unwritten.append(max(arrivals[0][1], self.playout.allowed_at))
 
     def _measure_latency(self) -> None:
         """Time each frame just written from the read of its chunk."""

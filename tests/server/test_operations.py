@@ -197,7 +197,7 @@ async def test_live_echo_sheds_the_connect_burst_backlog_and_counts_it(start_bri
     report = await simulate([url], [str(ALSA / "Rear_Right.wav")], opts)
     metrics = await scrape(server)
     shed = metrics["speakbridge_dropped_total{reason=echo_live_behind}"]
-    assert 8 <= shed <= 9
+    assert 8 <= shed <= 11  # the burst's 8, and what a loaded machine's late chunks add to it
     histogram = server.sessions.sessions["burst"].added_latency
     assert histogram.quantile(0.5) < 0.005  # after a second, the backlog is gone for good
     assert report.underruns == 0

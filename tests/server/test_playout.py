@@ -22,11 +22,13 @@ class Sink:
     def __init__(self) -> None:
         self.received = bytearray()
         self.sent_at: list[float] = []
+        self.chunks: list[np.ndarray] = []
         self.ready = asyncio.Event()
         self.ready.set()
 
     def send(self, data: bytes) -> None:
         self.received += data
+        self.chunks.append(np.frombuffer(data, dtype=np.int16))
         self.sent_at.append(time.monotonic())
 
     def samples(self) -> np.ndarray:
@@ -113,13 +115,14 @@ async def test_a_live_stream_that_ran_dry_queues_the_prebuffer_again():
     async with asyncio.timeout(1):
         while len(sink.received) < sent + 2 * 2 * FRAME:
             await asyncio.sleep(0.005)
-    # both went at once: the bot holds the whole 40 ms again, not one frame
-    assert playout.pacer.play_end - sink.sent_at[-2] == pytest.approx(0.04, abs=0.002)
+    # both went at once, in one message: the bot holds the whole 40 ms again, not one frame
+    assert len(sink.chunks[-1]) == 2 * FRAME
+    assert playout.pacer.play_end - sink.sent_at[-1] == pytest.approx(0.04, abs=0.002)
     stream.close()
     task.cancel()
 
 
-async def test_a_frame_due_at_once_leaves_from_write_and_a_later_one_from_the_task(playing):
+async def test_a_frame_due_at_once_leaves_from_write_and_a_later_one_from_a_timer(playing):
     playout, sink = playing
     stream = await playout.open_stream()
     await asyncio.sleep(0)  # run() is idle, waiting for audio
@@ -128,13 +131,34 @@ async def test_a_frame_due_at_once_leaves_from_write_and_a_later_one_from_the_ta
     stream.write(constant(2, 0.02))
     assert len(sink.received) == 2 * 2 * FRAME  # the bot now holds the whole 40 ms lead
     stream.write(constant(3, 0.02))
-    assert len(sink.received) == 2 * 2 * FRAME  # not due for 20 ms: run() sends it then
+    assert len(sink.received) == 2 * 2 * FRAME  # not due for 20 ms: a timer sends it then
     async with asyncio.timeout(1):
         while len(sink.received) < 3 * 2 * FRAME:
             await asyncio.sleep(0.002)
     assert sink.sent_at[2] - sink.sent_at[1] >= 0.0195  # not before its deadline
     assert sink.samples().tolist() == [1] * FRAME + [2] * FRAME + [3] * FRAME
     stream.close()
+
+
+async def test_frames_due_together_leave_in_one_message_of_at_most_message_ms():
+    playout = Playout(RATE, 20, lead_ms=100, capacity_s=1, max_pending=4, message_ms=60)
+    sink = Sink()
+    task = asyncio.create_task(playout.run(lambda: sink.send, sink.ready))
+    await asyncio.sleep(0)
+    stream = await playout.open_stream()
+    stream.write(ramp(0.1))  # a 100 ms chunk, as a v2 bot's echo: the 100 ms lead allows all
+    assert [len(b) for b in sink.chunks] == [3 * FRAME, 2 * FRAME]  # 60 ms, then the rest
+    stream.write(ramp(0.03))  # 30 ms with the lead full: one frame comes due in 20 ms
+    async with asyncio.timeout(1):
+        while len(sink.sent_at) < 3:
+            await asyncio.sleep(0.002)
+    assert len(sink.chunks[2]) == FRAME  # whole frames only, while it is produced
+    stream.close()  # the rest of the utterance (10 ms) may go as it is
+    async with asyncio.timeout(1):
+        while len(sink.received) < 2 * RATE * 0.13:
+            await asyncio.sleep(0.002)
+    assert np.array_equal(sink.samples(), np.concatenate([ramp(0.1), ramp(0.03)]))
+    task.cancel()
 
 
 async def test_a_long_recording_is_resampled_a_slice_at_a_time(playing, monkeypatch):
