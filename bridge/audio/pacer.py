@@ -42,9 +42,12 @@ class OutputPacer:
         return now if due <= now + EARLY_S else due
 
     def frames_due(self, now: float, frame: int) -> int:
-        """How many frames of `frame` samples may go at `now` (at least one: call it once
-        send_at says now), so the frames due together leave in one message."""
-        room = now + EARLY_S + self.lead - max(self.play_end, now)
+        """How many frames of `frame` samples may go at `now` in one message (at least one:
+        call it once send_at says now). Frames due within half a frame go with it: a chunk
+        arriving a few ms before the last one has played is answered in one message, not
+        one plus a frame each 20 ms (the lead then runs over by at most half a frame)."""
+        slack = max(EARLY_S, frame / self.sample_rate / 2)
+        room = now + slack + self.lead - max(self.play_end, now)
         return max(1, int(room * self.sample_rate) // frame)
 
     def allowed_at(self, frame: int) -> float:

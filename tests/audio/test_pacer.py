@@ -93,3 +93,15 @@ def test_a_pause_returns_the_lead_that_plays_on_and_its_gap_is_no_underrun():
     pacer.sent(now + 0.7, FRAME)  # resumed 700 ms later
     assert pacer.underruns == 0 and pacer.pauses == 2
     assert pacer.lead_at(now + 0.7) == pytest.approx(0.020)
+
+
+def test_frames_due_together_fill_the_lead_and_those_due_within_half_a_frame_join_them():
+    pacer = OutputPacer(RATE, lead_ms=80)  # FRAME is 20 ms
+    assert pacer.frames_due(10.0, FRAME) == 4  # dry: the whole lead at once
+    pacer.sent(10.0, 5 * FRAME)  # 100 ms playing until 10.1
+    assert pacer.send_at(10.045, FRAME) == 10.045  # 55 ms left: a frame fits
+    assert pacer.frames_due(10.045, FRAME) == 1  # the second would be 15 ms early
+    # a 100 ms chunk 6 ms before the last one has played: the fourth frame is 6 ms early
+    assert pacer.frames_due(10.094, FRAME) == 4
+    assert pacer.frames_due(10.085, FRAME) == 3  # 15 ms early: it waits for its time
+    assert pacer.allowed_at(FRAME) == pytest.approx(10.1 + 0.02 - 0.08)
