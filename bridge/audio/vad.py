@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import _webrtcvad  # webrtcvad's extension, called without its wrapper's checks
 import numpy as np
 import webrtcvad
 
@@ -69,13 +71,14 @@ class VoteWindow:
 
     def __init__(self, size: int, judge: Callable[[np.ndarray], bool]) -> None:
         self._slots: deque[bool | np.ndarray] = deque(maxlen=size)
+        self._size = size
         self._judge = judge
         self._voiced = 0  # slots judged voiced
         self._pending = 0  # slots waiting for the gate
 
     @property
     def full(self) -> bool:
-        return len(self._slots) == self._slots.maxlen
+        return len(self._slots) == self._size
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -87,10 +90,12 @@ class VoteWindow:
 
     def push(self, vote: bool | np.ndarray) -> None:
         """Add a frame's vote: False, True, or a copy of the frame when the gate must judge it."""
-        if self.full:
-            self._count(self._slots[0], -1)
-        self._slots.append(vote)
-        self._count(vote, 1)
+        slots = self._slots
+        if len(slots) == self._size and (oldest := slots[0]) is not False:
+            self._count(oldest, -1)
+        slots.append(vote)
+        if vote is not False:
+            self._count(vote, 1)
 
     def at_least_voiced(self, needed: int) -> bool:
         """Whether `needed` slots are voiced; judges pending ones (newest first) until it knows."""
@@ -136,6 +141,7 @@ class VoiceActivityDetector:
         onset_ms: int = 60,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
+        self._judge_voice = functools.partial(_webrtcvad.process, self._vad._vad, VAD_RATE)
         self._dft = windowed_dft(VAD_RATE * frame_ms // 1000)
         self._max_flatness = max_flatness
         self._frame_ms = frame_ms
@@ -167,7 +173,7 @@ class VoiceActivityDetector:
 
         A masked frame counts as unvoiced whatever it holds (the bot's own voice come back).
         """
-        vote: bool | np.ndarray = not masked and self._vad.is_speech(frame.tobytes(), VAD_RATE)
+        vote: bool | np.ndarray = not masked and self._judge_voice(frame.tobytes(), len(frame))
         self._frames += 1
         self._run = self._run + 1 if vote else 0
         if vote:
