@@ -7,6 +7,7 @@ one block.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -48,8 +49,9 @@ class InputPipeline:
     """Runs VAD at 8 kHz (a whole-factor decimation) and frames audio at each listener rate,
     resampled at `quality`.
 
-    feed() returns a chunk's speech events and its (rate, block) pairs; a block may be a
-    view of the chunk: copy to keep.
+    feed() hands each speech event to `hear` as the VAD's frame that causes it is judged
+    (so `hear` sees the VAD as it was then), and returns the chunk's (rate, block) pairs;
+    a block may be a view of the chunk: copy to keep.
     """
 
     def __init__(
@@ -77,20 +79,18 @@ class InputPipeline:
         """How late the VAD hears the meeting: its decimator's group delay."""
         return self._vad_stream.converter.delay_ms
 
-    def feed(self, chunk: np.ndarray) -> tuple[list[SpeechEvent], list[Block]]:
-        """Push one bot chunk through the VAD and framing: its speech events, then a block
+    def feed(self, chunk: np.ndarray, hear: Callable[[SpeechEvent], None]) -> list[Block]:
+        """Push one bot chunk through the VAD (its events to `hear`) and framing: a block
         (maybe empty) for each listening rate."""
         self.samples_in += len(chunk)
-        events = self._hear_speech(self._vad_stream.take(chunk))
-        return events, [(rate, stream.take(chunk)) for rate, stream in self._listen_streams]
+        self._hear_speech(self._vad_stream.take(chunk), hear)
+        return [(rate, stream.take(chunk)) for rate, stream in self._listen_streams]
 
-    def _hear_speech(self, block: np.ndarray) -> list[SpeechEvent]:
-        events: list[SpeechEvent] = []
+    def _hear_speech(self, block: np.ndarray, hear: Callable[[SpeechEvent], None]) -> None:
         vad, guard, size = self.vad, self.echo_guard, self._vad_frame
         for start in range(0, len(block), size):
             frame = block[start : start + size]
             masked = guard is not None and guard.is_echo(frame, vad.position_ms)
             if (event := vad.process(frame, masked)) is not None:
                 self.speech_segments += isinstance(event, SpeechStopped)
-                events.append(event)
-        return events
+                hear(event)

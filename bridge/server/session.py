@@ -447,9 +447,7 @@ class Session:
         return heard_s * 1000
 
     def _hear(self, samples: np.ndarray) -> None:
-        events, blocks = self.pipeline.feed(samples)
-        for event in events:
-            self.floor.hear(event)  # turns, pauses, barge-in
+        blocks = self.pipeline.feed(samples, self.floor.hear)  # speech: turns, pauses, barge-in
         for rate, block in blocks:
             if len(block):
                 self._offer_audio(rate, block)

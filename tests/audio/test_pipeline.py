@@ -17,7 +17,8 @@ def run(pipeline: InputPipeline, signal: np.ndarray) -> tuple[list, dict[int, np
 def run_at(pipeline: InputPipeline, signal: np.ndarray, chunk: int) -> tuple[list, dict]:
     events, frames = [], {}
     for at in range(0, len(signal), chunk):
-        heard, blocks = pipeline.feed(signal[at : at + chunk])
+        heard: list = []
+        blocks = pipeline.feed(signal[at : at + chunk], heard.append)
         events += [e for e in heard if not isinstance(e, SpeechOnset)]
         for rate, block in blocks:
             assert len(block) % (rate // 50) == 0  # whole 20 ms frames
@@ -63,3 +64,22 @@ def test_the_vad_hears_a_16khz_and_a_24khz_bot_alike():
     assert [kind for kind, _ in found[16000]] == [kind for kind, _ in found[24000]]
     for (_, at16), (_, at24) in zip(found[16000], found[24000], strict=True):
         assert abs(at16 - at24) <= 40  # two frames
+
+
+def test_a_100ms_chunks_events_are_heard_as_the_vad_judges_their_frames():
+    """The listener sees the VAD as it was at each event (its position, its last voiced
+    frame), not as it is at the end of the chunk: a 100 ms chunk holds five VAD frames."""
+    gap = silence(1, RATE)
+    speech = np.concatenate([gap, recording("Front_Left", RATE), gap])
+    vad = VoiceActivityDetector(20)
+    pipeline = InputPipeline(RATE, {RATE}, 20, vad)
+    seen = []
+
+    def hear(event) -> None:
+        seen.append((type(event).__name__, vad.position_ms))
+
+    for at in range(0, len(speech), 2400):
+        pipeline.feed(speech[at : at + 2400], hear)
+    kinds = [kind for kind, _ in seen]
+    assert "SpeechStarted" in kinds and "SpeechStopped" in kinds
+    assert any(position % 100 for _, position in seen)  # mid-chunk, where they happened
