@@ -16,7 +16,7 @@ from bridge.audio.decimate import Decimator
 from bridge.audio.echo_guard import EchoGuard
 from bridge.audio.framer import Framer, frame_samples
 from bridge.audio.resample import Quality, StreamResampler
-from bridge.audio.vad import VAD_RATE, SpeechEvent, SpeechStopped, VoiceActivityDetector
+from bridge.audio.vad import VAD_RATE, SpeechEvent, VoiceActivityDetector
 
 
 class RateConverter(Protocol):
@@ -67,12 +67,17 @@ class InputPipeline:
         self.echo_guard = echo_guard  # frames it calls the bot's own echo are no speech
         self._vad_stream = FrameStream(Decimator(bot_rate, VAD_RATE), frame_ms)
         self._vad_frame = self._vad_stream.framer.frame_size
+        self._frame_ms = frame_ms
         self._listen_streams = [
             (rate, FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms))
             for rate in sorted(listen_rates)
         ]
         self.samples_in = 0
-        self.speech_segments = 0
+
+    @property
+    def speech_segments(self) -> int:
+        """Speech segments the VAD has ended."""
+        return self.vad.segments
 
     @property
     def vad_delay_ms(self) -> float:
@@ -87,10 +92,14 @@ class InputPipeline:
         return [(rate, stream.take(chunk)) for rate, stream in self._listen_streams]
 
     def _hear_speech(self, block: np.ndarray, hear: Callable[[SpeechEvent], None]) -> None:
-        vad, guard, size = self.vad, self.echo_guard, self._vad_frame
-        for start in range(0, len(block), size):
-            frame = block[start : start + size]
-            masked = guard is not None and guard.is_echo(frame, vad.position_ms)
-            if (event := vad.process(frame, masked)) is not None:
-                self.speech_segments += isinstance(event, SpeechStopped)
-                hear(event)
+        masks = None if self.echo_guard is None else self._echo_masks(block)
+        self.vad.process_block(block, masks, hear)
+
+    def _echo_masks(self, block: np.ndarray) -> bytes:
+        """A byte a VAD frame: 1 where the echo guard hears the bot's own voice come back."""
+        guard, size, start_ms = self.echo_guard, self._vad_frame, self.vad.position_ms
+        assert guard is not None
+        return bytes(
+            guard.is_echo(block[at : at + size], start_ms + n * self._frame_ms)
+            for n, at in enumerate(range(0, len(block), size))
+        )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import _webrtcvad  # webrtcvad's extension, called without its wrapper's checks
 import numpy as np
 import webrtcvad
+
+from bridge.audio._vadcore import Core
 
 VAD_RATE = 8000  # webrtcvad's own rate: at 16 kHz it halves the rate itself first
 
@@ -67,64 +68,6 @@ def spectral_flatness(frame: np.ndarray, dft: np.ndarray) -> float:
     return math.exp(2 * np.log(magnitude, out=magnitude).sum() / n) * n / power_sum
 
 
-class VoteWindow:
-    """Votes of the last `size` frames; a frame webrtcvad calls voiced keeps a copy (pending)
-    until a decision needs the spectral gate's verdict on it, so most frames never need one.
-
-    Decisions are the same as judging every frame at once: they depend only on counts.
-    """
-
-    def __init__(self, size: int, judge: Callable[[np.ndarray], bool]) -> None:
-        self._slots: deque[bool | np.ndarray] = deque(maxlen=size)
-        self._size = size
-        self._judge = judge
-        self._voiced = 0  # slots judged voiced
-        self._pending = 0  # slots waiting for the gate
-
-    @property
-    def full(self) -> bool:
-        return len(self._slots) == self._size
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    @property
-    def votes(self) -> int:
-        """Slots voiced or waiting for the gate: an upper bound on the voiced ones."""
-        return self._voiced + self._pending
-
-    def push(self, vote: bool | np.ndarray) -> None:
-        """Add a frame's vote: False, True, or a copy of the frame when the gate must judge it."""
-        slots = self._slots
-        if len(slots) == self._size and (oldest := slots[0]) is not False:
-            self._count(oldest, -1)
-        slots.append(vote)
-        if vote is not False:
-            self._count(vote, 1)
-
-    def at_least_voiced(self, needed: int) -> bool:
-        """Whether `needed` slots are voiced; judges pending ones (newest first) until it knows."""
-        slots = self._slots
-        for i in range(len(slots) - 1, -1, -1):  # the newest stay longest: their verdict lasts
-            if self._voiced >= needed or self._voiced + self._pending < needed:
-                break
-            if isinstance(slots[i], np.ndarray):
-                self._count(slots[i], -1)
-                slots[i] = self._judge(slots[i])
-                self._count(slots[i], 1)
-        return self._voiced >= needed
-
-    def clear(self) -> None:
-        self._slots.clear()
-        self._voiced = self._pending = 0
-
-    def _count(self, vote: bool | np.ndarray, sign: int) -> None:
-        if isinstance(vote, np.ndarray):
-            self._pending += sign
-        else:
-            self._voiced += sign * vote
-
-
 class VoiceActivityDetector:
     """Speech starts when most frames of the start window are voiced, stops after a quiet window.
 
@@ -146,69 +89,62 @@ class VoiceActivityDetector:
         onset_ms: int = 60,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
-        self._judge_voice = functools.partial(_webrtcvad.process, self._vad._vad, VAD_RATE)
         self._dft = windowed_dft(VAD_RATE * frame_ms // 1000)
         self._max_flatness = max_flatness
-        self._frame_ms = frame_ms
         start_frames, stop_frames = max(1, start_ms // frame_ms), max(1, stop_ms // frame_ms)
-        self._start = VoteWindow(start_frames, self._not_flat)
-        self._stop = VoteWindow(stop_frames, self._not_flat)
-        self._voiced_to_start = math.ceil(self.START_RATIO * start_frames)
-        # the segment goes on while more than (1 - STOP_RATIO) of the stop window is voiced
-        self._voiced_to_go_on = stop_frames - math.ceil(self.STOP_RATIO * stop_frames) + 1
-        self._onset_frames = max(1, onset_ms // frame_ms)
-        self._run = 0  # consecutive frames webrtcvad calls voiced
-        self._frames = 0
-        self._started_at = 0.0
-        self.speaking = False
-        self.last_voiced_ms = -math.inf  # stream time at the end of the last frame voiced
+        self._core = Core(
+            classify=functools.partial(_webrtcvad.process, self._vad._vad, VAD_RATE),
+            judge=self._not_flat if max_flatness < 1 else None,
+            events=(SpeechOnset, SpeechStarted, SpeechStopped),
+            frame_size=VAD_RATE * frame_ms // 1000,
+            frame_ms=float(frame_ms),
+            start_frames=start_frames,
+            to_start=math.ceil(self.START_RATIO * start_frames),
+            stop_frames=stop_frames,
+            # the segment goes on while more than (1 - STOP_RATIO) of the window is voiced
+            to_go_on=stop_frames - math.ceil(self.STOP_RATIO * stop_frames) + 1,
+            onset_frames=max(1, onset_ms // frame_ms),
+        )
+
+    @property
+    def speaking(self) -> bool:
+        """In a speech segment (between SpeechStarted and SpeechStopped)."""
+        return self._core.speaking
+
+    @property
+    def last_voiced_ms(self) -> float:
+        """Stream time at the end of the last frame webrtcvad voiced (-inf before any)."""
+        return self._core.last_voiced_ms
 
     @property
     def onset_pending(self) -> bool:
         """Not in speech, but the start window holds voice that may yet open a segment."""
-        return not self.speaking and len(self._start) > 0 and self._start.votes >= 2
+        return self._core.onset_pending
 
     @property
     def position_ms(self) -> float:
         """Stream time at the end of the last frame processed."""
-        return self._frames * self._frame_ms
+        return self._core.position_ms
+
+    @property
+    def segments(self) -> int:
+        """Speech segments ended so far."""
+        return self._core.segments
 
     def process(self, frame: np.ndarray, masked: bool = False) -> SpeechEvent | None:
         """Classify one frame; returns an event when the speaking state changes (or an onset).
 
         A masked frame counts as unvoiced whatever it holds (the bot's own voice come back).
         """
-        vote: bool | np.ndarray = not masked and self._judge_voice(frame.tobytes(), len(frame))
-        self._frames += 1
-        self._run = self._run + 1 if vote else 0
-        if vote:
-            self.last_voiced_ms = self.position_ms
-            if self._max_flatness < 1:
-                vote = frame.copy()  # the gate judges it later, if a decision needs it
-        window = self._stop if self.speaking else self._start
-        window.push(vote)
-        onset = None
-        heard_onset = self._run == self._onset_frames and not self.speaking
-        if heard_onset and (self._max_flatness >= 1 or self._not_flat(frame)):
-            onset = SpeechOnset(self.position_ms - self._run * self._frame_ms)
-        if not window.full:
-            return onset
-        if not self.speaking:
-            starts = window.at_least_voiced(self._voiced_to_start)
-            return self._begin(len(window)) if starts else onset
-        return None if window.at_least_voiced(self._voiced_to_go_on) else self._end(len(window))
+        return self._core.process(frame, masked)
 
-    def _not_flat(self, frame: np.ndarray) -> bool:
-        return spectral_flatness(frame, self._dft) <= self._max_flatness
+    def process_block(
+        self, block: np.ndarray, masks: bytes | None, hear: Callable[[SpeechEvent], None]
+    ) -> None:
+        """Classify each frame of a block of whole frames (masks: a byte a frame, nonzero
+        for masked, or None); each event goes to hear() as its frame is judged."""
+        self._core.process_block(block, masks, hear)
 
-    def _begin(self, window_frames: int) -> SpeechStarted:
-        self.speaking = True
-        self._start.clear()
-        self._started_at = self.position_ms - window_frames * self._frame_ms
-        return SpeechStarted(self._started_at)
-
-    def _end(self, window_frames: int) -> SpeechStopped:
-        self.speaking = False
-        self._stop.clear()
-        at = self.position_ms - window_frames * self._frame_ms
-        return SpeechStopped(at, at - self._started_at)
+    def _not_flat(self, frame: bytes) -> bool:
+        samples = np.frombuffer(frame, dtype=np.int16)
+        return spectral_flatness(samples, self._dft) <= self._max_flatness

@@ -1,0 +1,377 @@
+/* The VAD's per-frame decisions, compiled: vote windows, onset, start and stop.
+ *
+ * bridge/audio/vad.py drives it. Each 8 kHz frame is classified by webrtcvad (a Python
+ * callable: webrtcvad's own extension), voiced frames keep a copy until a decision needs
+ * the spectral gate's verdict on them (another callable, numpy), and start / stop come
+ * from counts over the start and stop windows. In Python this bookkeeping cost more than
+ * webrtcvad itself: some twenty interpreted calls a frame, five frames a 100 ms chunk.
+ *
+ * The decisions are those of judging every frame at once: they depend only on counts,
+ * and pending frames are judged newest first, only until a decision is known.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { UNVOICED = 0, VOICED = 1, PENDING = 2 };
+
+typedef struct {
+    int8_t *votes;    /* ring of the last `size` votes */
+    int16_t *frames;  /* a pending vote's frame, at its slot */
+    int size, head, len, voiced, pending;
+} Window;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *classify; /* (frame bytes, samples) -> bool: webrtcvad */
+    PyObject *judge;    /* (frame bytes) -> bool, not flat: the gate; None: no gate */
+    PyObject *onset, *started, *stopped; /* the event classes */
+    PyObject *samples; /* frame_size as an int: classify's second argument */
+    int frame_size;
+    double frame_ms;
+    Window start, stop;
+    int to_start, to_go_on, onset_frames;
+    int run;
+    long long frames;
+    double started_at;
+    int speaking;
+    double last_voiced_ms;
+    long long segments;
+} Core;
+
+static int window_init(Window *w, int size, int frame_size) {
+    w->votes = PyMem_Calloc(size, 1);
+    w->frames = PyMem_Calloc((size_t)size * frame_size, sizeof(int16_t));
+    w->size = size;
+    w->head = w->len = w->voiced = w->pending = 0;
+    return w->votes && w->frames ? 0 : -1;
+}
+
+static void window_free(Window *w) {
+    PyMem_Free(w->votes);
+    PyMem_Free(w->frames);
+}
+
+static void count(Window *w, int vote, int sign) {
+    if (vote == PENDING)
+        w->pending += sign;
+    else
+        w->voiced += sign * vote;
+}
+
+/* slot i of the window, 0 the oldest */
+static int slot(const Window *w, int i) { return (w->head + i) % w->size; }
+
+static void push(Window *w, int vote, const int16_t *frame, int frame_size) {
+    int at;
+    if (w->len == w->size) {
+        count(w, w->votes[w->head], -1);
+        at = w->head;
+        w->head = (w->head + 1) % w->size;
+    } else {
+        at = slot(w, w->len);
+        w->len++;
+    }
+    w->votes[at] = (int8_t)vote;
+    if (vote == PENDING)
+        memcpy(w->frames + (size_t)at * frame_size, frame, frame_size * sizeof(int16_t));
+    count(w, vote, 1);
+}
+
+static void clear(Window *w) { w->head = w->len = w->voiced = w->pending = 0; }
+
+/* 1 or 0 from a callable's answer about one frame (with its length in samples when
+ * `samples` is not NULL); -1 with an exception set */
+static int ask(PyObject *callable, const int16_t *frame, int frame_size, PyObject *samples) {
+    PyObject *args[2] = {PyBytes_FromStringAndSize((const char *)frame, frame_size * 2), samples};
+    if (args[0] == NULL)
+        return -1;
+    PyObject *result = PyObject_Vectorcall(callable, args, samples ? 2 : 1, NULL);
+    Py_DECREF(args[0]);
+    if (result == NULL)
+        return -1;
+    int yes = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return yes;
+}
+
+/* Whether `needed` votes are voiced, judging pending ones newest first until it is known. */
+static int at_least_voiced(Core *c, Window *w, int needed) {
+    for (int i = w->len - 1; i >= 0; i--) {
+        if (w->voiced >= needed || w->voiced + w->pending < needed)
+            break;
+        int at = slot(w, i);
+        if (w->votes[at] != PENDING)
+            continue;
+        int yes = ask(c->judge, w->frames + (size_t)at * c->frame_size, c->frame_size, NULL);
+        if (yes < 0)
+            return -1;
+        count(w, PENDING, -1);
+        w->votes[at] = (int8_t)yes;
+        count(w, yes, 1);
+    }
+    return w->voiced >= needed;
+}
+
+static double position_ms(const Core *c) { return (double)c->frames * c->frame_ms; }
+
+static PyObject *event(PyObject *cls, double at_ms) {
+    return PyObject_CallFunction(cls, "d", at_ms);
+}
+
+/* One frame: a new reference to its event, Py_None for none, NULL on error. */
+static PyObject *process_frame(Core *c, const int16_t *frame, int masked) {
+    int vote = 0;
+    if (!masked && (vote = ask(c->classify, frame, c->frame_size, c->samples)) < 0)
+        return NULL;
+    c->frames++;
+    c->run = vote ? c->run + 1 : 0;
+    if (vote) {
+        c->last_voiced_ms = position_ms(c);
+        if (c->judge != Py_None)
+            vote = PENDING;
+    }
+    Window *w = c->speaking ? &c->stop : &c->start;
+    push(w, vote, frame, c->frame_size);
+    PyObject *onset = Py_None;
+    Py_INCREF(onset);
+    if (c->run == c->onset_frames && !c->speaking) {
+        int heard = c->judge == Py_None ? 1 : ask(c->judge, frame, c->frame_size, NULL);
+        if (heard < 0)
+            goto error;
+        if (heard) {
+            Py_DECREF(onset);
+            if ((onset = event(c->onset, position_ms(c) - c->run * c->frame_ms)) == NULL)
+                return NULL;
+        }
+    }
+    if (w->len < w->size)
+        return onset;
+    double window_ms = w->len * c->frame_ms;
+    if (!c->speaking) {
+        int starts = at_least_voiced(c, w, c->to_start);
+        if (starts < 0)
+            goto error;
+        if (!starts)
+            return onset;
+        Py_DECREF(onset);
+        c->speaking = 1;
+        clear(&c->start);
+        c->started_at = position_ms(c) - window_ms;
+        return event(c->started, c->started_at);
+    }
+    int goes_on = at_least_voiced(c, w, c->to_go_on);
+    if (goes_on < 0)
+        goto error;
+    if (goes_on)
+        return onset;
+    Py_DECREF(onset);
+    c->speaking = 0;
+    clear(&c->stop);
+    c->segments++;
+    double at = position_ms(c) - window_ms;
+    return PyObject_CallFunction(c->stopped, "dd", at, at - c->started_at);
+error:
+    Py_DECREF(onset);
+    return NULL;
+}
+
+static int get_frames(Core *c, PyObject *block, Py_buffer *view) {
+    if (PyObject_GetBuffer(block, view, PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (view->len % (c->frame_size * 2)) {
+        PyErr_Format(PyExc_ValueError, "%zd bytes is not whole frames of %d samples",
+                     view->len, c->frame_size);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Core_process(Core *c, PyObject *args) {
+    PyObject *frame;
+    int masked = 0;
+    if (!PyArg_ParseTuple(args, "O|p", &frame, &masked))
+        return NULL;
+    Py_buffer view;
+    if (get_frames(c, frame, &view) < 0)
+        return NULL;
+    if (view.len != c->frame_size * 2) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_ValueError, "a frame is %d samples", c->frame_size);
+    }
+    PyObject *result = process_frame(c, view.buf, masked);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *Core_process_block(Core *c, PyObject *args) {
+    PyObject *block, *masks, *hear;
+    if (!PyArg_ParseTuple(args, "OOO", &block, &masks, &hear))
+        return NULL;
+    Py_buffer view;
+    if (get_frames(c, block, &view) < 0)
+        return NULL;
+    Py_ssize_t n = view.len / (c->frame_size * 2);
+    if (masks != Py_None && (!PyBytes_Check(masks) || PyBytes_GET_SIZE(masks) != n)) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_ValueError, "masks must be None or %zd bytes", n);
+    }
+    const int16_t *frames = view.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int masked = masks != Py_None && PyBytes_AS_STRING(masks)[i];
+        PyObject *found = process_frame(c, frames + i * c->frame_size, masked);
+        if (found != NULL && found != Py_None) {
+            PyObject *heard = PyObject_CallOneArg(hear, found);
+            Py_DECREF(found);
+            found = heard;
+        }
+        if (found == NULL) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        Py_DECREF(found);
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static int Core_init(Core *c, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"classify", "judge", "events", "frame_size", "frame_ms",
+                            "start_frames", "to_start", "stop_frames", "to_go_on",
+                            "onset_frames", NULL};
+    PyObject *classify, *judge, *events;
+    int start_frames, stop_frames;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOidiiiii", names, &classify, &judge,
+                                     &events, &c->frame_size, &c->frame_ms, &start_frames,
+                                     &c->to_start, &stop_frames, &c->to_go_on,
+                                     &c->onset_frames))
+        return -1;
+    if (c->frame_size <= 0 || start_frames <= 0 || stop_frames <= 0 || c->start.votes) {
+        PyErr_SetString(PyExc_ValueError, "positive sizes, and only once");
+        return -1;
+    }
+    PyObject *onset, *started, *stopped;
+    if (!PyArg_ParseTuple(events, "OOO", &onset, &started, &stopped))
+        return -1;
+    PyObject *owned[] = {classify, judge, onset, started, stopped};
+    for (int i = 0; i < 5; i++)
+        Py_INCREF(owned[i]);
+    c->classify = classify;
+    c->judge = judge;
+    c->onset = onset;
+    c->started = started;
+    c->stopped = stopped;
+    if ((c->samples = PyLong_FromLong(c->frame_size)) == NULL)
+        return -1;
+    if (window_init(&c->start, start_frames, c->frame_size) < 0 ||
+        window_init(&c->stop, stop_frames, c->frame_size) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    c->last_voiced_ms = -INFINITY;
+    return 0;
+}
+
+static int Core_traverse(Core *c, visitproc visit, void *arg) {
+    Py_VISIT(c->classify);
+    Py_VISIT(c->judge);
+    Py_VISIT(c->onset);
+    Py_VISIT(c->started);
+    Py_VISIT(c->stopped);
+    Py_VISIT(c->samples);
+    return 0;
+}
+
+static int Core_clear(Core *c) {
+    Py_CLEAR(c->classify);
+    Py_CLEAR(c->judge);
+    Py_CLEAR(c->onset);
+    Py_CLEAR(c->started);
+    Py_CLEAR(c->stopped);
+    Py_CLEAR(c->samples);
+    return 0;
+}
+
+static void Core_dealloc(Core *c) {
+    PyObject_GC_UnTrack(c);
+    Core_clear(c);
+    window_free(&c->start);
+    window_free(&c->stop);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static PyObject *Core_get_speaking(Core *c, void *unused) { return PyBool_FromLong(c->speaking); }
+
+static PyObject *Core_get_position_ms(Core *c, void *unused) {
+    return PyFloat_FromDouble(position_ms(c));
+}
+
+static PyObject *Core_get_last_voiced_ms(Core *c, void *unused) {
+    return PyFloat_FromDouble(c->last_voiced_ms);
+}
+
+static PyObject *Core_get_onset_pending(Core *c, void *unused) {
+    Window *w = &c->start;
+    return PyBool_FromLong(!c->speaking && w->len > 0 && w->voiced + w->pending >= 2);
+}
+
+static PyObject *Core_get_segments(Core *c, void *unused) {
+    return PyLong_FromLongLong(c->segments);
+}
+
+static PyGetSetDef Core_getset[] = {
+    {"speaking", (getter)Core_get_speaking, NULL, "in a speech segment", NULL},
+    {"position_ms", (getter)Core_get_position_ms, NULL, "stream time at the last frame's end",
+     NULL},
+    {"last_voiced_ms", (getter)Core_get_last_voiced_ms, NULL,
+     "stream time at the end of the last frame webrtcvad voiced", NULL},
+    {"onset_pending", (getter)Core_get_onset_pending, NULL,
+     "not in speech, but the start window holds voice", NULL},
+    {"segments", (getter)Core_get_segments, NULL, "speech segments ended", NULL},
+    {NULL},
+};
+
+static PyMethodDef Core_methods[] = {
+    {"process", (PyCFunction)Core_process, METH_VARARGS,
+     "process(frame, masked=False): one frame's event, or None"},
+    {"process_block", (PyCFunction)Core_process_block, METH_VARARGS,
+     "process_block(block, masks, hear): each frame of a block, events to hear()"},
+    {NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.audio._vadcore.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The VAD's vote windows and decisions (bridge/audio/vad.py drives it).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Core_init,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_traverse = (traverseproc)Core_traverse,
+    .tp_clear = (inquiry)Core_clear,
+    .tp_methods = Core_methods,
+    .tp_getset = Core_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_vadcore", "The VAD's per-frame decisions, compiled.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__vadcore(void) {
+    if (PyType_Ready(&CoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(&CoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
