@@ -44,6 +44,12 @@ class BridgeConfig(BaseModel):
         le=100,
         description="most speech in one message to the bot: the frames due together go in one",
     )
+    output_min_message_ms: int = Field(
+        40,
+        ge=0,
+        le=100,
+        description="speech waits to fill messages this long (while a frame of lead is left)",
+    )
     prefetch_s: float = Field(
         1.5, ge=0, description="queued speech above which the next utterance waits to be made"
     )

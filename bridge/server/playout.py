@@ -5,7 +5,9 @@ queued in a bounded PlaybackQueue and sent on the pacer's deadline clock to what
 the session currently has: straight from the code that queued it when it is due at once, from
 a timer callback when it comes due later (no task switch per message). The frames due at one
 moment go in one message, of at most `message_ms`: a bot sending 100 ms chunks to a live echo
-gets two messages a chunk back, not five.
+gets one or two messages a chunk back, not five. Speech queued ahead waits to fill messages
+of `min_message_ms` (40: the lead at the bot then swings between 40 and 80 ms, not 60 and
+80), half the messages of 20 ms frames; a live stream's lone frame goes at once.
 """
 
 from __future__ import annotations
@@ -100,8 +102,10 @@ class Playout:
         quality: Quality = "HQ",
         clock: Callable[[], float] = time.monotonic,
         message_ms: int = 100,
+        min_message_ms: int = 0,
     ) -> None:
         self._timing = (frame_ms, lead_ms, capacity_s, prebuffer_ms, prefetch_s, message_ms)
+        self._min_message_ms = min_message_ms
         self._tune(sample_rate)
         self.seconds_out_before = 0.0  # speech sent at earlier rates (retune)
         self.quality: Quality = quality
@@ -130,6 +134,8 @@ class Playout:
         self.queue = PlaybackQueue(int(sample_rate * capacity_s))
         self.frame_size = frame = frame_samples(sample_rate, frame_ms)
         self._message = np.zeros(max(1, sample_rate * message_ms // 1000 // frame) * frame, "<i2")
+        # a message waits to hold this many frames, while a frame of lead is left at the bot
+        self._min_frames = max(1, int(min(self._min_message_ms, lead_ms - frame_ms) // frame_ms))
         self._prebuffer = max(frame, int(sample_rate * prebuffer_ms / 1000))
         self._prefetch = int(sample_rate * prefetch_s)
 
@@ -284,7 +290,7 @@ class Playout:
                 if send is None:
                     self.pacer.end_stream()
                     return Wait.SINK
-                due = self.pacer.send_at(now, frame_size)
+                due = self.pacer.send_at(now, self._message_frames(frame_size) * frame_size)
                 if due > now:
                     return due
                 self._send_due(send, now, frame_size)
@@ -315,6 +321,13 @@ class Playout:
             raise TooManyPending(
                 f"{self._max_pending} utterances are pending already (max_pending)"
             )
+
+    def _message_frames(self, frame_size: int) -> int:
+        """Frames the next message waits for: min_message_ms of them, or what there is
+        (a live stream's one frame goes at once, as does an utterance's end)."""
+        queued = self.queue.available
+        ready = queued // frame_size if self.queue.producing else -(-queued // frame_size)
+        return max(1, min(self._min_frames, ready))
 
     def _frame_ready(self, frame_size: int, now: float) -> bool:
         """A whole frame is queued, or the rest of a finished utterance. When the bot has

@@ -122,6 +122,7 @@ class Session:
             config.prefetch_s,
             config.resample_quality,
             message_ms=config.output_message_ms,
+            min_message_ms=config.output_min_message_ms,
         )
         self.playout.on_finished = self._utterance_finished
         self.runners: list[ResponderRunner] = []  # started once the rate is known (_start)
