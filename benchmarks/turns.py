@@ -33,6 +33,12 @@ RATE = 24000
 ALSA = Path("/usr/share/sounds/alsa")
 GAP_MS = 300  # a gap this long in the bot's audio at the player is silence, not jitter
 LEAD_IN_S = 0.5
+# each policy's settings over BridgeConfig's defaults: the old fixed window (no echo guard)
+# and the defaults (adaptive endpointing, pause-then-decide, the echo guard)
+POLICIES: dict[str, dict[str, object]] = {
+    "fixed": {"turn_policy": "fixed", "echo_guard": False},
+    "adaptive": {},
+}
 
 
 @dataclass
@@ -57,7 +63,10 @@ class Outcome:
     kind: str
     spoke_inside_turn: bool = False  # bot audio before the user's turn was over
     eot_latency_ms: float | None = None  # user stops -> bot's first audio of the reply
+    decided_ms: float | None = None  # user stops -> the turn_end decided (stream time)
+    output_ms: float | None = None  # the turn_end decided -> the reply's first audio
     cut: bool = False  # the bot's reply stopped for good during the user's sound
+    paused: bool = False  # the bot paused at the sound (then silent_ms, resumed_after_ms)
     silent_ms: float = 0.0  # the longest the bot fell silent during its reply
     resumed_after_ms: float | None = None  # the bot went on this long after the sound ended
     reaction_ms: float | None = None  # user's onset -> the bot silent at the player
@@ -164,6 +173,12 @@ def judge(case: Case, heard: np.ndarray, events: list[dict]) -> Outcome:
     after = runs(heard, turn_end)
     if after:
         outcome.eot_latency_ms = (after[0][0] - turn_end) * ms
+    ends = [e["at_ms"] for e in events if e["type"] == "turn_end"]
+    decided = [at for at in ends if at >= turn_end * ms]
+    if decided:
+        outcome.decided_ms = decided[0] - turn_end * ms
+        if after:
+            outcome.output_ms = after[0][0] * ms - decided[0]
     interrupted = [e for e in events if e["type"] == "interrupted"]  # a withdrawal cuts too
     if case.kind in ("backchannel", "barge_in"):
         onset, end = offset + case.event_start, offset + case.event_end
@@ -179,7 +194,8 @@ def judge(case: Case, heard: np.ndarray, events: list[dict]) -> Outcome:
                 outcome.reaction_ms = (last[0] - onset) * ms
         else:
             outcome.cut = bool(interrupted)
-            if len(before) and len(later):
+            outcome.paused = any(e["type"] == "paused" for e in events)
+            if (outcome.paused or outcome.cut) and len(before) and len(later):
                 gaps = np.diff(np.concatenate([before[-1:], later]))
                 worst = int(np.argmax(gaps))
                 outcome.silent_ms = gaps[worst] * ms
@@ -210,7 +226,14 @@ async def run_case(server: BridgeServer, case: Case, folder: Path, policy: str) 
     hub_task.cancel()
     heard = read_wav(out, RATE)[0]
     outcome = judge(case, heard, events)
-    for name in ("eot_latency_ms", "silent_ms", "resumed_after_ms", "reaction_ms"):
+    for name in (
+        "eot_latency_ms",
+        "decided_ms",
+        "output_ms",
+        "silent_ms",
+        "resumed_after_ms",
+        "reaction_ms",
+    ):
         value = getattr(outcome, name)
         setattr(outcome, name, None if value is None else float(value))
     outcome.spoke_inside_turn, outcome.cut = bool(outcome.spoke_inside_turn), bool(outcome.cut)
@@ -243,9 +266,12 @@ def summarise(outcomes: list[Outcome]) -> dict:
         "turns_split": sum(o.spoke_inside_turn for o in pauses),
         "eot_latency_ms_p50": percentile(latencies, 50),
         "eot_latency_ms_p90": percentile(latencies, 90),
+        "eot_decided_ms_p50": percentile([o.decided_ms for o in pauses if o.decided_ms], 50),
+        "eot_output_ms_p50": percentile([o.output_ms for o in pauses if o.output_ms], 50),
         "false_barge_ins": len(cut),
         "backchannels": len(backchannels),
         "false_barge_in_rate": len(cut) / len(backchannels) if backchannels else None,
+        "backchannels_paused": sum(o.paused for o in backchannels),
         "backchannel_silence_ms_max": max((o.silent_ms for o in backchannels), default=None),
         "resumed_after_ms_p90": percentile(
             [
@@ -263,7 +289,7 @@ def summarise(outcomes: list[Outcome]) -> dict:
 
 
 async def run_policy(policy: str, cases: list[Case], folder: Path, parallel: int) -> list[Outcome]:
-    config = BridgeConfig(port=0, turn_policy=policy, grace_s=0.5)
+    config = BridgeConfig(port=0, grace_s=0.5, **POLICIES[policy])
     server = BridgeServer(config, responder_factories(["echo"], []))
     await server.start()
     try:
@@ -303,7 +329,7 @@ def main() -> None:
         cases = corpus(folder)
         results, outcomes = {}, {}
         started = time.monotonic()
-        for policy in ("fixed", "adaptive"):
+        for policy in POLICIES:
             found = asyncio.run(run_policy(policy, cases, folder, args.parallel))
             outcomes[policy] = [asdict(o) for o in found]
             results[policy] = summarise(found)

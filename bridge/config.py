@@ -90,7 +90,8 @@ class BridgeConfig(BaseModel):
         60, ge=10, le=500, description="voice this long pauses the bot's speech (adaptive policy)"
     )
     turn_policy: Literal["fixed", "adaptive"] = Field(
-        "fixed", description="fixed: each VAD segment is a turn and barges in at once"
+        "adaptive",
+        description="adaptive: docs/turns.md; fixed: each VAD segment is a turn, barges in at once",
     )
     turn_vad_stop_ms: int = Field(
         200, ge=10, le=1000, description="adaptive: the VAD's quiet window (pauses it sees)"
@@ -107,7 +108,7 @@ class BridgeConfig(BaseModel):
     interruption_quiet_ms: float = Field(
         200.0, ge=20, le=5000, description="a paused bot resumes once the voice was quiet this long"
     )
-    echo_guard: bool = Field(False, description="the bot's own speech heard back is no speech")
+    echo_guard: bool = Field(True, description="the bot's own speech heard back is no speech")
     echo_min_delay_ms: float = Field(
         150.0, ge=0, le=2000, description="shortest delay of the bot's echo in the meeting audio"
     )

@@ -48,6 +48,12 @@ class FloorSettings:
     min_interruption_ms: float  # the longest any responder asks for
     resume_timeout_s: float  # the longest any responder allows
 
+    @property
+    def pauses(self) -> bool:
+        """The user's voice may pause the bot (so its own echo must not): adaptive, barge-in
+        on, every responder interruptible. A live loopback never is: no guard, no pause."""
+        return self.policy == "adaptive" and self.barge_in and self.interruptible
+
 
 def floor_settings(config: BridgeConfig, responders: list[Responder]) -> FloorSettings:
     """The session's settings: the config's, and the strictest of its responders'."""
@@ -90,7 +96,7 @@ class Floor:
             settings.min_interruption_ms, settings.resume_timeout_s * 1000, settings.quiet_ms
         )
         self._may_interrupt = settings.barge_in and settings.interruptible
-        self._pauses = self._may_interrupt and not fixed
+        self._pauses = settings.pauses
         self._vad = vad
         self._playout = playout
         self._info = info
