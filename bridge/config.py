@@ -97,7 +97,10 @@ class BridgeConfig(BaseModel):
         200, ge=10, le=1000, description="adaptive: the VAD's quiet window (pauses it sees)"
     )
     turn_min_delay_ms: float = Field(
-        500.0, ge=0, le=10000, description="adaptive: quiet after speech that ends a turn, at least"
+        400.0, ge=0, le=10000, description="adaptive: the shortest delay, for pauses known short"
+    )
+    turn_initial_delay_ms: float = Field(
+        750.0, ge=0, le=10000, description="adaptive: the delay until a speaker's pauses are known"
     )
     turn_max_delay_ms: float = Field(
         3000.0, ge=0, le=30000, description="adaptive: the longest endpointing delay"
@@ -233,8 +236,10 @@ class BridgeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _turn_delays_ordered(self) -> BridgeConfig:
-        if self.turn_min_delay_ms > self.turn_max_delay_ms:
-            raise ValueError("turn_min_delay_ms must not exceed turn_max_delay_ms")
+        if not self.turn_min_delay_ms <= self.turn_initial_delay_ms <= self.turn_max_delay_ms:
+            raise ValueError(
+                "need turn_min_delay_ms <= turn_initial_delay_ms <= turn_max_delay_ms"
+            )
         if self.echo_min_delay_ms > self.echo_max_delay_ms:
             raise ValueError("echo_min_delay_ms must not exceed echo_max_delay_ms")
         return self

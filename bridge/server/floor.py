@@ -40,6 +40,7 @@ class FloorSettings:
 
     policy: TurnPolicyName
     min_delay_ms: float
+    initial_delay_ms: float
     max_delay_ms: float
     continue_ms: float
     quiet_ms: float  # a paused bot resumes once the user's voice was quiet this long
@@ -60,6 +61,7 @@ def floor_settings(config: BridgeConfig, responders: list[Responder]) -> FloorSe
     return FloorSettings(
         policy=config.turn_policy,
         min_delay_ms=config.turn_min_delay_ms,
+        initial_delay_ms=config.turn_initial_delay_ms,
         max_delay_ms=config.turn_max_delay_ms,
         continue_ms=config.turn_continue_ms,
         quiet_ms=config.interruption_quiet_ms,
@@ -90,7 +92,12 @@ class Floor:
         self.turns = (
             TurnPolicy(0, 0, 0, adaptive=False)
             if fixed
-            else TurnPolicy(settings.min_delay_ms, settings.max_delay_ms, settings.continue_ms)
+            else TurnPolicy(
+                settings.min_delay_ms,
+                settings.max_delay_ms,
+                settings.continue_ms,
+                initial_delay_ms=settings.initial_delay_ms,
+            )
         )
         self.interruption = InterruptionPolicy(
             settings.min_interruption_ms, settings.resume_timeout_s * 1000, settings.quiet_ms
