@@ -1,8 +1,9 @@
 """Smart Turn v3 weighed against the acoustic policy on the conversation corpus (offline).
 
 At every pause the VAD finds in a turn of benchmarks/turns.py's corpus (its segments' ends,
-with the adaptive policy's 200 ms stop window) the model hears the turn so far and says
-whether the speaker has finished. Ground truth: a pause inside a turn is "not finished",
+with the adaptive policy's 200 ms stop window) the model hears the turn so far (up to the
+VAD's stop, so with the quiet after the voice, as pipecat runs it) and says whether the
+speaker has finished. Ground truth: a pause inside a turn is "not finished",
 the turn's last stop "finished". The acoustic policy is judged on the same points: it ends
 the turn where the quiet reaches its delay (the endpointing delay the turn's pauses so far
 give). Also timed: the model's cost per decision on one core.
@@ -33,7 +34,8 @@ PREROLL_MS = 300  # audio before the turn's start the model hears too
 
 
 def stops(audio: np.ndarray, config: BridgeConfig) -> list[tuple[float, float, float]]:
-    """(start of the turn, end of the segment, quiet until the next start or inf) in ms."""
+    """(start of the turn, when the VAD said its segment stopped, the pause: from the last
+    voice to the next start, or inf) in ms; the model hears what was heard at the stop."""
     vad = VoiceActivityDetector(
         config.frame_ms, stop_ms=config.turn_vad_stop_ms, onset_ms=config.vad_onset_ms
     )
@@ -45,11 +47,12 @@ def stops(audio: np.ndarray, config: BridgeConfig) -> list[tuple[float, float, f
         event = vad.process(frames[i : i + size])
         if isinstance(event, SpeechStarted):
             first = event.at_ms if first is None else first
-            if found:
-                found[-1][2] = event.at_ms - found[-1][1]
+            if found:  # the policy's pause: from the last voice to the next start
+                found[-1][2] = event.at_ms - found[-1][3]
         elif isinstance(event, SpeechStopped) and first is not None:
-            found.append([first, max(event.at_ms, vad.last_voiced_ms), float("inf")])
-    return [(a, b, c) for a, b, c in found]
+            voice_end = max(event.at_ms, vad.last_voiced_ms)
+            found.append([first, vad.position_ms, float("inf"), voice_end])
+    return [(a, b, c) for a, b, c, _ in found]
 
 
 def main() -> None:
