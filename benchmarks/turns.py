@@ -385,9 +385,10 @@ def plot(results: dict[str, dict], out: Path) -> None:
     width = 0.8 / len(results)
     for axis, (unit, keys) in zip(axes, panels, strict=True):
         for n, (policy, summary) in enumerate(results.items()):
-            values = [summary[k] if summary[k] is not None else 0 for k in keys]
+            values = [np.nan if summary[k] is None else summary[k] for k in keys]
             bars = axis.bar(np.arange(len(keys)) + n * width, values, width, label=policy)
-            axis.bar_label(bars, fmt="%.0f", fontsize=8)
+            labels = ["none" if np.isnan(v) else f"{v:.0f}" for v in values]  # never resumed
+            axis.bar_label(bars, labels=labels, fontsize=8)
         axis.set_xticks(np.arange(len(keys)) + width / 2, [k.replace("_ms", "") for k in keys])
         axis.tick_params(axis="x", labelsize=7, rotation=15)
         axis.set_ylabel(unit)
