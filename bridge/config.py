@@ -237,9 +237,7 @@ class BridgeConfig(BaseModel):
     @model_validator(mode="after")
     def _turn_delays_ordered(self) -> BridgeConfig:
         if not self.turn_min_delay_ms <= self.turn_initial_delay_ms <= self.turn_max_delay_ms:
-            raise ValueError(
-                "need turn_min_delay_ms <= turn_initial_delay_ms <= turn_max_delay_ms"
-            )
+            raise ValueError("need turn_min_delay_ms <= turn_initial_delay_ms <= turn_max_delay_ms")
         if self.echo_min_delay_ms > self.echo_max_delay_ms:
             raise ValueError("echo_min_delay_ms must not exceed echo_max_delay_ms")
         return self

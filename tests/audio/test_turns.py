@@ -188,3 +188,16 @@ def test_a_fresh_speakers_700_ms_pause_is_one_turn_with_the_default_delays(tmp_p
     ended = found[-1][1]
     assert ended.end_ms > 1000 + (len(first) + len(second)) * 1000 / VAD_RATE - 300
     assert 750 < ended.delay_ms <= PAUSE_MARGIN * 800  # 700 ms and the VAD's tail
+
+
+def test_the_config_keeps_the_delays_in_order():
+    from pydantic import ValidationError
+
+    from bridge.config import BridgeConfig
+
+    config = BridgeConfig()
+    assert (config.turn_min_delay_ms, config.turn_initial_delay_ms) == (400, 750)
+    with pytest.raises(ValidationError, match="turn_min_delay_ms <= turn_initial_delay_ms"):
+        BridgeConfig(turn_initial_delay_ms=300)
+    with pytest.raises(ValidationError, match="turn_initial_delay_ms <= turn_max_delay_ms"):
+        BridgeConfig(turn_max_delay_ms=600)
