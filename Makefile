@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := espeak-ng sox alsa-utils curl haproxy nginx openssl gcc python3-dev
 
 .PHONY: setup system-packages test lint demo bench bench-peer bench-floor bench-ab bench-bots \
-	bench-lb bench-turns soak clean
+	bench-lb bench-turns bench-smart-turn soak clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -63,12 +63,22 @@ bench-peer: setup
 	  --out $(RESULT)-peer.json
 	$(PY) -m benchmarks.plot $(RESULT)-peer.json --out $(RESULT)-peer.png
 
+# The conversation benchmark: turn-taking through the real server (docs/turns.md), with
+# the machinery's cost per chunk and a plot of both policies.
+bench-turns: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.turns --micro --parallel 1 --out $(RESULT)-turns.json \
+	  --plot $(RESULT)-turns.png
+
+# Smart Turn v3 against the acoustic policy on the same corpus: onnxruntime, and the model
+# file from the pipecat-ai wheel without its dependencies (docs/turns.md).
+bench-smart-turn: setup
+	$(VENV)/bin/pip install -q -e '.[smart-turn]'
+	$(VENV)/bin/pip install -q --no-deps 'pipecat-ai>=1.14'
+	$(PY) -m benchmarks.smart_turn --out $(RESULT)-smart-turn.json
+
 # The floor: the same ramp against the plainest echo on websockets and on picows, to see
 # what the WebSocket library alone costs a session.
-# The conversation benchmark: turn-taking through the real server (docs/turns.md).
-bench-turns: setup
-	$(PY) -m benchmarks.turns --out $(RESULT)-turns.json
-
 bench-floor: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.load --ramp 10,25,50,75,100,150 --duration 12 \

@@ -7,6 +7,11 @@ the bot's reply, real barge-ins over it, and the bot's own reply mixed back into
 meeting's audio (150-600 ms late, -6 to -20 dB). What the meeting heard from the bot is the
 simulator's player timeline; every metric is read from it against the ground truth.
 
+The simulator sends each 20 ms chunk at its start time, a chunk before a real bot could
+(it has to capture it first): every latency from a user's sample to the bot's audio here has
+that chunk (CAPTURE_MS) added back. `--micro` first times the turn machinery per chunk
+(the per-session cost: floor, echo guard and the playout's feed to it, on against off).
+
     python -m benchmarks.turns --out benchmarks/results/turns.json   (make bench-turns)
 """
 
@@ -14,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
+import platform
 import subprocess
 import tempfile
 import time
@@ -23,16 +31,29 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.audio.echo_guard import EchoGuard
+from bridge.audio.pipeline import InputPipeline
+from bridge.audio.vad import VoiceActivityDetector
 from bridge.cli import responder_factories
 from bridge.codecs.wav import read_wav, write_wav
 from bridge.config import BridgeConfig
+from bridge.responder import SessionInfo
+from bridge.server.floor import Floor, floor_settings
+from bridge.server.playout import Playout
 from bridge.server.server import BridgeServer
 from bridge.sim.simulator import SimulatorOptions, simulate
 
 RATE = 24000
 ALSA = Path("/usr/share/sounds/alsa")
 GAP_MS = 300  # a gap this long in the bot's audio at the player is silence, not jitter
+CAPTURE_MS = SimulatorOptions().chunk_ms  # a real bot sends a chunk once it has captured it
 LEAD_IN_S = 0.5
+# each policy's settings over BridgeConfig's defaults: the old fixed window (no echo guard)
+# and the defaults (adaptive endpointing, pause-then-decide, the echo guard)
+POLICIES: dict[str, dict[str, object]] = {
+    "fixed": {"turn_policy": "fixed", "echo_guard": False},
+    "adaptive": {},
+}
 
 
 @dataclass
@@ -57,7 +78,10 @@ class Outcome:
     kind: str
     spoke_inside_turn: bool = False  # bot audio before the user's turn was over
     eot_latency_ms: float | None = None  # user stops -> bot's first audio of the reply
+    decided_ms: float | None = None  # user stops -> the turn_end decided (stream time)
+    output_ms: float | None = None  # the turn_end decided -> the reply's first audio
     cut: bool = False  # the bot's reply stopped for good during the user's sound
+    paused: bool = False  # the bot paused at the sound (then silent_ms, resumed_after_ms)
     silent_ms: float = 0.0  # the longest the bot fell silent during its reply
     resumed_after_ms: float | None = None  # the bot went on this long after the sound ended
     reaction_ms: float | None = None  # user's onset -> the bot silent at the player
@@ -163,7 +187,13 @@ def judge(case: Case, heard: np.ndarray, events: list[dict]) -> Outcome:
     outcome.spoke_inside_turn = bool(during)
     after = runs(heard, turn_end)
     if after:
-        outcome.eot_latency_ms = (after[0][0] - turn_end) * ms
+        outcome.eot_latency_ms = (after[0][0] - turn_end) * ms + CAPTURE_MS
+    ends = [e["at_ms"] for e in events if e["type"] == "turn_end"]
+    decided = [at for at in ends if at >= turn_end * ms]
+    if decided:
+        outcome.decided_ms = decided[0] - turn_end * ms
+        if after:
+            outcome.output_ms = after[0][0] * ms - decided[0] + CAPTURE_MS
     interrupted = [e for e in events if e["type"] == "interrupted"]  # a withdrawal cuts too
     if case.kind in ("backchannel", "barge_in"):
         onset, end = offset + case.event_start, offset + case.event_end
@@ -174,17 +204,18 @@ def judge(case: Case, heard: np.ndarray, events: list[dict]) -> Outcome:
             last = loud[loud < onset + 3 * RATE][-1:] if len(loud) else []
             stops = [e for e in runs(heard, turn_end) if e[0] <= onset <= e[1] + GAP_MS * 24]
             if stops:
-                outcome.reaction_ms = (stops[0][1] - onset) * ms
+                outcome.reaction_ms = (stops[0][1] - onset) * ms + CAPTURE_MS
             elif len(last):
-                outcome.reaction_ms = (last[0] - onset) * ms
+                outcome.reaction_ms = (last[0] - onset) * ms + CAPTURE_MS
         else:
             outcome.cut = bool(interrupted)
-            if len(before) and len(later):
+            outcome.paused = any(e["type"] == "paused" for e in events)
+            if (outcome.paused or outcome.cut) and len(before) and len(later):
                 gaps = np.diff(np.concatenate([before[-1:], later]))
                 worst = int(np.argmax(gaps))
                 outcome.silent_ms = gaps[worst] * ms
                 resumed_at = later[worst]
-                outcome.resumed_after_ms = max(0.0, (resumed_at - end) * ms)
+                outcome.resumed_after_ms = max(0.0, (resumed_at - end) * ms + CAPTURE_MS)
     if case.kind == "self_echo":
         outcome.self_interrupted = bool(interrupted)
         outcome.notes += [f"{e['type']}" for e in events if e["type"] in ("paused", "resumed")]
@@ -210,7 +241,14 @@ async def run_case(server: BridgeServer, case: Case, folder: Path, policy: str) 
     hub_task.cancel()
     heard = read_wav(out, RATE)[0]
     outcome = judge(case, heard, events)
-    for name in ("eot_latency_ms", "silent_ms", "resumed_after_ms", "reaction_ms"):
+    for name in (
+        "eot_latency_ms",
+        "decided_ms",
+        "output_ms",
+        "silent_ms",
+        "resumed_after_ms",
+        "reaction_ms",
+    ):
         value = getattr(outcome, name)
         setattr(outcome, name, None if value is None else float(value))
     outcome.spoke_inside_turn, outcome.cut = bool(outcome.spoke_inside_turn), bool(outcome.cut)
@@ -243,9 +281,12 @@ def summarise(outcomes: list[Outcome]) -> dict:
         "turns_split": sum(o.spoke_inside_turn for o in pauses),
         "eot_latency_ms_p50": percentile(latencies, 50),
         "eot_latency_ms_p90": percentile(latencies, 90),
+        "eot_decided_ms_p50": percentile([o.decided_ms for o in pauses if o.decided_ms], 50),
+        "eot_output_ms_p50": percentile([o.output_ms for o in pauses if o.output_ms], 50),
         "false_barge_ins": len(cut),
         "backchannels": len(backchannels),
         "false_barge_in_rate": len(cut) / len(backchannels) if backchannels else None,
+        "backchannels_paused": sum(o.paused for o in backchannels),
         "backchannel_silence_ms_max": max((o.silent_ms for o in backchannels), default=None),
         "resumed_after_ms_p90": percentile(
             [
@@ -263,7 +304,7 @@ def summarise(outcomes: list[Outcome]) -> dict:
 
 
 async def run_policy(policy: str, cases: list[Case], folder: Path, parallel: int) -> list[Outcome]:
-    config = BridgeConfig(port=0, turn_policy=policy, grace_s=0.5)
+    config = BridgeConfig(port=0, grace_s=0.5, **POLICIES[policy])
     server = BridgeServer(config, responder_factories(["echo"], []))
     await server.start()
     try:
@@ -276,6 +317,85 @@ async def run_policy(policy: str, cases: list[Case], folder: Path, parallel: int
         return list(await asyncio.gather(*(one(c) for c in cases)))
     finally:
         await server.close()
+
+
+def chunk_cost(speech: np.ndarray, floor_on: bool, guarded: bool) -> float:
+    """Microseconds per 20 ms chunk of a session's input side while the bot speaks: the
+    pipeline (VAD at 8 kHz, 24 kHz framing), with the floor's events and tick (floor_on), and
+    the echo guard judging every frame and hearing every frame sent (guarded: the defaults
+    for interruptible responders; a live loopback gets the floor without a guard)."""
+    config = BridgeConfig(echo_guard=guarded)
+    chunk = RATE * CAPTURE_MS // 1000
+    vad = VoiceActivityDetector(config.frame_ms, stop_ms=config.turn_vad_stop_ms)
+    guard = EchoGuard(config.frame_ms) if guarded else None
+    pipeline = InputPipeline(RATE, {RATE}, config.frame_ms, vad, 1000, echo_guard=guard)
+    playout = Playout(RATE, config.frame_ms, config.lead_ms, 10.0, 4)
+    playout.queue.write(playout.queue.open(), np.ones(len(speech), np.int16))  # speaking
+    settings = dataclasses.replace(floor_settings(config, []), interruptible=guarded)
+    info = SessionInfo("micro", RATE)
+    floor = Floor(settings, vad, playout, info, lambda *a: None, lambda *a, **k: None, str)
+    reply = speech[::-1].copy()  # the bot's frames, sent as the input arrives
+    started = time.perf_counter()
+    for i in range(0, len(speech) - chunk + 1, chunk):
+        if guard is not None:
+            guard.played(reply[i : i + chunk], vad.position_ms + 200)
+        for item in pipeline.feed(speech[i : i + chunk]):
+            if floor_on and not isinstance(item, tuple):
+                floor.hear(item)
+        if floor_on:
+            floor.tick()
+    return (time.perf_counter() - started) / (len(speech) // chunk) * 1e6
+
+
+def micro(folder: Path) -> dict[str, float]:
+    """The turn machinery's cost per chunk: the best of 9 runs over 50 s of real speech each,
+    the three set-ups taking turns (so a busy moment of the machine hits all alike)."""
+    talk = [espeak("I think we should move the launch to the second week of March", folder)]
+    talk.append(alsa("Front_Center"))
+    speech = np.concatenate([np.concatenate([t, silence(0.4)]) for t in talk * 10])
+    setups = {"alone": (False, False), "floor": (True, False), "guarded": (True, True)}
+    best = dict.fromkeys(setups, float("inf"))
+    for _ in range(9):
+        for name, (floor_on, guard) in setups.items():
+            best[name] = min(best[name], chunk_cost(speech, floor_on, guard))
+    alone, floor, guarded = best["alone"], best["floor"], best["guarded"]
+    return {
+        "us_per_chunk_input_alone": alone,
+        "us_per_chunk_with_floor": floor,
+        "us_per_chunk_with_floor_and_guard": guarded,
+        "us_per_chunk_floor": floor - alone,
+        "us_per_chunk_guard": guarded - floor,
+        "core_share_per_session_floor_and_guard": (guarded - alone) / (CAPTURE_MS * 1000),
+    }
+
+
+def plot(results: dict[str, dict], out: Path) -> None:
+    """Bars of each metric, fixed and adaptive side by side (needs the bench extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("ms", ["eot_latency_ms_p50", "eot_latency_ms_p90", "resumed_after_ms_p90"]),
+        ("ms", ["barge_in_reaction_ms_p50", "barge_in_reaction_ms_p90"]),
+        ("count", ["turns_split", "false_barge_ins", "self_interruptions"]),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 4), dpi=110)
+    width = 0.8 / len(results)
+    for axis, (unit, keys) in zip(axes, panels, strict=True):
+        for n, (policy, summary) in enumerate(results.items()):
+            values = [np.nan if summary[k] is None else summary[k] for k in keys]
+            bars = axis.bar(np.arange(len(keys)) + n * width, values, width, label=policy)
+            labels = ["none" if np.isnan(v) else f"{v:.0f}" for v in values]  # never resumed
+            axis.bar_label(bars, labels=labels, fontsize=8)
+        axis.set_xticks(np.arange(len(keys)) + width / 2, [k.replace("_ms", "") for k in keys])
+        axis.tick_params(axis="x", labelsize=7, rotation=15)
+        axis.set_ylabel(unit)
+        axis.legend(fontsize=8)
+    fig.suptitle("turn-taking on the conversation corpus: fixed window vs adaptive")
+    fig.tight_layout()
+    fig.savefig(out)
 
 
 def table(results: dict[str, dict]) -> str:
@@ -297,13 +417,20 @@ def main() -> None:
     parser.add_argument(
         "--parallel", type=int, default=2, help="cases run at once (the simulator shares the loop)"
     )
+    parser.add_argument("--micro", action="store_true", help="time the machinery per chunk too")
+    parser.add_argument("--plot", type=Path, help="write the side-by-side plot (bench extra)")
     args = parser.parse_args()
+    costs: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.micro:
+            costs = micro(folder)
+            for name, value in costs.items():
+                print(f"{name:42} {value:10.3f}")
         cases = corpus(folder)
         results, outcomes = {}, {}
         started = time.monotonic()
-        for policy in ("fixed", "adaptive"):
+        for policy in POLICIES:
             found = asyncio.run(run_policy(policy, cases, folder, args.parallel))
             outcomes[policy] = [asdict(o) for o in found]
             results[policy] = summarise(found)
@@ -321,11 +448,20 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"summary": results, "cases": outcomes, "seconds": time.monotonic() - started},
+            {
+                "summary": results,
+                "cases": outcomes,
+                "micro": costs,
+                "machine": {"cpus": os.cpu_count(), "processor": platform.processor()},
+                "seconds": time.monotonic() - started,
+            },
             indent=1,
         )
     )
     print(f"results: {args.out}")
+    if args.plot:
+        plot(results, args.plot)
+        print(f"plot: {args.plot}")
 
 
 if __name__ == "__main__":

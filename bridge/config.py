@@ -101,13 +101,17 @@ class BridgeConfig(BaseModel):
         60, ge=10, le=500, description="voice this long pauses the bot's speech (adaptive policy)"
     )
     turn_policy: Literal["fixed", "adaptive"] = Field(
-        "fixed", description="fixed: each VAD segment is a turn and barges in at once"
+        "adaptive",
+        description="adaptive: docs/turns.md; fixed: each VAD segment is a turn, barges in at once",
     )
     turn_vad_stop_ms: int = Field(
         200, ge=10, le=1000, description="adaptive: the VAD's quiet window (pauses it sees)"
     )
     turn_min_delay_ms: float = Field(
-        500.0, ge=0, le=10000, description="adaptive: quiet after speech that ends a turn, at least"
+        400.0, ge=0, le=10000, description="adaptive: the shortest delay, for pauses known short"
+    )
+    turn_initial_delay_ms: float = Field(
+        750.0, ge=0, le=10000, description="adaptive: the delay until a speaker's pauses are known"
     )
     turn_max_delay_ms: float = Field(
         3000.0, ge=0, le=30000, description="adaptive: the longest endpointing delay"
@@ -118,7 +122,7 @@ class BridgeConfig(BaseModel):
     interruption_quiet_ms: float = Field(
         200.0, ge=20, le=5000, description="a paused bot resumes once the voice was quiet this long"
     )
-    echo_guard: bool = Field(False, description="the bot's own speech heard back is no speech")
+    echo_guard: bool = Field(True, description="the bot's own speech heard back is no speech")
     echo_min_delay_ms: float = Field(
         150.0, ge=0, le=2000, description="shortest delay of the bot's echo in the meeting audio"
     )
@@ -243,8 +247,8 @@ class BridgeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _turn_delays_ordered(self) -> BridgeConfig:
-        if self.turn_min_delay_ms > self.turn_max_delay_ms:
-            raise ValueError("turn_min_delay_ms must not exceed turn_max_delay_ms")
+        if not self.turn_min_delay_ms <= self.turn_initial_delay_ms <= self.turn_max_delay_ms:
+            raise ValueError("need turn_min_delay_ms <= turn_initial_delay_ms <= turn_max_delay_ms")
         if self.echo_min_delay_ms > self.echo_max_delay_ms:
             raise ValueError("echo_min_delay_ms must not exceed echo_max_delay_ms")
         return self

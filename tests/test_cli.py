@@ -55,7 +55,11 @@ def test_serve_simulate_and_stop_on_sigterm():
     server.send_signal(signal.SIGTERM)
     _, err = server.communicate(timeout=10)
     assert server.returncode == 0
-    summary = r"session cli ended .* 16000 Hz, in the call, audio in .* 1 speech segment, .*0 barge"
+    # "Front, Left": the VAD hears the pause between the words, the turn policy one turn
+    summary = (
+        r"session cli ended .* 16000 Hz, in the call, audio in .* 2 speech segments, "
+        r"1 turn \(0 continued\), 0 barge"
+    )
     assert re.search(summary, err)
 
 

@@ -84,10 +84,15 @@ class EchoGuard:
             self._estimate(slot)
         if self.lag is None:
             return False
-        predicted = self.gain * self._paired(slot, np.array([self.lag]))[0, -1]
+        predicted = self.gain * (self._out_at(slot - self.lag) + self._out_at(slot - self.lag - 1))
         masked = energy <= SLACK * (predicted + self._in.min())  # the room's noise adds
         self.frames_masked += masked
         return masked
+
+    def _out_at(self, slot: int) -> float:
+        """The output energy of one slot (0 for one not kept or not yet played)."""
+        kept = self._out_slot - len(self._out) < slot <= self._out_slot
+        return float(self._out[slot % len(self._out)]) if kept else 0.0
 
     def _paired(self, slot: int, lags: np.ndarray) -> np.ndarray:
         """out[i, j]: output energy lags[i] frames before input frame j of the window, summed

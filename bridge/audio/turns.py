@@ -1,9 +1,11 @@
 """Turns from speech segments: endpointing with a delay adapted to the speaker's pauses.
 
 The VAD cuts speech at every pause; a turn is what a person says before they expect an
-answer. A turn ends once the speaker has been quiet for the endpointing delay: at least
-`min_delay_ms`, longer for a speaker whose pauses inside turns run long (the delay follows
-their recent pauses, at most `max_delay_ms`). While the VAD's start window holds voice that
+answer. A turn ends once the speaker has been quiet for the endpointing delay. Until a speaker's
+pauses inside turns are known it is `initial_delay_ms`, long enough to wait out a pause of a
+sentence; then it follows their recent pauses (a margin over the longer ones), no shorter
+than `min_delay_ms` and no longer than `max_delay_ms`: a speaker known to pause briefly is
+answered sooner, one who pauses long is waited for. While the VAD's start window holds voice that
 may open a segment, the decision waits (up to the maximum delay): the speaker may be resuming.
 A speaker who resumes within `continue_ms` of an endpoint continues the same turn (the reply
 just begun is withdrawn by whoever acts on TurnContinued); the pause that caused it lengthens
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 PAUSES_KEPT = 8  # recent pauses inside turns the delay follows
 PAUSE_QUANTILE = 0.8  # the share of those pauses the delay waits out
-PAUSE_MARGIN = 1.25  # the delay is this much longer than that pause
+PAUSE_MARGIN = 1.2  # the delay is this much longer than that pause
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +58,22 @@ TurnEvent = TurnStarted | TurnEnded | TurnContinued
 
 
 class PauseModel:
-    """The endpointing delay from a speaker's recent pauses inside turns, within its bounds."""
+    """The endpointing delay from a speaker's recent pauses inside turns, within its bounds;
+    `initial_delay_ms` (default: the minimum) while none is known."""
 
-    def __init__(self, min_delay_ms: float, max_delay_ms: float, adaptive: bool = True) -> None:
-        if not 0 <= min_delay_ms <= max_delay_ms:
-            raise ValueError("need 0 <= min_delay_ms <= max_delay_ms")
+    def __init__(
+        self,
+        min_delay_ms: float,
+        max_delay_ms: float,
+        adaptive: bool = True,
+        initial_delay_ms: float | None = None,
+    ) -> None:
+        initial = min_delay_ms if initial_delay_ms is None else initial_delay_ms
+        if not 0 <= min_delay_ms <= initial <= max_delay_ms:
+            raise ValueError("need 0 <= min_delay_ms <= initial_delay_ms <= max_delay_ms")
         self.min_delay_ms = min_delay_ms
         self.max_delay_ms = max_delay_ms
+        self.initial_delay_ms = initial
         self.adaptive = adaptive
         self._pauses: deque[float] = deque(maxlen=PAUSES_KEPT)
 
@@ -73,8 +84,10 @@ class PauseModel:
     @property
     def delay_ms(self) -> float:
         """The current endpointing delay: PAUSE_MARGIN times the PAUSE_QUANTILE pause."""
-        if not self.adaptive or not self._pauses:
+        if not self.adaptive:
             return self.min_delay_ms
+        if not self._pauses:
+            return self.initial_delay_ms
         ranked = sorted(self._pauses)
         typical = ranked[min(len(ranked) - 1, int(PAUSE_QUANTILE * len(ranked)))]
         return min(self.max_delay_ms, max(self.min_delay_ms, PAUSE_MARGIN * typical))
@@ -93,8 +106,9 @@ class TurnPolicy:
         max_delay_ms: float,
         continue_ms: float,
         adaptive: bool = True,
+        initial_delay_ms: float | None = None,
     ) -> None:
-        self.pauses = PauseModel(min_delay_ms, max_delay_ms, adaptive)
+        self.pauses = PauseModel(min_delay_ms, max_delay_ms, adaptive, initial_delay_ms)
         self.continue_ms = continue_ms
         self._start: float | None = None  # the open turn's start
         self._speaking = False

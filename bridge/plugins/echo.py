@@ -15,6 +15,15 @@ from bridge.responder import Event, Responder, SessionHandle
 if TYPE_CHECKING:
     from bridge.server.playout import SpeechStream
 
+SILENT = 32  # -60 dBFS: the preroll's samples below this before the first sound are not said
+
+
+def without_leading_silence(audio: np.ndarray) -> np.ndarray:
+    """The audio from its first sample above SILENT on (all of it if none is): a reply that
+    begins with the preroll's silence would only begin later."""
+    sound = np.flatnonzero(np.abs(audio) > SILENT)
+    return audio[sound[0] :] if len(sound) else audio
+
 
 class EchoOptions(BaseModel):
     """Options of the echo responder."""
@@ -105,6 +114,8 @@ class EchoResponder(Responder):
             return
         if self._turn_so_far is not None:
             audio = np.concatenate((self._turn_so_far, audio))
+        else:
+            audio = without_leading_silence(audio)
         self._turn_so_far = audio
         self.session.speak(audio)
 

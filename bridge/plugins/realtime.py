@@ -2,8 +2,8 @@
 Realtime WebSocket protocol (OpenAI, Azure, and the servers and proxies that speak it).
 
 Meeting audio goes to the model as it is heard (24 kHz PCM16); the model's audio deltas are
-played as they come. Turns are the bridge's (its VAD's speech stop commits the turn and asks
-for the reply) or the model's own server VAD. When the meeting cuts a reply, the model is
+played as they come. Turns are the bridge's (its turn_end commits the turn and asks for the
+reply) or the model's own server VAD. When the meeting cuts a reply, the model is
 told exactly how much of it was heard (conversation.item.truncate), so its context matches
 what the meeting heard.
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from bridge.audio.vad import SpeechStarted, SpeechStopped
+from bridge.audio.turns import TurnContinued, TurnEnded, TurnStarted
 from bridge.responder import Event, Participant, Responder, SessionHandle
 from bridge.speech.realtime_client import ConnectSettings, RealtimeClient
 from bridge.speech.realtime_protocol import (
@@ -260,23 +260,26 @@ class RealtimeResponder(Responder):
             if self.client.connected:
                 self.client.send(self._speaker_context())
 
-    async def on_speech_start(self, event: SpeechStarted) -> None:
+    async def on_turn_start(self, event: TurnStarted) -> None:
         if self._server_vad:
             return
-        # speech started again before the reply could be heard: what the model is making is
-        # stale (a reply being heard was cut by barge-in, which tells the model itself)
+        # a turn started before the reply could be heard: what the model is making is stale
+        # (a reply being heard was cut by barge-in, which tells the model itself)
         if not self.session.speaking and self.ledger.busy:
             self._cut_reply()
-        self._in_turn = True
-        start = event.at_ms - self.options.preroll_ms
-        for end, frame in self._preroll:
-            if end * 1000 / REALTIME_RATE > start:
-                self._stream(frame)
-        self._preroll.clear()
+        self._open_turn(event.at_ms - self.options.preroll_ms)
 
-    async def on_speech_stop(self, event: SpeechStopped) -> None:
-        # The VAD's speech stop is the bridge's end of turn until the turn-taking work's
-        # `turn_end` event lands; the commit moves there then (docs/realtime.md).
+    async def on_turn_continued(self, event: TurnContinued) -> None:
+        # the user went on after the turn was committed: the model's reply to the half turn
+        # is cut (the session withdrew what was heard of it); the rest goes as the turn's
+        # next item, answered at the new turn_end
+        if self._server_vad:
+            return
+        if self.ledger.busy:
+            self._cut_reply()
+        self._open_turn(event.at_ms - self.options.preroll_ms)
+
+    async def on_turn_end(self, event: TurnEnded) -> None:
         if self._server_vad or not self._in_turn:
             return
         self._in_turn = False
@@ -286,6 +289,14 @@ class RealtimeResponder(Responder):
             self._appended = 0
             self._turn_speakers.append(self._speaker)  # named by the committed event's item
             self._ask()
+
+    def _open_turn(self, from_ms: float) -> None:
+        """Stream the turn from here on, and what was kept of it from from_ms."""
+        self._in_turn = True
+        for end, frame in self._preroll:
+            if end * 1000 / REALTIME_RATE > from_ms:
+                self._stream(frame)
+        self._preroll.clear()
 
     async def on_command(self, command: Event) -> None:
         self._ask(SAY.format(text=command["text"]))

@@ -40,6 +40,7 @@ class FloorSettings:
 
     policy: TurnPolicyName
     min_delay_ms: float
+    initial_delay_ms: float
     max_delay_ms: float
     continue_ms: float
     quiet_ms: float  # a paused bot resumes once the user's voice was quiet this long
@@ -48,12 +49,19 @@ class FloorSettings:
     min_interruption_ms: float  # the longest any responder asks for
     resume_timeout_s: float  # the longest any responder allows
 
+    @property
+    def pauses(self) -> bool:
+        """The user's voice may pause the bot (so its own echo must not): adaptive, barge-in
+        on, every responder interruptible. A live loopback never is: no guard, no pause."""
+        return self.policy == "adaptive" and self.barge_in and self.interruptible
+
 
 def floor_settings(config: BridgeConfig, responders: list[Responder]) -> FloorSettings:
     """The session's settings: the config's, and the strictest of its responders'."""
     return FloorSettings(
         policy=config.turn_policy,
         min_delay_ms=config.turn_min_delay_ms,
+        initial_delay_ms=config.turn_initial_delay_ms,
         max_delay_ms=config.turn_max_delay_ms,
         continue_ms=config.turn_continue_ms,
         quiet_ms=config.interruption_quiet_ms,
@@ -84,13 +92,18 @@ class Floor:
         self.turns = (
             TurnPolicy(0, 0, 0, adaptive=False)
             if fixed
-            else TurnPolicy(settings.min_delay_ms, settings.max_delay_ms, settings.continue_ms)
+            else TurnPolicy(
+                settings.min_delay_ms,
+                settings.max_delay_ms,
+                settings.continue_ms,
+                initial_delay_ms=settings.initial_delay_ms,
+            )
         )
         self.interruption = InterruptionPolicy(
             settings.min_interruption_ms, settings.resume_timeout_s * 1000, settings.quiet_ms
         )
         self._may_interrupt = settings.barge_in and settings.interruptible
-        self._pauses = self._may_interrupt and not fixed
+        self._pauses = settings.pauses
         self._vad = vad
         self._playout = playout
         self._info = info

@@ -154,7 +154,7 @@ class Session:
         ]
         self.pipeline = self._new_pipeline()
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
-        if self._hears_bot or self.config.echo_guard:  # else no call a frame sent
+        if self._hears_bot or self.echo_guard is not None:  # else no call a frame sent
             self.playout.on_sent = self._sent
         self._loopback = any(r.responder.loopback for r in self.runners)
         if self.phase == "in_call":
@@ -178,13 +178,14 @@ class Session:
             c.vad_max_flatness,
             c.vad_onset_ms,
         )
-        self.echo_guard = (
+        settings = floor_settings(c, [r.responder for r in self.runners])
+        self.echo_guard = (  # only where the user's voice may pause the bot
             EchoGuard(c.frame_ms, c.echo_min_delay_ms, c.echo_max_delay_ms)
-            if c.echo_guard
+            if c.echo_guard and settings.pauses
             else None
         )
         self.floor = Floor(
-            floor_settings(c, [r.responder for r in self.runners]),
+            settings,
             vad,
             self.playout,
             self.info,

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from bridge.audio.turns import PauseModel, TurnContinued, TurnEnded, TurnPolicy, TurnStarted
+from bridge.audio.turns import (
+    PAUSE_MARGIN,
+    PauseModel,
+    TurnContinued,
+    TurnEnded,
+    TurnPolicy,
+    TurnStarted,
+)
 from bridge.audio.vad import VAD_RATE, SpeechStarted, SpeechStopped, VoiceActivityDetector
 from tests.sounds import espeak, recording, silence
 
@@ -67,7 +74,7 @@ def test_a_pause_longer_than_the_delay_ends_the_turn_and_resuming_continues_it()
     assert continued.gap_ms == pytest.approx(continued.at_ms - first_end.end_ms)
     assert 800 <= continued.gap_ms <= 1000  # 800 ms of silence and the recording's quiet ends
     # that pause taught the policy: the next endpoint waits it out with a margin
-    assert last_end.delay_ms == pytest.approx(1.25 * continued.gap_ms)
+    assert last_end.delay_ms == pytest.approx(PAUSE_MARGIN * continued.gap_ms)
 
 
 def test_after_a_long_pause_the_same_gap_no_longer_splits_the_turn():
@@ -128,17 +135,17 @@ def test_exact_endpoint_and_continuation_arithmetic():
     policy.speech_stopped(900)
     assert policy.speech_started(1300) is None  # a 400 ms pause inside the turn
     policy.speech_stopped(2000)
-    assert policy.pauses.delay_ms == 500  # 1.25 * 400 = 500
+    assert policy.pauses.delay_ms == 500  # 1.2 * 400 = 480: the minimum
     assert policy.tick(2499) is None
     assert policy.tick(2500) == TurnEnded(100, 2000, 2500, 500)
     assert not policy.in_turn
     assert policy.speech_started(3400) == TurnContinued(3400, 100, 1400)
     assert policy.in_turn
     policy.speech_stopped(4000)
-    assert policy.pauses.delay_ms == 1750  # 1.25 * 1400: the split pause is the 80 % one
-    assert policy.tick(5749) is None
-    assert policy.tick(5750) == TurnEnded(100, 4000, 5750, 1750)
-    assert policy.speech_started(6751) == TurnStarted(6751)  # 1001 ms after: a new turn
+    assert policy.pauses.delay_ms == 1680  # 1.2 * 1400: the split pause is the 80 % one
+    assert policy.tick(5679) is None
+    assert policy.tick(5680) == TurnEnded(100, 4000, 5680, 1680)
+    assert policy.speech_started(6681) == TurnStarted(6681)  # 1001 ms after: a new turn
 
 
 def test_the_delay_stays_within_its_bounds_and_follows_recent_pauses():
@@ -150,7 +157,47 @@ def test_the_delay_stays_within_its_bounds_and_follows_recent_pauses():
     assert model.delay_ms == 3000
     for _ in range(8):
         model.observe(600)
-    assert model.delay_ms == 750  # the 5 s pause has left the window of 8
+    assert model.delay_ms == 720  # the 5 s pause has left the window of 8
     assert PauseModel(500, 3000, adaptive=False).delay_ms == 500
     with pytest.raises(ValueError):
         PauseModel(600, 500)
+    with pytest.raises(ValueError):
+        PauseModel(400, 3000, initial_delay_ms=300)
+
+
+def test_an_unknown_speaker_is_waited_for_then_answered_as_soon_as_their_pauses_allow():
+    model = PauseModel(400, 3000, initial_delay_ms=750)
+    assert model.delay_ms == 750  # no pause known: a sentence's pause is waited out
+    model.observe(240)
+    assert model.delay_ms == 400  # 1.2 * 240 = 288: the minimum
+    model.observe(600)
+    assert model.delay_ms == 720  # the longer pause, with its margin
+    assert PauseModel(400, 3000, adaptive=False, initial_delay_ms=750).delay_ms == 400
+
+
+def test_a_fresh_speakers_700_ms_pause_is_one_turn_with_the_default_delays(tmp_path):
+    """The defaults (400 / 750 / 3000 ms): the first phrase's pause is waited out by the
+    initial delay, and the turn's end waits as long as that pause, with its margin."""
+    first = espeak("I think we should move the launch", VAD_RATE, tmp_path)
+    second = espeak("to the second week of March", VAD_RATE, tmp_path)
+    signal = np.concatenate(
+        [silence(1, VAD_RATE), first, silence(0.4, VAD_RATE), second, silence(3, VAD_RATE)]
+    )  # with the 300 ms of silence espeak ends a phrase with: a 700 ms pause
+    found = turns(signal, TurnPolicy(400, 3000, 1000, initial_delay_ms=750))
+    assert [type(e) for _, e in found] == [TurnStarted, TurnEnded]
+    ended = found[-1][1]
+    assert ended.end_ms > 1000 + (len(first) + len(second)) * 1000 / VAD_RATE - 300
+    assert 750 < ended.delay_ms <= PAUSE_MARGIN * 800  # 700 ms and the VAD's tail
+
+
+def test_the_config_keeps_the_delays_in_order():
+    from pydantic import ValidationError
+
+    from bridge.config import BridgeConfig
+
+    config = BridgeConfig()
+    assert (config.turn_min_delay_ms, config.turn_initial_delay_ms) == (400, 750)
+    with pytest.raises(ValidationError, match="turn_min_delay_ms <= turn_initial_delay_ms"):
+        BridgeConfig(turn_initial_delay_ms=300)
+    with pytest.raises(ValidationError, match="turn_initial_delay_ms <= turn_max_delay_ms"):
+        BridgeConfig(turn_max_delay_ms=600)

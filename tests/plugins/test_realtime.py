@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from bridge.audio.resample import StreamResampler
-from bridge.codecs.wav import read_wav
+from bridge.codecs.wav import read_wav, write_wav
 from bridge.sim.simulator import SimulatorOptions, best_alignment, simulate
 from tests.fake_realtime import API_KEY, RATE, FakeRealtime
 from tests.helpers import Control, eventually, join_call
@@ -363,3 +363,36 @@ async def test_the_models_own_vad_cut_is_truncated_where_the_meeting_stopped_hea
     heard_ms = report.bytes_received / 2 / 24000 * 1000 - 500
     assert abs(truncate["audio_end_ms"] - heard_ms) <= FRAME_MS
     assert 500 < heard_ms < truncate["sent_ms"]
+
+
+async def test_a_turn_resumed_after_its_commit_cuts_the_reply_and_goes_on_as_one_turn(
+    start_bridge, tmp_path
+):
+    """ "Front left", 0.95 s of quiet (longer than a fresh speaker's 750 ms delay: the turn is
+    committed and the model starts answering), then "rear right": the turn continues, the
+    reply is cut where the meeting stopped hearing it, and the rest is committed and answered."""
+    pause = np.zeros(int(0.95 * 16000), np.int16)
+    wav = tmp_path / "resumed.wav"
+    write_wav(
+        wav, np.concatenate([recording(NAMES[0], 16000), pause, recording(NAMES[1], 16000)]), 16000
+    )
+    replies = [("Yes, go on.", 3.0), ("Okay.", 0.5)]
+    async with FakeRealtime(replies, ["front left", "rear right"], pace=1.5) as api:
+        server = await start_bridge("realtime", realtime_options(api), lead_ms=40)
+        url = f"ws://127.0.0.1:{server.port}/bots/resumed"
+        opts = SimulatorOptions(sample_rate=16000, lead_in_s=0.3, gap_s=2.0, listen_s=1.0)
+        await simulate([url], [str(wav)], opts, str(tmp_path / "heard.wav"))
+    assert api.errors == []
+    session = server.sessions.sessions["resumed"]
+    assert session.floor.turns_started == 1 and session.floor.turns_continued == 1
+    (conv,) = api.conversations
+    kinds = [e["type"] for e in conv.events if e["type"] != "input_audio_buffer.append"]
+    commits = [i for i, kind in enumerate(kinds) if kind == "input_audio_buffer.commit"]
+    assert len(commits) == 2  # the half turn, then the rest of it
+    assert kinds[commits[0] + 1] == "response.create"
+    assert "conversation.item.truncate" in kinds[commits[0] : commits[1]]  # the reply, cut
+    assert kinds[commits[1] :] == ["input_audio_buffer.commit", "response.create"]
+    first, second = conv.user_turns()
+    for name, turn in zip(NAMES, (first, second), strict=True):
+        _, correlation = best_alignment(as_heard_by_the_model(name, 16000), turn.pcm())
+        assert correlation is not None and correlation > 0.9

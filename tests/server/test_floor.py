@@ -36,7 +36,6 @@ def kinds(session_id: str) -> list[str]:
 
 
 async def run(start_bridge, session_id: str, wav: str, **settings):
-    settings.setdefault("turn_policy", "adaptive")  # opt-in for now
     server = await start_bridge("tests.responders:Monologue", (f"seconds={TONE_S}",), **settings)
     url = f"ws://127.0.0.1:{server.port}/bots/{session_id}-floor"
     out = str(Path(wav).with_name("heard.wav"))
