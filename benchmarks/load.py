@@ -49,13 +49,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.floor import LIBRARIES
+from benchmarks.wsclient import OP_BINARY, BotClient, connect, encode_frame
 from bridge.codecs.wav import read_wav
 from bridge.server import loops
 from bridge.server.histogram import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S, Histogram
-from bridge.sim.generations import PROFILES
+from bridge.sim.generations import PROFILES, BotProfile
 from bridge.wire.protocol import SUPPORTED_RATES
 
 SPEECH = ["Front_Left", "Front_Right", "Rear_Left", "Rear_Right", "Side_Left", "Side_Right"]
@@ -70,6 +70,8 @@ HISTOGRAMS = {  # the server's histograms a step reports, with their bucket boun
     "speakbridge_added_latency_seconds": LATENCY_BUCKETS_S,
     LOOP_LAG: LOOP_LAG_BUCKETS_S,
 }
+MASK_KEYS = [os.urandom(4) for _ in range(8)]  # each bot masks with one (benchmarks/wsclient.py)
+CONNECTS_AT_ONCE = 64  # handshakes in flight while a step opens its bots
 STALL_S = 0.025  # a loop this late holds a frame past most of the bot's 40 ms buffer
 Scrape = tuple[dict[str, float], dict[str, Histogram]]
 
@@ -103,30 +105,29 @@ class DeviceBufferPlayer:
 
 
 class Bot:
-    """One simulated Meeting BaaS bot: sends chunks when ticked, times the echo."""
+    """One simulated Meeting BaaS bot: its next chunk sent when its phase group is ticked,
+    each echo timed as it is parsed (see benchmarks/wsclient.py)."""
 
-    def __init__(self, ws: ClientConnection, audio: np.ndarray, chunk: int, rate: int) -> None:
-        self.ws, self.audio, self.chunk, self.rate = ws, audio, chunk, rate
+    def __init__(self, frames: list[bytes], first: int, chunk: int, rate: int) -> None:
+        self.frames, self.first, self.chunk, self.rate = frames, first, chunk, rate
+        self.client: BotClient | None = None
         self.sent_at = array("d")
         self.due_at = array("d")  # when each chunk should have gone: the generator may be late
         self.stats = BotStats()
         self.player = DeviceBufferPlayer(rate)
         self.measuring = False
         self.measured_from = 0  # index of the first chunk sent while measuring
-        self._listener = asyncio.create_task(self._listen())
 
-    async def send_next(self, due: float) -> None:
+    def send_next(self, due: float) -> None:
+        """Write the next pre-encoded chunk of the loop (this bot starts at chunk `first`)."""
         k = len(self.sent_at)
-        start = (k * self.chunk) % (len(self.audio) - self.chunk)
         self.sent_at.append(time.monotonic())
         self.due_at.append(due)
-        await self.ws.send(self.audio[start : start + self.chunk].tobytes())
+        self.client.write(self.frames[(self.first + k) % len(self.frames)])  # type: ignore[union-attr]
 
-    async def _listen(self) -> None:
-        with contextlib.suppress(Exception):
-            async for message in self.ws:
-                if isinstance(message, bytes):
-                    self._heard(time.monotonic(), len(message) // 2)
+    def on_binary(self, buffer: bytearray, start: int, stop: int) -> None:
+        """An echo frame parsed off the socket (its bytes are not needed, only its length)."""
+        self._heard(time.monotonic(), (stop - start) // 2)
 
     def lateness(self) -> np.ndarray:
         """Seconds each chunk left after it was due."""
@@ -148,9 +149,73 @@ class Bot:
             stats.underruns += ran_dry
             stats.leads.append(self.player.play_end - now)
 
-    async def close(self) -> None:
-        await self.ws.close()
-        self._listener.cancel()
+
+class Metronome:
+    """The bots' clock: one timer callback sends a whole phase group its next chunk (no task
+    or await per bot), catching up on every group whose time has come if the loop was late."""
+
+    def __init__(self, groups: list[list[Bot]], begin: float, period_s: float) -> None:
+        self.groups, self.begin, self.period_s = groups, begin, period_s
+        self.tick_s = period_s / len(groups)
+        self.ticks = 0
+        self.late = 0  # group sends a whole period late, once measuring
+        self.measuring = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _schedule(self) -> None:
+        delay = self.begin + self.ticks * self.tick_s - time.monotonic()
+        self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._tick)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        while (due := self.begin + self.ticks * self.tick_s) <= now:
+            if now - due > self.period_s:
+                self.late += self.measuring
+            for bot in self.groups[self.ticks % len(self.groups)]:
+                bot.send_next(due)
+            self.ticks += 1
+            now = time.monotonic()
+        self._schedule()
+
+
+def loop_chunks(audio: np.ndarray, chunk: int) -> list[bytes]:
+    """The looped speech cut into whole chunks of `chunk` samples, as s16le bytes."""
+    return [audio[i : i + chunk].tobytes() for i in range(0, len(audio) - chunk + 1, chunk)]
+
+
+def encode_chunks(chunks: list[bytes], mask_keys: list[bytes]) -> list[list[bytes]]:
+    """Every chunk as a masked binary frame, once per mask key: [key][chunk]."""
+    return [[encode_frame(OP_BINARY, c, key) for c in chunks] for key in mask_keys]
+
+
+async def open_bots(
+    server: ServerUnderTest, bots: list[Bot], profile: BotProfile, rate: int, name: str
+) -> None:
+    """Connect every bot (CONNECTS_AT_ONCE at a time) and send its hello and roster."""
+    query = "" if profile.announces_rate else f"?rate={rate}"
+    gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
+
+    async def open_one(i: int, bot: Bot) -> None:
+        session = f"{name}-{i}"
+        async with gate:
+            bot.client = await connect(
+                "127.0.0.1",
+                server.port_for(session),
+                f"/bots/{session}{query}",
+                MASK_KEYS[i % len(MASK_KEYS)],
+                bot.on_binary,
+            )
+        bot.client.send_text(json.dumps(profile.hello(f"bot-{i}", rate)))
+        bot.client.send_text(json.dumps(profile.roster({f"Speaker {i}": True}, time.time())))
+
+    await asyncio.gather(*(open_one(i, bot) for i, bot in enumerate(bots)))
 
 
 def speech(rate: int) -> np.ndarray:
@@ -213,11 +278,10 @@ class ServerUnderTest:
         for port in self.ports:
             wait_until_listening(port)
 
-    def url(self, session_id: str) -> str:
-        """The base URL of a worker for session_id: a stable hash spreads sessions over the
+    def port_for(self, session_id: str) -> int:
+        """The port of a worker for session_id: a stable hash spreads sessions over the
         worker ports, as a load balancer in front of them would."""
-        port = self.ports[zlib.crc32(session_id.encode()) % self.workers]
-        return f"ws://127.0.0.1:{port}"
+        return self.ports[zlib.crc32(session_id.encode()) % self.workers]
 
     def pids(self) -> list[int]:
         """The server's process and its workers."""
@@ -272,6 +336,11 @@ def steal_seconds(core: int | None) -> float:
         if fields[0] == line:
             return int(fields[8]) / os.sysconf("SC_CLK_TCK")
     return 0.0
+
+
+async def sleep_until(when: float) -> None:
+    """Sleep until time.monotonic() reaches when (at once if it has)."""
+    await asyncio.sleep(max(0.0, when - time.monotonic()))
 
 
 def free_port() -> int:
@@ -379,26 +448,22 @@ def difference(after: Histogram, before: Histogram) -> Histogram:
 async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) -> dict:
     rate, profile = args.rate, PROFILES[args.bot]
     chunk = profile.samples_per_message(rate, args.chunk_ms)
-    query = "" if profile.announces_rate else f"?rate={rate}"
-    audio = speech(rate)
-    bots: list[Bot] = []
-    for i in range(n):
-        session = f"load-{n}-{i}"
-        ws = await connect(f"{server.url(session)}/bots/{session}{query}", compression=None)
-        await ws.send(json.dumps(profile.hello(f"bot-{i}", rate)))
-        await ws.send(json.dumps(profile.roster({f"Speaker {i}": True}, time.time())))
-        offset = (i * 7919 * chunk) % (len(audio) - chunk)
-        bots.append(Bot(ws, np.roll(audio, -offset), chunk, rate))
+    chunks = loop_chunks(speech(rate), chunk)
+    frames = encode_chunks(chunks, MASK_KEYS)  # before the clock starts: sends only write
+    bots = [
+        Bot(frames[i % len(MASK_KEYS)], (i * 7919) % len(chunks), chunk, rate) for i in range(n)
+    ]
+    await open_bots(server, bots, profile, rate, f"load-{n}")
     http = httpx.AsyncClient()  # made before the clock starts: its setup takes milliseconds
     await http.get(f"http://127.0.0.1:{server.port}/healthz")
     # bots are spread over the chunk period in PHASES groups, as real bots are not in step
     groups = [bots[g::PHASES] for g in range(PHASES)]
     period = chunk / rate  # one message of audio, as this generation frames it
-    tick, late, ticks = period / PHASES, 0, 0
-    begin = time.monotonic()
+    begin = time.monotonic() + 0.05
     warmup_end = begin + args.warmup
     end = warmup_end + args.duration
-    measuring = False
+    metronome = Metronome(groups, begin, period)
+    metronome.start()
     rss_samples: list[float] = []
     every_10s: dict[str, list[float]] = {
         "underruns": [],
@@ -409,43 +474,33 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         "dropped": [],  # frames the server shed: the player hears a gap (an underrun) too
     }
     generator_core = GENERATOR_CORE if args.pin else None
-    next_rss = warmup_end
-    cpu0 = rss0 = wall0 = steal0 = generator_steal0 = generator_cpu0 = 0.0
-    baseline: asyncio.Task[Scrape] | None = None
-    window_scrapes: list[asyncio.Task[Scrape]] = []  # the server's stalls and drops, per window
     generator_stalls = LoopStalls()
     generator_worst_ms: list[float] = []
-    while True:
-        due = begin + ticks * tick
-        now = time.monotonic()
-        if due > now:
-            await asyncio.sleep(due - now)
-        elif now - due > period:
-            late += measuring
-        if not measuring and time.monotonic() >= warmup_end:
-            measuring = True
-            for bot in bots:
-                bot.measuring, bot.measured_from = True, len(bot.sent_at)
-            if server.has_metrics:  # in the background: the bots' ticks go on meanwhile
-                baseline = asyncio.create_task(scrape(http, server.ports))
-            cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
-            generator_cpu0 = time.process_time()
-            steal0, generator_steal0 = server.steal_seconds(), steal_seconds(generator_core)
-        if measuring and time.monotonic() >= next_rss:
-            rss_samples.append(round(server.rss_kb() / 1024, 1))
-            every_10s["underruns"].append(sum(b.stats.underruns for b in bots))
-            every_10s["host_steal_ms"].append(round((server.steal_seconds() - steal0) * 1000))
-            generator_steal = steal_seconds(generator_core) - generator_steal0
-            every_10s["generator_steal_ms"].append(round(generator_steal * 1000))
-            every_10s["late_ticks"].append(late)
-            generator_worst_ms.append(round(generator_stalls.take() * 1000, 1))
-            if server.has_metrics:
-                window_scrapes.append(asyncio.create_task(scrape(http, server.ports)))
-            next_rss += 10.0
-        if time.monotonic() >= end:
-            break
-        await asyncio.gather(*(bot.send_next(due) for bot in groups[ticks % PHASES]))
-        ticks += 1
+    await sleep_until(warmup_end)
+    metronome.measuring = True
+    for bot in bots:
+        bot.measuring, bot.measured_from = True, len(bot.sent_at)
+    # in the background: the bots' ticks go on meanwhile
+    baseline = asyncio.create_task(scrape(http, server.ports)) if server.has_metrics else None
+    cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
+    generator_cpu0 = time.process_time()
+    steal0, generator_steal0 = server.steal_seconds(), steal_seconds(generator_core)
+    window_scrapes: list[asyncio.Task[Scrape]] = []  # the server's stalls and drops, per window
+    next_sample = warmup_end
+    while next_sample < end:
+        rss_samples.append(round(server.rss_kb() / 1024, 1))
+        every_10s["underruns"].append(sum(b.stats.underruns for b in bots))
+        every_10s["host_steal_ms"].append(round((server.steal_seconds() - steal0) * 1000))
+        generator_steal = steal_seconds(generator_core) - generator_steal0
+        every_10s["generator_steal_ms"].append(round(generator_steal * 1000))
+        every_10s["late_ticks"].append(metronome.late)
+        generator_worst_ms.append(round(generator_stalls.take() * 1000, 1))
+        if server.has_metrics:
+            window_scrapes.append(asyncio.create_task(scrape(http, server.ports)))
+        next_sample += 10.0
+        await sleep_until(min(next_sample, end))
+    metronome.stop()
+    late = metronome.late
     generator_stalls.stop()
     await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
@@ -463,8 +518,9 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     added, loop_lag = (difference(histograms[h], histograms0[h]) for h in HISTOGRAMS)
     rss = server.rss_kb()
     await http.aclose()
-    for bot in bots:
-        await bot.close()
+    lost = sum(bot.client.closed.done() for bot in bots)  # type: ignore[union-attr]
+    unsent = sum(bot.client.unsent for bot in bots)  # type: ignore[union-attr]
+    await asyncio.gather(*(bot.client.close() for bot in bots))  # type: ignore[union-attr]
     rtts = np.concatenate([np.frombuffer(b.stats.rtts) for b in bots]) * 1000
     leads = np.concatenate([np.frombuffer(b.stats.leads) for b in bots]) * 1000
     sends_late = np.concatenate([b.lateness()[b.measured_from :] for b in bots]) * 1000
@@ -505,6 +561,8 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         "server_underruns": int(server_underruns),
         "dropped": int(dropped),
         "late_ticks": late,
+        "connections_lost": lost,  # before the end of the step: the server or the bot cut them
+        "chunks_unsent": unsent,  # written after a connection was lost
         "generator_late_ms": {  # how late bots sent their chunks (taken out of the player model)
             "p99": round(float(np.percentile(sends_late, 99)), 2),
             "max": round(float(sends_late.max()), 2),
@@ -521,10 +579,12 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     result["generator_worst_stall_ms_every_10s"] = generator_worst_ms
     for name, totals in every_10s.items():  # so far -> in each 10 s: see when they come
         result[f"{name}_every_10s"] = np.diff(totals, prepend=0).tolist()
+    result["generator_kept_time"] = bool(late == 0 and generator_cpu / wall < SUSTAINED_CPU_SHARE)
     result["sustained"] = bool(
         underruns == 0
         and dropped == 0
         and late == 0
+        and lost == 0
         and cpu / wall < SUSTAINED_CPU_SHARE * server.workers
     )
     result["passed"] = bool(result["sustained"] and p99 is not None and p99 < P99_LIMIT_S)
@@ -580,7 +640,7 @@ async def ramp(kind: str, args: argparse.Namespace) -> dict:
 async def main_async(args: argparse.Namespace) -> dict:
     if args.pin:
         os.sched_setaffinity(0, {GENERATOR_CORE})
-    servers = {"speakbridge": await ramp("speakbridge", args)}
+    servers = {} if args.skip_speakbridge else {"speakbridge": await ramp("speakbridge", args)}
     if args.compare:
         servers["pipecat"] = await ramp("pipecat", args)
     for library in args.floor:
@@ -598,14 +658,15 @@ async def main_async(args: argparse.Namespace) -> dict:
         "server_args": args.server_arg,
         "server_pinned_to_one_core": args.pin,
         "criteria": {
-            "sustained": "no player underruns, nothing dropped, no late generator ticks, "
-            "server CPU under 90% of its core",
+            "sustained": "no player underruns, nothing dropped, no late generator ticks, no "
+            "connection lost, server CPU under 90% of its core",
+            "generator_kept_time": "no late generator tick, generator CPU under 90% of its core",
             "passed": "sustained and p99 added latency < 5 ms (server timestamps)",
         },
         "servers": servers,
-        "max_passing_sessions": servers["speakbridge"]["max_passing_sessions"],
+        "max_passing_sessions": servers.get("speakbridge", {}).get("max_passing_sessions"),
     }
-    if args.compare:
+    if args.compare and "speakbridge" in servers:
         result["cpu_per_session_ratio_pipecat_to_speakbridge"] = cpu_ratio(servers)
     return result
 
@@ -682,6 +743,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="run speakbridge with --workers N (not pinned; CPU and RSS summed over them)",
+    )
+    parser.add_argument(
+        "--skip-speakbridge",
+        action="store_true",
+        help="ramp only the --floor servers (and --compare): the generator's own limit",
     )
     parser.add_argument("--out", type=Path)
     return parser.parse_args(argv)
