@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import gc
 import json
 import os
 import platform
@@ -159,6 +160,7 @@ class Metronome:
         self.tick_s = period_s / len(groups)
         self.ticks = 0
         self.late = 0  # group sends a whole period late, once measuring
+        self.longest_s = 0.0  # the longest callback, once measuring: the sends' own cost
         self.measuring = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -174,7 +176,7 @@ class Metronome:
         self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._tick)
 
     def _tick(self) -> None:
-        now = time.monotonic()
+        now = began = time.monotonic()
         while (due := self.begin + self.ticks * self.tick_s) <= now:
             if now - due > self.period_s:
                 self.late += self.measuring
@@ -182,6 +184,8 @@ class Metronome:
                 bot.send_next(due)
             self.ticks += 1
             now = time.monotonic()
+        if self.measuring:
+            self.longest_s = max(self.longest_s, now - began)
         self._schedule()
 
 
@@ -454,6 +458,8 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         Bot(frames[i % len(MASK_KEYS)], (i * 7919) % len(chunks), chunk, rate) for i in range(n)
     ]
     await open_bots(server, bots, profile, rate, f"load-{n}")
+    gc.collect()
+    gc.freeze()  # the bots' objects live all step: a full collection need not walk them
     http = httpx.AsyncClient()  # made before the clock starts: its setup takes milliseconds
     await http.get(f"http://127.0.0.1:{server.port}/healthz")
     # bots are spread over the chunk period in PHASES groups, as real bots are not in step
@@ -521,6 +527,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     lost = sum(bot.client.closed.done() for bot in bots)  # type: ignore[union-attr]
     unsent = sum(bot.client.unsent for bot in bots)  # type: ignore[union-attr]
     await asyncio.gather(*(bot.client.close() for bot in bots))  # type: ignore[union-attr]
+    gc.unfreeze()
     rtts = np.concatenate([np.frombuffer(b.stats.rtts) for b in bots]) * 1000
     leads = np.concatenate([np.frombuffer(b.stats.leads) for b in bots]) * 1000
     sends_late = np.concatenate([b.lateness()[b.measured_from :] for b in bots]) * 1000
@@ -568,6 +575,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
             "max": round(float(sends_late.max()), 2),
         },
         "server_cpu_core_share": round(cpu / wall, 3),
+        "generator_longest_tick_ms": round(metronome.longest_s * 1000, 2),
         "generator_cpu_core_share": round(generator_cpu / wall, 3),  # near 1: the harness limits
         "host_steal_share": round(steal / wall, 4),  # of the server's core, taken by the host
         "generator_steal_share": round(generator_steal / wall, 4),  # of the generator's core
