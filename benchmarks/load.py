@@ -489,7 +489,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     # in the background: the bots' ticks go on meanwhile
     baseline = asyncio.create_task(scrape(http, server.ports)) if server.has_metrics else None
     cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
-    generator_cpu0 = time.process_time()
+    generator_cpu0, generator_kernel0 = time.process_time(), os.times().system
     steal0, generator_steal0 = server.steal_seconds(), steal_seconds(generator_core)
     window_scrapes: list[asyncio.Task[Scrape]] = []  # the server's stalls and drops, per window
     next_sample = warmup_end
@@ -512,6 +512,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
     generator_cpu = time.process_time() - generator_cpu0
+    generator_kernel = os.times().system - generator_kernel0
     steal = server.steal_seconds() - steal0
     generator_steal = steal_seconds(generator_core) - generator_steal0
     metrics, histograms = await scrape(http, server.ports) if server.has_metrics else empty_scrape()
@@ -577,6 +578,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         "server_cpu_core_share": round(cpu / wall, 3),
         "generator_longest_tick_ms": round(metronome.longest_s * 1000, 2),
         "generator_cpu_core_share": round(generator_cpu / wall, 3),  # near 1: the harness limits
+        "generator_kernel_share": round(generator_kernel / wall, 3),  # of it, in syscalls (TCP)
         "host_steal_share": round(steal / wall, 4),  # of the server's core, taken by the host
         "generator_steal_share": round(generator_steal / wall, 4),  # of the generator's core
         "server_rss_mb": round(rss / 1024, 1),
