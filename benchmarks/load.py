@@ -126,16 +126,9 @@ class Bot:
         self.due_at.append(due)
         self.client.write(self.frames[(self.first + k) % len(self.frames)])  # type: ignore[union-attr]
 
-    def on_binary(self, buffer: bytearray, start: int, stop: int) -> None:
+    def on_binary(self, buffer: bytes | bytearray, start: int, stop: int) -> None:
         """An echo frame parsed off the socket (its bytes are not needed, only its length)."""
-        self._heard(time.monotonic(), (stop - start) // 2)
-
-    def lateness(self) -> np.ndarray:
-        """Seconds each chunk left after it was due."""
-        return np.frombuffer(self.sent_at) - np.frombuffer(self.due_at)
-
-    def _heard(self, now: float, samples: int) -> None:
-        stats = self.stats
+        now, samples, stats = time.monotonic(), (stop - start) >> 1, self.stats
         stats.received += samples
         if self.measuring and (chunk_index := (stats.received - 1) // self.chunk) < len(
             self.sent_at
@@ -149,6 +142,10 @@ class Bot:
         if self.measuring:  # the player runs from the first echo; gaps count once measuring
             stats.underruns += ran_dry
             stats.leads.append(self.player.play_end - now)
+
+    def lateness(self) -> np.ndarray:
+        """Seconds each chunk left after it was due."""
+        return np.frombuffer(self.sent_at) - np.frombuffer(self.due_at)
 
 
 class Metronome:

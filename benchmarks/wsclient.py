@@ -31,7 +31,7 @@ MAX_FRAME_BYTES = 1 << 20  # a server frame larger than this is a protocol error
 MAX_HANDSHAKE_BYTES = 16 * 1024  # the server's 101 response, headers included
 SEND_BUFFER_LIMIT = 1 << 20  # bytes queued for one connection: past it the bot gives up
 
-BinaryHandler = Callable[[bytearray, int, int], None]  # buffer, start, stop of a binary payload
+BinaryHandler = Callable[[bytes | bytearray, int, int], None]  # buffer, start, stop of a payload
 TextHandler = Callable[[bytes], None]
 
 
@@ -138,6 +138,14 @@ class FrameParser:
 
     def feed(self, data: bytes) -> None:
         """Parse every complete frame in what has arrived so far; keep the rest."""
+        if not self._buffer and self._message is None and len(data) >= 2 and data[0] == 0x82:
+            # the common read: exactly one whole binary frame, handed over without a copy
+            length, start = data[1], 2
+            if length == 126 and len(data) >= 4:
+                length, start = (data[2] << 8) | data[3], 4
+            if length < 127 and start + length == len(data):
+                self.on_binary(data, start, len(data))
+                return
         buffer = self._buffer
         buffer += data
         end, pos = len(buffer), 0
@@ -230,6 +238,7 @@ class BotClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.write: Callable[[bytes], None] = self._not_open
         self._head = bytearray()
+        self._open = False  # the upgrade is done: what arrives is frames
         self._close_sent = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -238,7 +247,7 @@ class BotClient(asyncio.Protocol):
         transport.write(handshake_request(self.host, self.path, self.key))
 
     def data_received(self, data: bytes) -> None:
-        if self.opened.done():
+        if self._open:
             try:
                 self.parser.feed(data)
             except ProtocolError as error:
@@ -257,6 +266,7 @@ class BotClient(asyncio.Protocol):
             self._fail(error)
             return
         self.write = self.transport.write  # type: ignore[union-attr]
+        self._open = True
         self.opened.set_result(None)
         rest, self._head = bytes(self._head[end + 4 :]), bytearray()
         if rest:

@@ -8,6 +8,7 @@ import socket
 import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.frames import Frame, Opcode
 
 from benchmarks.load import Bot, encode_chunks, loop_chunks, open_bots
 from benchmarks.wsclient import (
@@ -141,6 +142,22 @@ async def test_the_parser_sees_exactly_what_websockets_sent_in_any_split():
     for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         pieces.parser.feed(stream[a:b])
     assert pieces.events == SCRIPTED
+
+
+def test_one_frame_a_read_gives_the_same_as_a_stream():
+    """The parser's shortcut for a read holding exactly one binary frame, on frames that
+    websockets' own serializer wrote (7-, 16- and 64-bit lengths), between others."""
+    lengths = [0, 1, 125, 126, 4800, 65535, 65536, 80000]
+    payloads = [speech_bytes(n)[:n] for n in lengths]
+    frames = [Frame(Opcode.BINARY, p).serialize(mask=False, extensions=[]) for p in payloads]
+    frames.insert(3, Frame(Opcode.TEXT, b"between").serialize(mask=False, extensions=[]))
+    expected = [("binary", p) for p in payloads]
+    expected.insert(3, ("text", "between"))
+    one_by_one, stream = Seen(), Seen()
+    for frame in frames:
+        one_by_one.parser.feed(frame)
+    stream.parser.feed(b"".join(frames))
+    assert one_by_one.events == stream.events == expected
 
 
 async def test_pre_masked_frames_reach_websockets_as_the_exact_audio():
