@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 COLOURS = {  # server kinds a load result may hold
     "speakbridge": "tab:blue",
@@ -102,6 +103,8 @@ def plot_capacity(result: dict, out: Path) -> None:
             axis.plot([], [], "o:", color=colour, label=f"{kind}: {ramp['max_sustained_sessions']}")
         axis.axhline(90, color="grey", linestyle=":")
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_ylim(0, 105)
         axis.set_xlabel("concurrent sessions (log)")
         axis.set_title(f"{name} ({framing['bot']}): sustained", fontsize=9)
@@ -111,7 +114,7 @@ def plot_capacity(result: dict, out: Path) -> None:
     axes[0].set_ylabel("server CPU (% of its one core)")
     machine = result["machine"]
     fig.suptitle(
-        f"{machine['cores']} x {machine['cpu']}, one core for the server; "
+        f"{machine['cores']} x {machine['cpu']}, one core for the server\n"
         "o sustained, x not (underrun, drop, late tick or CPU > 90 %)",
         fontsize=9,
     )
