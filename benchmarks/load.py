@@ -339,6 +339,16 @@ def steal_seconds(core: int | None) -> float:
     return 0.0
 
 
+def busy_seconds(core: int | None) -> float:
+    """Time this core (all cores for None) ran anything: user, nice, system, irq, softirq."""
+    line = "cpu" if core is None else f"cpu{core}"
+    for row in Path("/proc/stat").read_text().splitlines():
+        fields = row.split()
+        if fields[0] == line:
+            return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 async def sleep_until(when: float) -> None:
     """Sleep until time.monotonic() reaches when (at once if it has)."""
     await asyncio.sleep(max(0.0, when - time.monotonic()))
@@ -488,6 +498,7 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     cpu0, wall0, rss0 = server.cpu_seconds(), time.monotonic(), server.rss_kb()
     generator_cpu0, generator_kernel0 = time.process_time(), os.times().system
     steal0, generator_steal0 = server.steal_seconds(), steal_seconds(generator_core)
+    busy0, generator_busy0 = busy_seconds(server.core), busy_seconds(generator_core)
     window_scrapes: list[asyncio.Task[Scrape]] = []  # the server's stalls and drops, per window
     next_sample = warmup_end
     while next_sample < end:
@@ -512,6 +523,8 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     generator_kernel = os.times().system - generator_kernel0
     steal = server.steal_seconds() - steal0
     generator_steal = steal_seconds(generator_core) - generator_steal0
+    others = busy_seconds(server.core) - busy0 - cpu  # what else ran on the server's core
+    generator_others = busy_seconds(generator_core) - generator_busy0 - generator_cpu
     metrics, histograms = await scrape(http, server.ports) if server.has_metrics else empty_scrape()
     metrics0, histograms0 = await baseline if baseline is not None else empty_scrape()
     lag0 = stalls(histograms0[LOOP_LAG])
@@ -578,6 +591,13 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
         "generator_kernel_share": round(generator_kernel / wall, 3),  # of it, in syscalls (TCP)
         "host_steal_share": round(steal / wall, 4),  # of the server's core, taken by the host
         "generator_steal_share": round(generator_steal / wall, 4),  # of the generator's core
+        # other processes on the same cores (a shared machine): they compete with both
+        "others_on_server_core_share": round(max(others, 0.0) / wall, 3)
+        if server.core is not None
+        else None,
+        "others_on_generator_core_share": round(max(generator_others, 0.0) / wall, 3)
+        if generator_core is not None
+        else None,
         "server_rss_mb": round(rss / 1024, 1),
         "rss_growth_kb_during_step": rss - rss0,
         "frames_measured": added.count,
