@@ -49,6 +49,7 @@ async def generator_check(sessions: int, args: argparse.Namespace) -> dict:
     keys = ("sessions", "generator_kept_time", "late_ticks", "generator_late_ms")
     keys += ("generator_longest_tick_ms", "generator_cpu_core_share", "generator_steal_share")
     keys += ("underruns", "round_trip_ms", "server_cpu_core_share")
+    keys += ("others_on_server_core_share", "others_on_generator_core_share")
     return {key: step[key] for key in keys}
 
 
@@ -62,6 +63,11 @@ def summary_row(name: str, servers: dict) -> dict:
         row[f"{kind}_cpu"] = at[0]["server_cpu_core_share"] if at else None
         failed = [s for s in ramp["steps"] if not s["sustained"]]
         row[f"{kind}_failed_at"] = failed[0]["sessions"] if failed else None
+    # other processes on the server's core in the busiest step: a shared machine's noise
+    row["others_on_server_core_max"] = max(
+        (s.get("others_on_server_core_share") or 0.0 for r in servers.values() for s in r["steps"]),
+        default=0.0,
+    )
     if servers.get("pipecat") and row.get("pipecat_sustained"):
         row["ratio"] = round(row["speakbridge_sustained"] / row["pipecat_sustained"], 1)
     return row

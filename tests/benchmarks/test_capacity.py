@@ -11,8 +11,12 @@ from benchmarks.capacity import summary_row, table
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def ramp(*steps: tuple[int, bool, float]) -> dict:
-    made = [{"sessions": n, "sustained": ok, "server_cpu_core_share": cpu} for n, ok, cpu in steps]
+def ramp(*steps: tuple[int, bool, float], others: float = 0.0) -> dict:
+    made = [
+        {"sessions": n, "sustained": ok, "server_cpu_core_share": cpu}
+        | {"others_on_server_core_share": others}
+        for n, ok, cpu in steps
+    ]
     return {
         "steps": made,
         "max_sustained_sessions": max([s["sessions"] for s in made if s["sustained"]], default=0),
@@ -22,7 +26,7 @@ def ramp(*steps: tuple[int, bool, float]) -> dict:
 def test_the_summary_names_the_largest_sustained_step_its_cpu_and_where_it_failed():
     servers = {
         "speakbridge": ramp((100, True, 0.2), (200, True, 0.45), (400, False, 0.93)),
-        "pipecat": ramp((25, True, 0.6), (50, False, 0.95)),
+        "pipecat": ramp((25, True, 0.6), (50, False, 0.95), others=0.31),
     }
     row = summary_row("100 ms", servers)
     assert row == {
@@ -33,6 +37,7 @@ def test_the_summary_names_the_largest_sustained_step_its_cpu_and_where_it_faile
         "pipecat_sustained": 25,
         "pipecat_cpu": 0.6,
         "pipecat_failed_at": 50,
+        "others_on_server_core_max": 0.31,
         "ratio": 8.0,
     }
     never = summary_row("10 ms", {"speakbridge": ramp((25, False, 0.99))})
