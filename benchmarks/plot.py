@@ -105,6 +105,8 @@ def plot_capacity(result: dict, out: Path) -> None:
         axis.set_xscale("log")
         axis.xaxis.set_major_formatter(ScalarFormatter())
         axis.xaxis.set_minor_formatter(NullFormatter())
+        sizes = {s["sessions"] for r in framing["servers"].values() for s in r["steps"]}
+        axis.set_xticks(sorted(sizes))
         axis.set_ylim(0, 105)
         axis.set_xlabel("concurrent sessions (log)")
         axis.set_title(f"{name} ({framing['bot']}): sustained", fontsize=9)
