@@ -273,7 +273,8 @@ class BotClient(asyncio.Protocol):
             self.data_received(rest)
 
     def pause_writing(self) -> None:
-        """SEND_BUFFER_LIMIT queued: the server stopped reading; a real bot would be cut off."""
+        """SEND_BUFFER_LIMIT queued: the server has stopped reading; the bot gives up (counted
+        in the step as a lost connection) rather than queue without bound."""
         self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
