@@ -72,6 +72,7 @@ HISTOGRAMS = {  # the server's histograms a step reports, with their bucket boun
     LOOP_LAG: LOOP_LAG_BUCKETS_S,
 }
 MASK_KEYS = [os.urandom(4) for _ in range(8)]  # each bot masks with one (benchmarks/wsclient.py)
+TIMER_SLACK_S = 0.001  # a phase group may go this much before it is due (the timer's resolution)
 CONNECTS_AT_ONCE = 64  # handshakes in flight while a step opens its bots
 STALL_S = 0.025  # a loop this late holds a frame past most of the bot's 40 ms buffer
 Scrape = tuple[dict[str, float], dict[str, Histogram]]
@@ -174,7 +175,9 @@ class Metronome:
 
     def _tick(self) -> None:
         now = began = time.monotonic()
-        while (due := self.begin + self.ticks * self.tick_s) <= now:
+        # uvloop's timers have 1 ms resolution and fire up to a millisecond early: a group
+        # due within it goes now (early by less than the bots' own jitter), not after a spin
+        while (due := self.begin + self.ticks * self.tick_s) <= now + TIMER_SLACK_S:
             if now - due > self.period_s:
                 self.late += self.measuring
             for bot in self.groups[self.ticks % len(self.groups)]:
