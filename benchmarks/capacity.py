@@ -53,6 +53,23 @@ async def generator_check(sessions: int, args: argparse.Namespace) -> dict:
     return {key: step[key] for key in keys}
 
 
+def failure(step: dict) -> list[str]:
+    """Why a step was not sustained; "late ticks" means the generator fell behind."""
+    reasons = [
+        name
+        for name, key in (
+            ("underruns", "underruns"),
+            ("dropped", "dropped"),
+            ("late ticks", "late_ticks"),
+            ("lost connections", "connections_lost"),
+        )
+        if step.get(key)
+    ]
+    if step["server_cpu_core_share"] >= load.SUSTAINED_CPU_SHARE:
+        reasons.append("CPU")
+    return reasons
+
+
 def summary_row(name: str, servers: dict) -> dict:
     """One framing's line: the largest sustained step of each server and its CPU there."""
     row: dict = {"framing": name}
@@ -63,6 +80,7 @@ def summary_row(name: str, servers: dict) -> dict:
         row[f"{kind}_cpu"] = at[0]["server_cpu_core_share"] if at else None
         failed = [s for s in ramp["steps"] if not s["sustained"]]
         row[f"{kind}_failed_at"] = failed[0]["sessions"] if failed else None
+        row[f"{kind}_failed_by"] = failure(failed[0]) if failed else None
     # other processes on the server's core in the busiest step: a shared machine's noise
     row["others_on_server_core_max"] = max(
         (s.get("others_on_server_core_share") or 0.0 for r in servers.values() for s in r["steps"]),
@@ -79,8 +97,9 @@ def table(rows: list[dict]) -> str:
     def cell(row: dict, kind: str) -> str:
         if f"{kind}_sustained" not in row:
             return "not run"
-        failed = row[f"{kind}_failed_at"]
-        return f"{row[f'{kind}_sustained']}" + (f" (fails at {failed})" if failed else "")
+        failed, by = row[f"{kind}_failed_at"], row.get(f"{kind}_failed_by") or []
+        why = f": {', '.join(by)}" if by else ""
+        return f"{row[f'{kind}_sustained']}" + (f" (fails at {failed}{why})" if failed else "")
 
     lines = ["| framing | speakbridge sustained | CPU | pipecat sustained |", "|---|---|---|---|"]
     for row in rows:

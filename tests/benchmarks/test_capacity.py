@@ -11,10 +11,11 @@ from benchmarks.capacity import summary_row, table
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def ramp(*steps: tuple[int, bool, float], others: float = 0.0) -> dict:
+def ramp(*steps: tuple[int, bool, float], others: float = 0.0, failing: str = "") -> dict:
     made = [
         {"sessions": n, "sustained": ok, "server_cpu_core_share": cpu}
         | {"others_on_server_core_share": others}
+        | ({failing: 3} if not ok else {})
         for n, ok, cpu in steps
     ]
     return {
@@ -25,8 +26,10 @@ def ramp(*steps: tuple[int, bool, float], others: float = 0.0) -> dict:
 
 def test_the_summary_names_the_largest_sustained_step_its_cpu_and_where_it_failed():
     servers = {
-        "speakbridge": ramp((100, True, 0.2), (200, True, 0.45), (400, False, 0.93)),
-        "pipecat": ramp((25, True, 0.6), (50, False, 0.95), others=0.31),
+        "speakbridge": ramp(
+            (100, True, 0.2), (200, True, 0.45), (400, False, 0.93), failing="underruns"
+        ),
+        "pipecat": ramp((25, True, 0.6), (50, False, 0.95), others=0.31, failing="late_ticks"),
     }
     row = summary_row("100 ms", servers)
     assert row == {
@@ -34,18 +37,22 @@ def test_the_summary_names_the_largest_sustained_step_its_cpu_and_where_it_faile
         "speakbridge_sustained": 200,
         "speakbridge_cpu": 0.45,
         "speakbridge_failed_at": 400,
+        "speakbridge_failed_by": ["underruns", "CPU"],
         "pipecat_sustained": 25,
         "pipecat_cpu": 0.6,
         "pipecat_failed_at": 50,
+        "pipecat_failed_by": ["late ticks", "CPU"],
         "others_on_server_core_max": 0.31,
         "ratio": 8.0,
     }
-    never = summary_row("10 ms", {"speakbridge": ramp((25, False, 0.99))})
+    never = summary_row("10 ms", {"speakbridge": ramp((25, False, 0.5), failing="dropped")})
+    assert never["speakbridge_failed_by"] == ["dropped"]
     assert table([row, never]).splitlines() == [
         "| framing | speakbridge sustained | CPU | pipecat sustained |",
         "|---|---|---|---|",
-        "| 100 ms | 200 (fails at 400) | 45 % | 25 (fails at 50) |",
-        "| 10 ms | 0 (fails at 25) | - | not run |",
+        "| 100 ms | 200 (fails at 400: underruns, CPU) | 45 % "
+        "| 25 (fails at 50: late ticks, CPU) |",
+        "| 10 ms | 0 (fails at 25: dropped) | - | not run |",
     ]
 
 
