@@ -1,4 +1,5 @@
-"""Plot a load result: added latency percentiles and server CPU against concurrent sessions.
+"""Plot a load result (added latency percentiles and server CPU against concurrent sessions)
+or a capacity result (one panel per framing: CPU per step, sustained or not, both servers).
 
 .venv/bin/python -m benchmarks.plot benchmarks/results/FILE.json [--out FILE.png]
 """
@@ -13,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 COLOURS = {  # server kinds a load result may hold
     "speakbridge": "tab:blue",
@@ -77,13 +79,59 @@ def plot(result: dict, out: Path) -> None:
     fig.savefig(out)
 
 
+def plot_capacity(result: dict, out: Path) -> None:
+    """Write a PNG: per framing, each server's CPU at every step; a filled marker is a
+    sustained step, a cross the first that was not."""
+    framings = result["framings"]
+    fig, axes = plt.subplots(1, len(framings), figsize=(4 * len(framings), 4), dpi=120)
+    axes = axes if len(framings) > 1 else [axes]
+    rows = {row["framing"]: row for row in result["summary"]}
+    for axis, (name, framing) in zip(axes, framings.items(), strict=True):
+        for kind, ramp in framing["servers"].items():
+            colour = COLOURS[kind]
+            steps = ramp["steps"]
+            n = [s["sessions"] for s in steps]
+            axis.plot(n, [100 * s["server_cpu_core_share"] for s in steps], ":", color=colour)
+            for s in steps:
+                axis.plot(
+                    s["sessions"],
+                    100 * s["server_cpu_core_share"],
+                    "o" if s["sustained"] else "x",
+                    color=colour,
+                    markersize=6 if s["sustained"] else 9,
+                )
+            axis.plot([], [], "o:", color=colour, label=f"{kind}: {ramp['max_sustained_sessions']}")
+        axis.axhline(90, color="grey", linestyle=":")
+        axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        sizes = {s["sessions"] for r in framing["servers"].values() for s in r["steps"]}
+        axis.set_xticks(sorted(sizes))
+        axis.set_ylim(0, 105)
+        axis.set_xlabel("concurrent sessions (log)")
+        axis.set_title(f"{name} ({framing['bot']}): sustained", fontsize=9)
+        axis.legend(loc="lower right", fontsize=7)
+        if name in rows and rows[name].get("ratio"):
+            axis.text(0.03, 0.93, f"{rows[name]['ratio']}x pipecat", transform=axis.transAxes)
+    axes[0].set_ylabel("server CPU (% of its one core)")
+    machine = result["machine"]
+    fig.suptitle(
+        f"{machine['cores']} x {machine['cpu']}, one core for the server\n"
+        "o sustained, x not (underrun, drop, late tick or CPU > 90 %)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("result", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     out = args.out or args.result.with_suffix(".png")
-    plot(json.loads(args.result.read_text()), out)
+    result = json.loads(args.result.read_text())
+    (plot_capacity if result["benchmark"] == "capacity" else plot)(result, out)
     print(f"written to {out}")
 
 

@@ -1,0 +1,76 @@
+"""The capacity benchmark: its summary of ramps, and a real (tiny) run against the server
+through the load generator's raw client."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.capacity import summary_row, table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ramp(*steps: tuple[int, bool, float], others: float = 0.0, failing: str = "") -> dict:
+    made = [
+        {"sessions": n, "sustained": ok, "server_cpu_core_share": cpu}
+        | {"others_on_server_core_share": others}
+        | ({failing: 3} if not ok else {})
+        for n, ok, cpu in steps
+    ]
+    return {
+        "steps": made,
+        "max_sustained_sessions": max([s["sessions"] for s in made if s["sustained"]], default=0),
+    }
+
+
+def test_the_summary_names_the_largest_sustained_step_its_cpu_and_where_it_failed():
+    servers = {
+        "speakbridge": ramp(
+            (100, True, 0.2), (200, True, 0.45), (400, False, 0.93), failing="underruns"
+        ),
+        "pipecat": ramp((25, True, 0.6), (50, False, 0.95), others=0.31, failing="late_ticks"),
+    }
+    row = summary_row("100 ms", servers)
+    assert row == {
+        "framing": "100 ms",
+        "speakbridge_sustained": 200,
+        "speakbridge_cpu": 0.45,
+        "speakbridge_failed_at": 400,
+        "speakbridge_failed_by": ["underruns", "CPU"],
+        "pipecat_sustained": 25,
+        "pipecat_cpu": 0.6,
+        "pipecat_failed_at": 50,
+        "pipecat_failed_by": ["late ticks", "CPU"],
+        "others_on_server_core_max": 0.31,
+        "ratio": 8.0,
+    }
+    never = summary_row("10 ms", {"speakbridge": ramp((25, False, 0.5), failing="dropped")})
+    assert never["speakbridge_failed_by"] == ["dropped"]
+    assert table([row, never]).splitlines() == [
+        "| framing | speakbridge sustained | CPU | pipecat sustained |",
+        "|---|---|---|---|",
+        "| 100 ms | 200 (fails at 400: underruns, CPU) | 45 % "
+        "| 25 (fails at 50: late ticks, CPU) |",
+        "| 10 ms | 0 (fails at 25: dropped) | - | not run |",
+    ]
+
+
+def test_a_real_run_ramps_the_server_with_v2_bots_and_writes_the_summary(tmp_path):
+    out = tmp_path / "capacity.json"
+    command = [sys.executable, "-m", "benchmarks.capacity", "--framing", "100 ms", "--no-peer"]
+    command += ["--generator-check", "0", "--speakbridge-ramp", "3", "--duration", "2"]
+    command += ["--warmup", "1", "--out", str(out)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    framing = result["framings"]["100 ms"]
+    assert framing["bot"] == "v2"
+    (step,) = framing["servers"]["speakbridge"]["steps"]
+    assert step["sessions"] == 3
+    assert step["connections_lost"] == 0 and step["chunks_unsent"] == 0
+    assert step["frames_measured"] > 0  # the server timed the echoes of our frames
+    assert step["round_trip_ms"] is not None  # the bots heard them and matched them to sends
+    row = result["summary"][0]
+    assert row["speakbridge_sustained"] == (3 if step["sustained"] else 0)
+    assert result["table"] in run.stdout
