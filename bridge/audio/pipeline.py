@@ -100,6 +100,6 @@ class InputPipeline:
         guard, size, start_ms = self.echo_guard, self._vad_frame, self.vad.position_ms
         assert guard is not None
         return bytes(
-            guard.is_echo(block[at : at + size], start_ms + n * self._frame_ms)
+            bool(guard.is_echo(block[at : at + size], start_ms + n * self._frame_ms))
             for n, at in enumerate(range(0, len(block), size))
         )

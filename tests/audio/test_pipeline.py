@@ -83,3 +83,30 @@ def test_a_100ms_chunks_events_are_heard_as_the_vad_judges_their_frames():
     kinds = [kind for kind, _ in seen]
     assert "SpeechStarted" in kinds and "SpeechStopped" in kinds
     assert any(position % 100 for _, position in seen)  # mid-chunk, where they happened
+
+
+def test_the_echo_guard_masks_the_same_frames_in_100ms_chunks_as_frame_by_frame(tmp_path):
+    """The bot's own voice coming back 300 ms late at -12 dB: a 100 ms chunk's frames are
+    judged by the guard in order, each at its own stream time, as frame by frame."""
+    from bridge.audio.echo_guard import EchoGuard
+    from bridge.audio.vad import VAD_RATE
+
+    bot = np.concatenate([silence(0.5, VAD_RATE), recording("Front_Left", VAD_RATE)])
+    heard = np.zeros(len(bot) + VAD_RATE, dtype=np.int16)
+    delay = 300 * VAD_RATE // 1000
+    heard[delay : delay + len(bot)] = (bot * 10 ** (-12 / 20)).astype(np.int16)
+    heard = heard[: len(heard) // 800 * 800]
+
+    def judged(chunk: int) -> list:
+        guard, vad = EchoGuard(20, 150, 600), VoiceActivityDetector(20)
+        pipeline = InputPipeline(VAD_RATE, {VAD_RATE}, 20, vad, echo_guard=guard)
+        events: list = []
+        for at in range(0, len(heard), chunk):
+            for i in range(at, min(at + chunk, len(bot)), 160):  # the bot plays its frames
+                guard.played(bot[i : i + 160], i * 1000 / VAD_RATE)
+            pipeline.feed(heard[at : at + chunk], events.append)
+        return [(type(e).__name__, e.at_ms) for e in events]
+
+    frame_by_frame = judged(160)
+    assert judged(800) == frame_by_frame
+    assert "SpeechStarted" not in [kind for kind, _ in frame_by_frame[2:]]  # masked for good
