@@ -357,8 +357,42 @@ static PyTypeObject CoreType = {
     .tp_getset = Core_getset,
 };
 
+/* mean_groups(samples, factor): the means, truncated toward zero, of each whole group of
+ * `factor` s16 samples, as s16 bytes: the VAD's decimation (bridge/audio/decimate.py). */
+static PyObject *mean_groups(PyObject *unused, PyObject *args) {
+    Py_buffer view;
+    int factor;
+    if (!PyArg_ParseTuple(args, "y*i", &view, &factor))
+        return NULL;
+    if (factor < 1 || view.len % 2) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_ValueError, "s16 samples and a factor of at least 1");
+    }
+    Py_ssize_t groups = view.len / 2 / factor;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, groups * 2);
+    if (out != NULL) {
+        const int16_t *in = view.buf;
+        int16_t *means = (int16_t *)PyBytes_AS_STRING(out);
+        for (Py_ssize_t g = 0; g < groups; g++) {
+            int32_t sum = 0;
+            for (int i = 0; i < factor; i++)
+                sum += in[g * factor + i];
+            means[g] = (int16_t)(sum / factor); /* C division truncates toward zero */
+        }
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"mean_groups", mean_groups, METH_VARARGS,
+     "mean_groups(samples, factor): s16 bytes of each whole group's mean, truncated"},
+    {NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_vadcore", "The VAD's per-frame decisions, compiled.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_vadcore", "The VAD's per-frame decisions, compiled.", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__vadcore(void) {

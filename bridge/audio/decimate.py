@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bridge.audio._vadcore import mean_groups  # integer sums in C: a tenth of numpy's
+
 
 class Decimator:
     """Downsamples one continuous s16 stream by a whole factor, chunk by chunk."""
@@ -22,7 +24,6 @@ class Decimator:
         self.factor = in_rate // out_rate
         self.out_rate = out_rate
         self._carry = np.zeros(0, dtype=np.int16)  # the start of a group split across chunks
-        self._ones = np.ones(self.factor)  # a group's sum as a product: a third of sum(axis=1)
 
     @property
     def delay_ms(self) -> float:
@@ -40,6 +41,4 @@ class Decimator:
             self._carry, chunk = chunk[-rest:].copy(), chunk[:-rest]
         elif len(self._carry):
             self._carry = chunk[:0]
-        # sums of s16 are whole float64s (exact), then the quotient truncated toward zero
-        sums = chunk.reshape(-1, factor) @ self._ones
-        return (sums / factor).astype(np.int16)
+        return np.frombuffer(mean_groups(chunk, factor), dtype=np.int16)
