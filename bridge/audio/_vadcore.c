@@ -2,8 +2,8 @@
  *
  * bridge/audio/vad.py drives it. Each 8 kHz frame is classified by webrtcvad (a Python
  * callable: webrtcvad's own extension), voiced frames keep a copy until a decision needs
- * the spectral gate's verdict on them (another callable, numpy), and start / stop come
- * from counts over the start and stop windows. In Python this bookkeeping cost more than
+ * the spectral gate's verdict on them (the flatness of the frame's spectrum, here), and
+ * start / stop come from counts over the start and stop windows. In Python this bookkeeping cost more than
  * webrtcvad itself: some twenty interpreted calls a frame, five frames a 100 ms chunk.
  *
  * The decisions are those of judging every frame at once: they depend only on counts,
@@ -18,6 +18,71 @@
 
 enum { UNVOICED = 0, VOICED = 1, PENDING = 2 };
 
+#define MAX_FRAME 480 /* 30 ms at 16 kHz: more than any VAD frame (8 kHz) */
+#define FLOOR 3e-5f   /* added to each magnitude: silence is flat, not log(0) */
+
+/* The Hann-windowed DFT of one frame size, bins 2 to size / 2 (0-1 hold DC and hum), as
+ * cosine and sine tables: made once per size, shared by every session. */
+typedef struct {
+    int size, bins;
+    float *cos, *sin; /* [n * bins + k] */
+} Spectrum;
+
+static Spectrum spectra[4];
+
+static const Spectrum *spectrum_of(int size) {
+    for (int i = 0; i < 4; i++)
+        if (spectra[i].size == size)
+            return &spectra[i];
+    for (int i = 0; i < 4; i++) {
+        Spectrum *s = &spectra[i];
+        if (s->size)
+            continue;
+        int bins = size / 2 - 1;
+        s->cos = PyMem_RawMalloc(sizeof(float) * size * bins);
+        s->sin = PyMem_RawMalloc(sizeof(float) * size * bins);
+        if (!s->cos || !s->sin) {
+            PyMem_RawFree(s->cos);
+            PyMem_RawFree(s->sin);
+            s->cos = s->sin = NULL;
+            return NULL;
+        }
+        for (int n = 0; n < size; n++) {
+            double window = 0.5 - 0.5 * cos(2 * M_PI * n / (size - 1)); /* numpy's hanning */
+            for (int k = 0; k < bins; k++) {
+                double angle = 2 * M_PI * n * (k + 2) / size;
+                s->cos[n * bins + k] = (float)(window * cos(angle));
+                s->sin[n * bins + k] = (float)(window * sin(angle));
+            }
+        }
+        s->bins = bins;
+        s->size = size;
+        return s;
+    }
+    return NULL;
+}
+
+/* Geometric over arithmetic mean of the power spectrum: near 0 for voice, high for noise. */
+static double flatness(const Spectrum *s, const int16_t *frame) {
+    float re[MAX_FRAME / 2] = {0}, im[MAX_FRAME / 2] = {0};
+    int bins = s->bins;
+    for (int n = 0; n < s->size; n++) {
+        float x = frame[n];
+        const float *c = s->cos + n * bins, *sn = s->sin + n * bins;
+        for (int k = 0; k < bins; k++) {
+            re[k] += x * c[k];
+            im[k] += x * sn[k];
+        }
+    }
+    double log_sum = 0, power_sum = 0;
+    for (int k = 0; k < bins; k++) {
+        double magnitude = sqrtf(re[k] * re[k] + im[k] * im[k]) + FLOOR;
+        log_sum += logf((float)magnitude);
+        power_sum += magnitude * magnitude;
+    }
+    return exp(2 * log_sum / bins) * bins / power_sum;
+}
+
 typedef struct {
     int8_t *votes;    /* ring of the last `size` votes */
     int16_t *frames;  /* a pending vote's frame, at its slot */
@@ -27,7 +92,8 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     PyObject *classify; /* (frame bytes, samples) -> bool: webrtcvad */
-    PyObject *judge;    /* (frame bytes) -> bool, not flat: the gate; None: no gate */
+    const Spectrum *spectrum; /* the gate's; NULL: no gate */
+    double max_flatness;      /* a voiced frame flatter than this is noise */
     PyObject *onset, *started, *stopped; /* the event classes */
     PyObject *samples; /* frame_size as an int: classify's second argument */
     int frame_size;
@@ -98,17 +164,19 @@ static int ask(PyObject *callable, const int16_t *frame, int frame_size, PyObjec
     return yes;
 }
 
+static int not_flat(const Core *c, const int16_t *frame) {
+    return flatness(c->spectrum, frame) <= c->max_flatness;
+}
+
 /* Whether `needed` votes are voiced, judging pending ones newest first until it is known. */
-static int at_least_voiced(Core *c, Window *w, int needed) {
+static int at_least_voiced(const Core *c, Window *w, int needed) {
     for (int i = w->len - 1; i >= 0; i--) {
         if (w->voiced >= needed || w->voiced + w->pending < needed)
             break;
         int at = slot(w, i);
         if (w->votes[at] != PENDING)
             continue;
-        int yes = ask(c->judge, w->frames + (size_t)at * c->frame_size, c->frame_size, NULL);
-        if (yes < 0)
-            return -1;
+        int yes = not_flat(c, w->frames + (size_t)at * c->frame_size);
         count(w, PENDING, -1);
         w->votes[at] = (int8_t)yes;
         count(w, yes, 1);
@@ -131,7 +199,7 @@ static PyObject *process_frame(Core *c, const int16_t *frame, int masked) {
     c->run = vote ? c->run + 1 : 0;
     if (vote) {
         c->last_voiced_ms = position_ms(c);
-        if (c->judge != Py_None)
+        if (c->spectrum != NULL)
             vote = PENDING;
     }
     Window *w = c->speaking ? &c->stop : &c->start;
@@ -139,10 +207,7 @@ static PyObject *process_frame(Core *c, const int16_t *frame, int masked) {
     PyObject *onset = Py_None;
     Py_INCREF(onset);
     if (c->run == c->onset_frames && !c->speaking) {
-        int heard = c->judge == Py_None ? 1 : ask(c->judge, frame, c->frame_size, NULL);
-        if (heard < 0)
-            goto error;
-        if (heard) {
+        if (c->spectrum == NULL || not_flat(c, frame)) {
             Py_DECREF(onset);
             if ((onset = event(c->onset, position_ms(c) - c->run * c->frame_ms)) == NULL)
                 return NULL;
@@ -152,10 +217,7 @@ static PyObject *process_frame(Core *c, const int16_t *frame, int masked) {
         return onset;
     double window_ms = w->len * c->frame_ms;
     if (!c->speaking) {
-        int starts = at_least_voiced(c, w, c->to_start);
-        if (starts < 0)
-            goto error;
-        if (!starts)
+        if (!at_least_voiced(c, w, c->to_start))
             return onset;
         Py_DECREF(onset);
         c->speaking = 1;
@@ -163,10 +225,7 @@ static PyObject *process_frame(Core *c, const int16_t *frame, int masked) {
         c->started_at = position_ms(c) - window_ms;
         return event(c->started, c->started_at);
     }
-    int goes_on = at_least_voiced(c, w, c->to_go_on);
-    if (goes_on < 0)
-        goto error;
-    if (goes_on)
+    if (at_least_voiced(c, w, c->to_go_on))
         return onset;
     Py_DECREF(onset);
     c->speaking = 0;
@@ -174,9 +233,6 @@ static PyObject *process_frame(Core *c, const int16_t *frame, int masked) {
     c->segments++;
     double at = position_ms(c) - window_ms;
     return PyObject_CallFunction(c->stopped, "dd", at, at - c->started_at);
-error:
-    Py_DECREF(onset);
-    return NULL;
 }
 
 static int get_frames(Core *c, PyObject *block, Py_buffer *view) {
@@ -240,28 +296,32 @@ static PyObject *Core_process_block(Core *c, PyObject *args) {
 }
 
 static int Core_init(Core *c, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"classify", "judge", "events", "frame_size", "frame_ms",
+    static char *names[] = {"classify", "max_flatness", "events", "frame_size", "frame_ms",
                             "start_frames", "to_start", "stop_frames", "to_go_on",
                             "onset_frames", NULL};
-    PyObject *classify, *judge, *events;
+    PyObject *classify, *events;
     int start_frames, stop_frames;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOidiiiii", names, &classify, &judge,
-                                     &events, &c->frame_size, &c->frame_ms, &start_frames,
-                                     &c->to_start, &stop_frames, &c->to_go_on,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OdOidiiiii", names, &classify,
+                                     &c->max_flatness, &events, &c->frame_size, &c->frame_ms,
+                                     &start_frames, &c->to_start, &stop_frames, &c->to_go_on,
                                      &c->onset_frames))
         return -1;
-    if (c->frame_size <= 0 || start_frames <= 0 || stop_frames <= 0 || c->start.votes) {
-        PyErr_SetString(PyExc_ValueError, "positive sizes, and only once");
+    if (c->frame_size < 4 || c->frame_size > MAX_FRAME || start_frames <= 0 ||
+        stop_frames <= 0 || c->start.votes) {
+        PyErr_SetString(PyExc_ValueError, "frames of 4 to 480 samples, windows of one, once");
+        return -1;
+    }
+    if (c->max_flatness < 1 && (c->spectrum = spectrum_of(c->frame_size)) == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
     PyObject *onset, *started, *stopped;
     if (!PyArg_ParseTuple(events, "OOO", &onset, &started, &stopped))
         return -1;
-    PyObject *owned[] = {classify, judge, onset, started, stopped};
-    for (int i = 0; i < 5; i++)
+    PyObject *owned[] = {classify, onset, started, stopped};
+    for (int i = 0; i < 4; i++)
         Py_INCREF(owned[i]);
     c->classify = classify;
-    c->judge = judge;
     c->onset = onset;
     c->started = started;
     c->stopped = stopped;
@@ -278,7 +338,6 @@ static int Core_init(Core *c, PyObject *args, PyObject *kwargs) {
 
 static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->classify);
-    Py_VISIT(c->judge);
     Py_VISIT(c->onset);
     Py_VISIT(c->started);
     Py_VISIT(c->stopped);
@@ -288,7 +347,6 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
 
 static int Core_clear(Core *c) {
     Py_CLEAR(c->classify);
-    Py_CLEAR(c->judge);
     Py_CLEAR(c->onset);
     Py_CLEAR(c->started);
     Py_CLEAR(c->stopped);
@@ -384,7 +442,23 @@ static PyObject *mean_groups(PyObject *unused, PyObject *args) {
     return out;
 }
 
+/* spectral_flatness(samples): the gate's measure of one frame (bridge/audio/vad.py). */
+static PyObject *spectral_flatness(PyObject *unused, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    int size = (int)(view.len / 2);
+    const Spectrum *s = size >= 4 && size <= MAX_FRAME ? spectrum_of(size) : NULL;
+    double measured = s == NULL ? -1 : flatness(s, view.buf);
+    PyBuffer_Release(&view);
+    if (s == NULL)
+        return PyErr_Format(PyExc_ValueError, "a frame of 4 to 480 s16 samples");
+    return PyFloat_FromDouble(measured);
+}
+
 static PyMethodDef module_methods[] = {
+    {"spectral_flatness", spectral_flatness, METH_O,
+     "spectral_flatness(samples): the flatness of one frame's Hann-windowed spectrum"},
     {"mean_groups", mean_groups, METH_VARARGS,
      "mean_groups(samples, factor): s16 bytes of each whole group's mean, truncated"},
     {NULL},

@@ -12,6 +12,7 @@ import numpy as np
 import webrtcvad
 
 from bridge.audio._vadcore import Core
+from bridge.audio._vadcore import spectral_flatness as _flatness
 
 VAD_RATE = 8000  # webrtcvad's own rate: at 16 kHz it halves the rate itself first
 
@@ -45,27 +46,11 @@ class SpeechOnset:
 SpeechEvent = SpeechOnset | SpeechStarted | SpeechStopped
 
 
-@functools.cache
-def windowed_dft(size: int) -> np.ndarray:
-    """Hann-windowed DFT matrix for bins 2 to size / 2 (bins 0-1 hold DC and hum): for a VAD
-    frame one matrix product costs less than numpy's FFT call and its windowing. One per
-    size, shared read-only by every session (100 KB at 20 ms: per session it was most of
-    a session's memory)."""
-    n = np.arange(size)[:, None]
-    k = np.arange(2, size // 2 + 1)[None, :]
-    dft = (np.hanning(size)[:, None] * np.exp(-2j * np.pi * n * k / size)).astype(np.complex64)
-    dft.flags.writeable = False
-    return dft
-
-
-def spectral_flatness(frame: np.ndarray, dft: np.ndarray) -> float:
-    """Geometric over arithmetic mean of the power spectrum: near 0 for voice, high for noise."""
-    magnitude = np.abs(frame @ dft)
-    magnitude += 3e-5  # silence: a flat floor, not log(0)
-    n = len(magnitude)
-    # log power is twice log magnitude; the power sum is a dot product: few numpy calls
-    power_sum = np.dot(magnitude, magnitude)
-    return math.exp(2 * np.log(magnitude, out=magnitude).sum() / n) * n / power_sum
+def spectral_flatness(frame: np.ndarray) -> float:
+    """Geometric over arithmetic mean of the power spectrum (Hann window, bins 2 and up: 0-1
+    hold DC and hum): near 0 for voice, high for noise. Computed in bridge/audio/_vadcore.c
+    from cosine tables made once per frame size."""
+    return _flatness(np.ascontiguousarray(frame, dtype=np.int16))
 
 
 class VoiceActivityDetector:
@@ -89,12 +74,10 @@ class VoiceActivityDetector:
         onset_ms: int = 60,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
-        self._dft = windowed_dft(VAD_RATE * frame_ms // 1000)
-        self._max_flatness = max_flatness
         start_frames, stop_frames = max(1, start_ms // frame_ms), max(1, stop_ms // frame_ms)
         self._core = Core(
             classify=functools.partial(_webrtcvad.process, self._vad._vad, VAD_RATE),
-            judge=self._not_flat if max_flatness < 1 else None,
+            max_flatness=max_flatness,  # 1 or more: no gate
             events=(SpeechOnset, SpeechStarted, SpeechStopped),
             frame_size=VAD_RATE * frame_ms // 1000,
             frame_ms=float(frame_ms),
@@ -144,7 +127,3 @@ class VoiceActivityDetector:
         """Classify each frame of a block of whole frames (masks: a byte a frame, nonzero
         for masked, or None); each event goes to hear() as its frame is judged."""
         self._core.process_block(block, masks, hear)
-
-    def _not_flat(self, frame: bytes) -> bool:
-        samples = np.frombuffer(frame, dtype=np.int16)
-        return spectral_flatness(samples, self._dft) <= self._max_flatness
