@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,11 +59,28 @@ def checkouts(commits: list[str], root: Path) -> Iterator[dict[str, Path]]:
                 else:  # main() refuses a commit named twice
                     trees[commit] = Path(scratch) / commit
                     git("worktree", "add", "--detach", str(trees[commit]), commit, cwd=root)
+                    build_extensions(trees[commit], Path(scratch))
             yield trees
         finally:
             for commit, tree in trees.items():
                 if commit != WORKING_TREE:
                     git("worktree", "remove", "--force", str(tree), cwd=root)
+
+
+def build_extensions(tree: Path, scratch: Path) -> None:
+    """Compile a checkout's C extensions into it, as its editable install would: pip builds
+    its wheel (isolated, with the setuptools its pyproject asks for) and the compiled
+    modules are copied beside their sources. A checkout without any is left as it is."""
+    if not any(tree.glob("bridge/**/*.c")):
+        return
+    wheels = scratch / f"wheel-{tree.name}"
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels)]
+    subprocess.run([*pip, str(tree)], check=True, capture_output=True)
+    for wheel in wheels.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.endswith(".so"):
+                    (tree / name).write_bytes(archive.read(name))
 
 
 def order(revisions: list[str], round_index: int) -> list[str]:
