@@ -149,13 +149,13 @@ static void push(Window *w, int vote, const int16_t *frame, int frame_size) {
 
 static void clear(Window *w) { w->head = w->len = w->voiced = w->pending = 0; }
 
-/* 1 or 0 from a callable's answer about one frame (with its length in samples when
- * `samples` is not NULL); -1 with an exception set */
-static int ask(PyObject *callable, const int16_t *frame, int frame_size, PyObject *samples) {
-    PyObject *args[2] = {PyBytes_FromStringAndSize((const char *)frame, frame_size * 2), samples};
+/* webrtcvad's verdict on one frame: 1 voiced, 0 not, -1 with an exception set */
+static int classify(const Core *c, const int16_t *frame) {
+    PyObject *args[2] = {PyBytes_FromStringAndSize((const char *)frame, c->frame_size * 2),
+                         c->samples};
     if (args[0] == NULL)
         return -1;
-    PyObject *result = PyObject_Vectorcall(callable, args, samples ? 2 : 1, NULL);
+    PyObject *result = PyObject_Vectorcall(c->classify, args, 2, NULL);
     Py_DECREF(args[0]);
     if (result == NULL)
         return -1;
@@ -193,7 +193,7 @@ static PyObject *event(PyObject *cls, double at_ms) {
 /* One frame: a new reference to its event, Py_None for none, NULL on error. */
 static PyObject *process_frame(Core *c, const int16_t *frame, int masked) {
     int vote = 0;
-    if (!masked && (vote = ask(c->classify, frame, c->frame_size, c->samples)) < 0)
+    if (!masked && (vote = classify(c, frame)) < 0)
         return NULL;
     c->frames++;
     c->run = vote ? c->run + 1 : 0;

@@ -126,8 +126,8 @@ class Session:
         )
         self.playout.on_finished = self._utterance_finished
         self.runners: list[ResponderRunner] = []  # started once the rate is known (_start)
-        self._listen_rates: dict[int, int | None] = {}  # runner index -> rate it hears
-        self._listeners: list[tuple[ResponderRunner, int, int]] = []  # rate, frame (0: blocks)
+        # each runner, the rate it hears and its frame at that rate (0: it takes blocks)
+        self._listeners: list[tuple[ResponderRunner, int, int]] = []
         self.pipeline = self._new_pipeline()
         self._hears_bot: list[ResponderRunner] = []
         self.added_latency = Histogram(LATENCY_BUCKETS_S)
@@ -145,13 +145,7 @@ class Session:
         self._set_rate(sample_rate)
         self.started = True
         self.runners = [self._start_responder(make) for make in self._make_responders]
-        self._listen_rates = {
-            i: r.responder.sample_rate or sample_rate for i, r in enumerate(self.runners)
-        }
-        self._listeners = [
-            (r, rate, 0 if r.responder.audio_blocks else frame_samples(rate, self.config.frame_ms))
-            for r, rate in zip(self.runners, self._listen_rates.values(), strict=True)
-        ]
+        self._listeners = [self._listener(r, sample_rate) for r in self.runners]
         self.pipeline = self._new_pipeline()
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
         if self._hears_bot or self.echo_guard is not None:  # else no call a frame sent
@@ -159,6 +153,11 @@ class Session:
         self._loopback = any(r.responder.loopback for r in self.runners)
         if self.phase == "in_call":
             self._offer_all("join")
+
+    def _listener(self, runner: ResponderRunner, bot_rate: int) -> tuple[ResponderRunner, int, int]:
+        rate = runner.responder.sample_rate or bot_rate
+        frame = 0 if runner.responder.audio_blocks else frame_samples(rate, self.config.frame_ms)
+        return runner, rate, frame
 
     def _start_responder(self, make: ResponderFactory) -> ResponderRunner:
         handle = SessionHandle(self.info, self.playout, self.events, self._responder_dropped)
@@ -194,7 +193,7 @@ class Session:
             self.interrupt,
             self.roster.only_self_speaking,
         )
-        rates = set(self._listen_rates.values()) or {self.sample_rate}
+        rates = {rate for _, rate, _ in self._listeners} or {self.sample_rate}
         return InputPipeline(
             self.sample_rate,
             rates,
@@ -511,11 +510,11 @@ class Session:
 
     def _sent(self, message: np.ndarray) -> None:
         if self.echo_guard is not None:
-            self._guard_echo(message)
+            self._guard_echo(self.echo_guard, message)
         if self._hears_bot:
             self._bot_audio(message)
 
-    def _guard_echo(self, message: np.ndarray) -> None:
+    def _guard_echo(self, guard: EchoGuard, message: np.ndarray) -> None:
         """Tell the echo guard each frame of a message and when the bot plays it, on the
         input's timeline."""
         ms = 1000 / self.sample_rate
@@ -523,7 +522,7 @@ class Session:
         at_ms = self.pipeline.vad.position_ms + ahead_ms - len(message) * ms
         size = self.playout.frame_size
         for i, frame in enumerate(frames_of(message, size)):
-            self.echo_guard.played(frame, at_ms + i * size * ms)  # type: ignore[union-attr]
+            guard.played(frame, at_ms + i * size * ms)
 
     def _bot_audio(self, message: np.ndarray) -> None:
         for runner in self._hears_bot:
