@@ -31,7 +31,13 @@ class BridgeConfig(BaseModel):
     frame_ms: Literal[10, 20, 30] = Field(20, description="frame of the VAD, responders, pacer")
     # twice the prebuffer: the room above it absorbs a live stream's late frames as extra lead
     # at the bot; with none, they wait in the bridge and are shed (docs/design.md, "Pacing")
-    lead_ms: float = Field(80.0, gt=0, le=500, description="audio sent ahead of the bot's playback")
+    lead_ms: float = Field(
+        80.0,
+        gt=0,
+        le=500,
+        description="audio sent ahead of the bot's playback (at least one input chunk, up to "
+        "output_message_ms)",
+    )
     prebuffer_ms: float = Field(
         40.0,
         ge=0,

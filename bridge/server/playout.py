@@ -138,6 +138,16 @@ class Playout:
         self._min_frames = max(1, int(min(self._min_message_ms, lead_ms - frame_ms) // frame_ms))
         self._prebuffer = max(frame, int(sample_rate * prebuffer_ms / 1000))
         self._prefetch = int(sample_rate * prefetch_s)
+        self.chunk_samples = 0  # the largest input chunk the lead was fitted to (fit_chunk)
+
+    def fit_chunk(self, samples: int) -> None:
+        """An input chunk of `samples` (more than any before): the lead grows to hold one whole,
+        up to message_ms, so a live echo of a v2 bot's 100 ms chunk goes in one message, not
+        one now and the rest from a timer (the configured lead is the least it is)."""
+        self.chunk_samples = samples
+        _, lead_ms, _, _, _, message_ms = self._timing
+        chunk_s = min(samples / self.sample_rate, message_ms / 1000)
+        self.pacer.lead = max(lead_ms / 1000, chunk_s)
 
     def retune(self, sample_rate: int) -> list[PlaybackReport]:
         """Play at another rate from now on (the bot's hello changed it): speech queued at

@@ -438,6 +438,8 @@ class Session:
         self.stats.bytes_in += len(data)
         if self.phase == "connected" and samples.any():
             self.enter_call("audio")
+        if len(samples) > self.playout.chunk_samples:
+            self.playout.fit_chunk(len(samples))
         if self._loopback:  # before hearing it: its echo may leave within _hear
             self._arrivals.append((self.pipeline.samples_in + len(samples), read_at))
         self._hear(samples)

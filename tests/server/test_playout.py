@@ -241,3 +241,15 @@ async def test_speech_spoken_while_paused_waits_and_follows_in_order(playing):
     reports = await asyncio.wait_for(asyncio.gather(first, second), 3)
     assert [r.sent for r in reports] == [2400, 2400]
     assert sink.samples().tolist() == [1] * 2400 + [2] * 2400
+
+
+def test_the_lead_grows_to_one_input_chunk_up_to_a_message_and_a_rate_change_resets_it():
+    playout = Playout(RATE, 20, lead_ms=80, capacity_s=1, max_pending=4, message_ms=100)
+    playout.fit_chunk(RATE // 100)  # 10 ms chunks: the configured lead stands
+    assert playout.pacer.lead == pytest.approx(0.08)
+    playout.fit_chunk(RATE // 10)  # a v2 bot's 100 ms
+    assert playout.pacer.lead == pytest.approx(0.1)
+    playout.fit_chunk(RATE)  # a 1 s message: no more than a message's worth
+    assert playout.pacer.lead == pytest.approx(0.1)
+    playout.retune(16000)
+    assert (playout.pacer.lead, playout.chunk_samples) == (pytest.approx(0.08), 0)
