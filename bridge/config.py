@@ -35,8 +35,8 @@ class BridgeConfig(BaseModel):
         80.0,
         gt=0,
         le=500,
-        description="audio sent ahead of the bot's playback (at least one input chunk, up to "
-        "output_message_ms)",
+        description="audio sent ahead of the bot's playback (at least an input chunk, up to "
+        "output_message_ms, and a frame)",
     )
     prebuffer_ms: float = Field(
         40.0,

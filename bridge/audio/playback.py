@@ -72,6 +72,16 @@ class PlaybackQueue:
         last.queued += n
         return n
 
+    def pass_through(self, utterance_id: int, samples: int) -> bool:
+        """Account samples of the newest, open utterance sent on without being queued (the
+        queue was empty); False if it is not that utterance (cleared, or closed)."""
+        last = self._utterances[-1] if self._utterances else None
+        if last is None or last.id != utterance_id or last.complete:
+            return False
+        last.queued += samples
+        last.sent += samples
+        return True
+
     def close(self, utterance_id: int) -> list[PlaybackReport]:
         """Mark an utterance complete; returns its report if it has already all been sent."""
         for utterance in self._utterances:

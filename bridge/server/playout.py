@@ -141,13 +141,14 @@ class Playout:
         self.chunk_samples = 0  # the largest input chunk the lead was fitted to (fit_chunk)
 
     def fit_chunk(self, samples: int) -> None:
-        """An input chunk of `samples` (more than any before): the lead grows to hold one whole,
-        up to message_ms, so a live echo of a v2 bot's 100 ms chunk goes in one message, not
-        one now and the rest from a timer (the configured lead is the least it is)."""
+        """An input chunk of `samples` (more than any before): the lead grows to hold one whole
+        (up to message_ms) and a frame for its jitter, so a live echo of a v2 bot's 100 ms
+        chunk goes in one message, not one now and the rest from a timer. The configured
+        lead is the least it is."""
         self.chunk_samples = samples
-        _, lead_ms, _, _, _, message_ms = self._timing
-        chunk_s = min(samples / self.sample_rate, message_ms / 1000)
-        self.pacer.lead = max(lead_ms / 1000, chunk_s)
+        frame_ms, lead_ms, _, _, _, message_ms = self._timing
+        chunk_ms = min(samples * 1000 / self.sample_rate, message_ms) + frame_ms
+        self.pacer.lead = max(lead_ms, chunk_ms) / 1000
 
     def retune(self, sample_rate: int) -> list[PlaybackReport]:
         """Play at another rate from now on (the bot's hello changed it): speech queued at
@@ -204,9 +205,39 @@ class Playout:
 
     def put(self, utterance_id: int, samples: np.ndarray) -> int:
         """Queue samples of an open utterance now; returns how many did not fit (dropped)."""
+        if self._passes_through(utterance_id, samples):
+            return 0
         taken = self.queue.write(utterance_id, samples)
         self._wake()
         return len(samples) - taken
+
+    def _passes_through(self, utterance_id: int, samples: np.ndarray) -> bool:
+        """Send samples on at once, not through the queue's ring, when _pump would send them
+        all now in one message: nothing queued, whole frames of a message at most, the lead
+        room for every frame (and the prebuffer, if the bot has run dry). A live echo's path."""
+        n, frame = len(samples), self.frame_size
+        if not n or n % frame or n > len(self._message) or self.queue.available:
+            return False
+        if self.paused or not self._running or self._pumping or self._timer is not None:
+            return False
+        if self._sink_wanted.is_set():  # run() has yet to see the sink back
+            return False
+        now, pacer = self._clock(), self.pacer
+        if n < self._prebuffer and pacer.lead_at(now) == 0:
+            return False
+        if pacer.send_at(now, min(self._min_frames, n // frame) * frame) > now:
+            return False
+        if pacer.frames_due(now, frame) * frame < n or (send := self._sink()) is None:
+            return False
+        if not self.queue.pass_through(utterance_id, n):
+            return False
+        self.allowed_at = min(now, pacer.allowed_at(frame))
+        send(samples.tobytes())
+        pacer.sent(now, n)
+        self.samples_out += n
+        if self.on_sent is not None:
+            self.on_sent(samples)
+        return True
 
     def end_stream(self, stream: SpeechStream) -> None:
         """Close a stream's utterance (what is queued still plays) and let later speech in."""

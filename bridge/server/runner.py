@@ -45,7 +45,9 @@ class ResponderRunner:
         if call is not None and not self._busy and self._queue.empty():
             self._busy = True  # what the hook causes (a frame sent, heard back) queues behind it
             try:
-                self._call_plain(call, hook, args)
+                call(*args)
+            except Exception:
+                self._report(hook)
             finally:
                 self._busy = False
             return True

@@ -243,13 +243,40 @@ async def test_speech_spoken_while_paused_waits_and_follows_in_order(playing):
     assert sink.samples().tolist() == [1] * 2400 + [2] * 2400
 
 
-def test_the_lead_grows_to_one_input_chunk_up_to_a_message_and_a_rate_change_resets_it():
+def test_the_lead_grows_to_an_input_chunk_and_a_frame_and_a_rate_change_resets_it():
     playout = Playout(RATE, 20, lead_ms=80, capacity_s=1, max_pending=4, message_ms=100)
     playout.fit_chunk(RATE // 100)  # 10 ms chunks: the configured lead stands
     assert playout.pacer.lead == pytest.approx(0.08)
-    playout.fit_chunk(RATE // 10)  # a v2 bot's 100 ms
-    assert playout.pacer.lead == pytest.approx(0.1)
+    playout.fit_chunk(RATE // 10)  # a v2 bot's 100 ms, and a frame for its jitter
+    assert playout.pacer.lead == pytest.approx(0.12)
     playout.fit_chunk(RATE)  # a 1 s message: no more than a message's worth
-    assert playout.pacer.lead == pytest.approx(0.1)
+    assert playout.pacer.lead == pytest.approx(0.12)
     playout.retune(16000)
     assert (playout.pacer.lead, playout.chunk_samples) == (pytest.approx(0.08), 0)
+
+
+async def test_a_live_streams_chunks_due_at_once_go_as_they_are_and_are_all_accounted():
+    """Chunks written while the queue is empty and the lead has room leave in one message
+    each, before write() returns; the report counts them, and a chunk the lead has no room
+    for is queued and sent later from a timer, as ever."""
+    playout = Playout(RATE, 20, lead_ms=100, capacity_s=1, max_pending=4, prebuffer_ms=0)
+    sink = Sink()
+    task = asyncio.create_task(playout.run(lambda: sink.send, sink.ready))
+    await asyncio.sleep(0)
+    stream = await playout.open_stream()
+    first, second = ramp(0.06), constant(5, 0.04)
+    assert stream.write(first) == 0 and stream.write(second) == 0
+    assert [len(c) for c in sink.chunks] == [3 * FRAME, 2 * FRAME]  # the lead is now full
+    assert playout.queue.available == 0
+    third = constant(7, 0.02)
+    stream.write(third)  # no room: queued, sent in 20 ms
+    assert len(sink.chunks) == 2 and playout.queue.available == FRAME
+    async with asyncio.timeout(1):
+        while len(sink.chunks) < 3:
+            await asyncio.sleep(0.002)
+    stream.close()
+    report = await asyncio.wait_for(stream.utterance, 1)
+    assert (report.sent, report.dropped, report.interrupted) == (6 * FRAME, 0, False)
+    assert np.array_equal(sink.samples(), np.concatenate([first, second, third]))
+    assert playout.samples_out == 6 * FRAME
+    task.cancel()
