@@ -4,11 +4,11 @@ The bot plays whatever it receives at once and at real-time speed, with no feedb
 pacer models the bot's playhead: `play_end` is the clock time at which everything sent so
 far will have played. A frame may go out only while play_end stays within `lead` of now,
 so an interruption is heard at most `lead` later, and lateness is never repaid in a burst.
-A frame due within EARLY_S goes at once: a live stream runs at its full lead, so each frame
-is due just as it arrives, give or take jitter and rounding, and waiting that out would
-cost a timer and a task switch a frame for a lead that never exceeds `lead` + EARLY_S.
-EARLY_S covers a busy loop's jitter (a few ms at 100 live sessions a core), not only
-rounding.
+A frame due within its slack goes at once: a live stream runs at its full lead, so each
+frame is due just as it arrives, give or take jitter and rounding, and waiting that out
+would cost a timer a frame for a lead that never exceeds `lead` + the slack. The slack is
+EARLY_S, or half a frame when the pacer knows its frame: a busy loop's jitter at hundreds
+of live sessions a core is several milliseconds, and a timer then fired for most frames.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ EARLY_S = 0.005
 class OutputPacer:
     """Decides when the next frame may be sent; counts underruns (gaps mid-stream)."""
 
-    def __init__(self, sample_rate: int, lead_ms: float) -> None:
+    def __init__(self, sample_rate: int, lead_ms: float, frame: int = 0) -> None:
         if lead_ms <= 0:
             raise ValueError("lead_ms must be positive")
         self.sample_rate = sample_rate
         self.lead = lead_ms / 1000
+        self.slack = max(EARLY_S, frame / sample_rate / 2)  # how early a due frame may go
         self._origin = 0.0  # clock time at which the current run of audio began playing
         self._samples = 0  # samples sent since origin: integer, so the clock never drifts
         self.play_end = 0.0  # clock time at which the audio sent so far finishes playing
@@ -39,7 +40,7 @@ class OutputPacer:
     def send_at(self, now: float, samples: int) -> float:
         """Earliest clock time at which a frame of `samples` may be sent (now if it may)."""
         due = max(self.play_end, now) + samples / self.sample_rate - self.lead
-        return now if due <= now + EARLY_S else due
+        return now if due <= now + self.slack else due
 
     def frames_due(self, now: float, frame: int) -> int:
         """How many frames of `frame` samples may go at `now` in one message (at least one:

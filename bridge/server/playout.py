@@ -130,9 +130,9 @@ class Playout:
     def _tune(self, sample_rate: int) -> None:
         frame_ms, lead_ms, capacity_s, prebuffer_ms, prefetch_s, message_ms = self._timing
         self.sample_rate = sample_rate
-        self.pacer = OutputPacer(sample_rate, lead_ms)
-        self.queue = PlaybackQueue(int(sample_rate * capacity_s))
         self.frame_size = frame = frame_samples(sample_rate, frame_ms)
+        self.pacer = OutputPacer(sample_rate, lead_ms, frame)
+        self.queue = PlaybackQueue(int(sample_rate * capacity_s))
         self._message = np.zeros(max(1, sample_rate * message_ms // 1000 // frame) * frame, "<i2")
         # a message waits to hold this many frames, while a frame of lead is left at the bot
         self._min_frames = max(1, int(min(self._min_message_ms, lead_ms - frame_ms) // frame_ms))

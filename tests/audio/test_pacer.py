@@ -105,3 +105,13 @@ def test_frames_due_together_fill_the_lead_and_those_due_within_half_a_frame_joi
     assert pacer.frames_due(10.094, FRAME) == 4
     assert pacer.frames_due(10.085, FRAME) == 3  # 15 ms early: it waits for its time
     assert pacer.allowed_at(FRAME) == pytest.approx(10.1 + 0.02 - 0.08)
+
+
+def test_a_pacer_that_knows_its_frame_sends_a_frame_due_within_half_of_it():
+    pacer = OutputPacer(RATE, lead_ms=40, frame=FRAME)  # FRAME is 20 ms: 10 ms of slack
+    pacer.sent(5.0, FRAME)
+    pacer.sent(5.0, FRAME)  # the next is due at 5.02
+    assert pacer.send_at(5.0105, FRAME) == 5.0105  # 9.5 ms early: at once, the lead 49.5 ms
+    assert pacer.send_at(5.0095, FRAME) == pytest.approx(5.02)  # 10.5 ms early: waits
+    _, leads, _ = run(OutputPacer(RATE, lead_ms=40, frame=FRAME), until=10.0, jitter_s=0.008)
+    assert max(leads) <= 0.040 + 0.010
