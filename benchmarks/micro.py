@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from websockets.frames import Frame, Opcode, apply_mask
 
 from bridge.audio.decimate import Decimator
 from bridge.audio.framer import Framer
@@ -29,6 +30,7 @@ from bridge.audio.ring import RingBuffer
 from bridge.audio.vad import VAD_RATE, VoiceActivityDetector
 from bridge.codecs.pcm import f32_to_s16, s16_to_f32
 from bridge.codecs.wav import read_wav
+from bridge.wire._frames import audio_frames
 from bridge.wire.protocol import parse_audio, parse_text
 
 FRAME_MS = 20
@@ -131,6 +133,41 @@ def case_parse_audio(frames: list[np.ndarray]) -> Callable[[], None]:
     return run
 
 
+def masked_reads(frames: list[np.ndarray]) -> list[bytes]:
+    """Each frame as a bot writes it, one a read: a masked final binary WebSocket frame."""
+    return [Frame(Opcode.BINARY, f.tobytes()).serialize(mask=True) for f in frames]
+
+
+def python_audio_frames(data: bytes, max_size: int) -> tuple[list[bytes], int]:
+    """The Python loop that bridge/wire/_frames.c replaced (before issue 21): the baseline."""
+    payloads, taken, end, view = [], 0, len(data), memoryview(data)
+    while end - taken >= 6 and data[taken] == 0x82 and data[taken + 1] & 0x80:
+        length, start = data[taken + 1] & 0x7F, taken + 2
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            if end - start < size:
+                break
+            length, start = int.from_bytes(data[start : start + size], "big"), start + size
+        payload = start + 4
+        if payload + length > end or length > max_size:
+            break
+        taken = payload + length
+        payloads.append(apply_mask(view[payload:taken], data[start:payload]))
+    return payloads, taken
+
+
+def case_audio_frames(
+    frames: list[np.ndarray], parse: Callable[[bytes, int], tuple[list[bytes], int]]
+) -> Callable[[], None]:
+    reads = masked_reads(frames)
+
+    def run() -> None:
+        for data in reads:
+            parse(data, 1 << 20)
+
+    return run
+
+
 def case_parse_speakers(n: int) -> Callable[[], None]:
     text = json.dumps([{"name": "Alice", "id": 2, "timestamp": 1732467000123, "isSpeaking": True}])
 
@@ -192,6 +229,8 @@ def main() -> None:
     cases: dict[str, tuple[Callable[[], None], StreamResampler | None]] = {
         "ring buffer write+read (24 kHz)": (case_ring(f24), None),
         "framer, unaligned chunks (24 kHz)": (case_framer(f24), None),
+        "audio frame, Python loop (24 kHz)": (case_audio_frames(f24, python_audio_frames), None),
+        "audio frame, _frames.c (24 kHz)": (case_audio_frames(f24, audio_frames), None),
         "parse_audio (24 kHz frame)": (case_parse_audio(f24), None),
         "parse_text (speaker array)": (case_parse_speakers(n), None),
         "s16 -> f32 -> s16 (24 kHz)": (case_pcm(f24), None),

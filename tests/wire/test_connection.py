@@ -368,6 +368,7 @@ def frame(
     rsv: int = 0,
     masked: bool = True,
     length_bytes: int | None = None,  # 0, 2 or 8: force a (non-minimal) length encoding
+    mask: bytes = MASK,
 ) -> bytes:
     """One client frame, built by hand so that it can break any rule."""
     first = (0x80 if fin else 0) | (rsv << 4) | opcode
@@ -382,7 +383,7 @@ def frame(
         header = bytes((first, mask_bit | 127)) + n.to_bytes(8, "big")
     if not masked:
         return header + payload
-    return header + MASK + apply_mask(payload, MASK)
+    return header + mask + apply_mask(payload, mask)
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:
