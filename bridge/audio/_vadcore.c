@@ -1,10 +1,13 @@
-/* The VAD's per-frame decisions, compiled: vote windows, onset, start and stop.
+/* The VAD, compiled: its input stage (VadFramer), per-frame decisions (Core: vote windows,
+ * onset, start and stop) and spectral gate (flatness).
  *
- * bridge/audio/vad.py drives it. Each 8 kHz frame is classified by webrtcvad (a Python
- * callable: webrtcvad's own extension), voiced frames keep a copy until a decision needs
- * the spectral gate's verdict on them (the flatness of the frame's spectrum, here), and
- * start / stop come from counts over the start and stop windows. In Python this bookkeeping cost more than
- * webrtcvad itself: some twenty interpreted calls a frame, five frames a 100 ms chunk.
+ * bridge/audio/pipeline.py feeds a VadFramer each bot chunk and gets back its whole 8 kHz
+ * frames; bridge/audio/vad.py drives the Core. Each 8 kHz frame is classified by webrtcvad
+ * (a Python callable: webrtcvad's own extension), voiced frames keep a copy until a
+ * decision needs the spectral gate's verdict on them (the flatness of the frame's
+ * spectrum, by an FFT here), and start / stop come from counts over the start and stop
+ * windows. In Python this bookkeeping cost more than webrtcvad itself: some twenty
+ * interpreted calls a frame, five frames a 100 ms chunk.
  *
  * The decisions are those of judging every frame at once: they depend only on counts,
  * and pending frames are judged newest first, only until a decision is known.
@@ -498,13 +501,15 @@ static int get_samples(PyObject *obj, Py_buffer *view) {
     if (PyObject_GetBuffer(obj, view, PyBUF_STRIDES | PyBUF_FORMAT) < 0)
         return -1;
     const char *format = view->format ? view->format : "B";
-    if (view->itemsize != 2 || (strcmp(format, "h") && strcmp(format, "<h") && strcmp(format, "=h"))) {
+    int int16 = !strcmp(format, "h") || !strcmp(format, "<h") || !strcmp(format, "=h");
+    if (view->itemsize != 2 || !int16) {
         PyErr_Format(PyExc_TypeError, "samples must be int16, not of format '%s'", format);
         PyBuffer_Release(view);
         return -1;
     }
     if (view->ndim != 1 || !PyBuffer_IsContiguous(view, 'C')) {
-        PyErr_SetString(PyExc_ValueError, "samples must be one contiguous row (np.ascontiguousarray)");
+        PyErr_SetString(PyExc_ValueError,
+                        "samples must be one contiguous row (np.ascontiguousarray)");
         PyBuffer_Release(view);
         return -1;
     }
@@ -551,25 +556,52 @@ static int VadFramer_init(VadFramer *f, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-/* Decimate in[0 .. n) into out, then into frame[] once out holds `room` samples. */
+/* out[g] = the mean of in[g * factor ..], truncated toward zero (as C division is), for
+ * `groups` whole groups; a constant factor lets the compiler divide by multiplying. */
+static inline void group_means(const int16_t *in, Py_ssize_t groups, int factor, int16_t *out) {
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        int32_t sum = 0;
+        for (int i = 0; i < factor; i++)
+            sum += in[g * factor + i];
+        out[g] = (int16_t)(sum / factor);
+    }
+}
+
+static void means_of(const int16_t *in, Py_ssize_t groups, int factor, int16_t *out) {
+    switch (factor) { /* the bots' 16, 24, 32 and 48 kHz */
+    case 2: group_means(in, groups, 2, out); break;
+    case 3: group_means(in, groups, 3, out); break;
+    case 4: group_means(in, groups, 4, out); break;
+    case 6: group_means(in, groups, 6, out); break;
+    default: group_means(in, groups, factor, out);
+    }
+}
+
+/* Decimate in[0 .. n) into out, then into frame[] once out holds `room` means: first the
+ * group carried from the last chunk, then whole groups, then the start of the next. */
 static void decimate(VadFramer *f, const int16_t *in, Py_ssize_t n, int16_t *out,
                      Py_ssize_t room) {
-    int factor = f->factor, len = f->group_len;
-    int32_t sum = f->group_sum;
-    Py_ssize_t written = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        sum += in[i];
-        if (++len < factor)
-            continue;
-        int16_t mean = (int16_t)(sum / factor); /* C division truncates toward zero */
-        if (written < room)
+    int factor = f->factor;
+    Py_ssize_t at = 0, written = 0;
+    if (f->group_len) {
+        for (; at < n && f->group_len < factor; at++, f->group_len++)
+            f->group_sum += in[at];
+        if (f->group_len < factor)
+            return;
+        int16_t mean = (int16_t)(f->group_sum / factor);
+        if (room)
             out[written++] = mean;
         else
             f->frame[f->pending++] = mean;
-        sum = len = 0;
+        f->group_sum = f->group_len = 0;
     }
-    f->group_sum = sum;
-    f->group_len = len;
+    Py_ssize_t groups = (n - at) / factor, left = room - written;
+    Py_ssize_t into_out = groups < left ? groups : left;
+    means_of(in + at, into_out, factor, out + written);
+    means_of(in + at + into_out * factor, groups - into_out, factor, f->frame + f->pending);
+    f->pending += (int)(groups - into_out);
+    for (at += groups * factor; at < n; at++, f->group_len++)
+        f->group_sum += in[at];
 }
 
 static PyObject *VadFramer_take(VadFramer *f, PyObject *chunk) {
@@ -577,7 +609,8 @@ static PyObject *VadFramer_take(VadFramer *f, PyObject *chunk) {
     if (get_samples(chunk, &view) < 0)
         return NULL;
     Py_ssize_t n = view.shape[0];
-    Py_ssize_t whole = (f->pending + (f->group_len + n) / f->factor) / f->frame_size * f->frame_size;
+    Py_ssize_t means = f->pending + (f->group_len + n) / f->factor;
+    Py_ssize_t whole = means / f->frame_size * f->frame_size;
     PyObject *block = PyBytes_FromStringAndSize(NULL, whole * 2);
     if (block == NULL) {
         PyBuffer_Release(&view);
