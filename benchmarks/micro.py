@@ -26,7 +26,7 @@ from bridge.audio.pacer import OutputPacer
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.resample import StreamResampler
 from bridge.audio.ring import RingBuffer
-from bridge.audio.vad import VAD_RATE, VoiceActivityDetector
+from bridge.audio.vad import VAD_RATE, VoiceActivityDetector, spectral_flatness
 from bridge.codecs.pcm import f32_to_s16, s16_to_f32
 from bridge.codecs.wav import read_wav
 from bridge.wire.protocol import parse_audio, parse_text
@@ -103,6 +103,16 @@ def case_vad_input(frames: list[np.ndarray]) -> Callable[[], None]:
     def run() -> None:
         for f in frames:
             framer.take(f)
+
+    return run
+
+
+def case_flatness(frames8: list[np.ndarray]) -> Callable[[], None]:
+    """The spectral gate's measure of each frame (the VAD computes it only when needed)."""
+
+    def run() -> None:
+        for f in frames8:
+            spectral_flatness(f)
 
     return run
 
@@ -245,6 +255,7 @@ def main() -> None:
         "s16 -> f32 -> s16 (24 kHz)": (case_pcm(f24), None),
         "pacer decision": (case_pacer(n), None),
         "decimate + frame 24k->8k for the VAD": (case_vad_input(f24), None),
+        "spectral flatness (8 kHz)": (case_flatness(f8), None),
         "VAD, webrtcvad only (8 kHz)": (case_vad(f8, 1.0), None),
         "VAD with flatness gate (8 kHz)": (case_vad(f8, 0.1), None),
         "input pipeline (24 kHz chunk)": (case_input_pipeline(f24), None),

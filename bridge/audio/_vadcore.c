@@ -38,7 +38,7 @@ static Complex times(Complex a, Complex b) {
  * are 40, 80 and 120 = 2^3 5, 2^4 5, 2^3 3 5), which gives the real frame's spectrum. */
 typedef struct {
     int size, half;
-    int factors[16];   /* of half, largest first, ending in 0 */
+    int factors[16];   /* of half: its 5s, 3s, 2s, then other primes; ending in 0 */
     double *window;    /* [size] */
     Complex *twiddles; /* [half]: e^(-2 pi i k / half) */
     Complex *unpack;   /* [half + 1]: e^(-2 pi i k / size), which joins the halves */
@@ -46,6 +46,7 @@ typedef struct {
 
 static Spectrum spectra[MAX_SIZES];
 
+/* The radices of an FFT of n points, outermost first (see fft). */
 static void factorize(int n, int *factors) {
     static const int radices[] = {5, 3, 2};
     int count = 0;
@@ -121,16 +122,18 @@ static void fft(Complex *out, const Complex *in, int n, int stride, const int *f
         }
         return;
     }
-    Complex spun[MAX_FRAME / 2]; /* X[k + r m] = sum over q of W_n^(q k) Y_q[k] W_p^(q r) */
+    /* X[k + r m] = sum over q of W_n^(q k) Y_q[k] W_p^(q r), W_p^j = roots[j] */
+    Complex spun[MAX_FRAME / 2], roots[MAX_FRAME / 2];
+    for (int j = 0; j < p; j++)
+        roots[j] = twiddles[j * m * step];
     for (int k = 0; k < m; k++) {
         for (int q = 0; q < p; q++)
             spun[q] = times(out[k + q * m], twiddles[q * k * step]);
         for (int r = 0; r < p; r++) {
             Complex sum = spun[0];
-            for (int q = 1; q < p; q++) {
-                Complex w = twiddles[q * r % p * m * step];
-                sum.re += spun[q].re * w.re - spun[q].im * w.im;
-                sum.im += spun[q].re * w.im + spun[q].im * w.re;
+            for (int q = 1, j = r; q < p; q++, j = j + r < p ? j + r : j + r - p) {
+                sum.re += spun[q].re * roots[j].re - spun[q].im * roots[j].im;
+                sum.im += spun[q].re * roots[j].im + spun[q].im * roots[j].re;
             }
             out[k + r * m] = sum;
         }
@@ -149,7 +152,7 @@ static double flatness(const Spectrum *s, const int16_t *frame) {
     double product = 1, power_sum = 0; /* a product renormalised every 8 bins: one log */
     int exponent = 0;
     for (int k = 2; k <= half; k++) {
-        Complex a = spectrum[k % half], b = spectrum[half - k]; /* X[k] from Z[k], Z[half-k]* */
+        Complex a = spectrum[k < half ? k : 0], b = spectrum[half - k]; /* Z[k], Z[half-k] */
         Complex even = {(a.re + b.re) / 2, (a.im - b.im) / 2};
         Complex odd = times((Complex){(a.im + b.im) / 2, (b.re - a.re) / 2}, s->unpack[k]);
         double re = even.re + odd.re, im = even.im + odd.im;
