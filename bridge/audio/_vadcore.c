@@ -103,6 +103,37 @@ static const Spectrum *gate_spectrum(int size) {
     return s;
 }
 
+/* The 3-point DFT of a[] (forward: W = e^(-2 pi i / 3)) into out[0], out[m], out[2 m]. */
+static void dft3(Complex *out, int m, const Complex *a) {
+    const double s = 0.86602540378443864676; /* sin(2 pi / 3) */
+    Complex sum = {a[1].re + a[2].re, a[1].im + a[2].im};
+    Complex mid = {a[0].re - sum.re / 2, a[0].im - sum.im / 2};
+    Complex turn = {s * (a[1].im - a[2].im), -s * (a[1].re - a[2].re)}; /* -i s (a1 - a2) */
+    out[0] = (Complex){a[0].re + sum.re, a[0].im + sum.im};
+    out[m] = (Complex){mid.re + turn.re, mid.im + turn.im};
+    out[2 * m] = (Complex){mid.re - turn.re, mid.im - turn.im};
+}
+
+/* The 5-point DFT of a[] (forward) into out[0], out[m] .. out[4 m], by its symmetries. */
+static void dft5(Complex *out, int m, const Complex *a) {
+    const double c1 = 0.30901699437494742410, c2 = -0.80901699437494742410; /* cos 2pi/5, 4pi/5 */
+    const double s1 = 0.95105651629515357212, s2 = 0.58778525229247312917; /* sin 2pi/5, 4pi/5 */
+    Complex b1 = {a[1].re + a[4].re, a[1].im + a[4].im};
+    Complex b2 = {a[2].re + a[3].re, a[2].im + a[3].im};
+    Complex d1 = {a[1].re - a[4].re, a[1].im - a[4].im};
+    Complex d2 = {a[2].re - a[3].re, a[2].im - a[3].im};
+    Complex e1 = {a[0].re + c1 * b1.re + c2 * b2.re, a[0].im + c1 * b1.im + c2 * b2.im};
+    Complex e2 = {a[0].re + c2 * b1.re + c1 * b2.re, a[0].im + c2 * b1.im + c1 * b2.im};
+    /* -i (s1 d1 + s2 d2) and -i (s2 d1 - s1 d2) */
+    Complex o1 = {s1 * d1.im + s2 * d2.im, -(s1 * d1.re + s2 * d2.re)};
+    Complex o2 = {s2 * d1.im - s1 * d2.im, -(s2 * d1.re - s1 * d2.re)};
+    out[0] = (Complex){a[0].re + b1.re + b2.re, a[0].im + b1.im + b2.im};
+    out[m] = (Complex){e1.re + o1.re, e1.im + o1.im};
+    out[4 * m] = (Complex){e1.re - o1.re, e1.im - o1.im};
+    out[2 * m] = (Complex){e2.re + o2.re, e2.im + o2.im};
+    out[3 * m] = (Complex){e2.re - o2.re, e2.im - o2.im};
+}
+
 /* out[0 .. n) = the DFT of in[0], in[stride], ..., in[(n - 1) stride], by decimation in
  * time over `factors` (their product is n); twiddles[j * step] = e^(-2 pi i j / n). */
 static void fft(Complex *out, const Complex *in, int n, int stride, const int *factors,
@@ -129,6 +160,14 @@ static void fft(Complex *out, const Complex *in, int n, int stride, const int *f
     for (int k = 0; k < m; k++) {
         for (int q = 0; q < p; q++)
             spun[q] = times(out[k + q * m], twiddles[q * k * step]);
+        if (p == 3) {
+            dft3(out + k, m, spun);
+            continue;
+        }
+        if (p == 5) {
+            dft5(out + k, m, spun);
+            continue;
+        }
         for (int r = 0; r < p; r++) {
             Complex sum = spun[0];
             for (int q = 1, j = r; q < p; q++, j = j + r < p ? j + r : j + r - p) {
