@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from websockets.frames import Frame, Opcode, apply_mask
 
-from bridge.audio.decimate import Decimator
+from bridge.audio._vadcore import VadFramer
 from bridge.audio.framer import Framer
 from bridge.audio.pacer import OutputPacer
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.resample import StreamResampler
 from bridge.audio.ring import RingBuffer
-from bridge.audio.vad import VAD_RATE, VoiceActivityDetector
+from bridge.audio.vad import VAD_RATE, VoiceActivityDetector, spectral_flatness
 from bridge.codecs.pcm import f32_to_s16, s16_to_f32
 from bridge.codecs.wav import read_wav
 from bridge.wire._frames import audio_frames
@@ -98,12 +98,23 @@ def case_vad(frames8: list[np.ndarray], max_flatness: float) -> Callable[[], Non
     return run
 
 
-def case_decimate(frames: list[np.ndarray]) -> Callable[[], None]:
-    decimator = Decimator(24000, VAD_RATE)
+def case_vad_input(frames: list[np.ndarray]) -> Callable[[], None]:
+    """The VAD's input stage: 24 kHz decimated to 8 kHz and cut into frames, one call."""
+    framer = VadFramer(24000, VAD_RATE, VAD_RATE * FRAME_MS // 1000)
 
     def run() -> None:
         for f in frames:
-            decimator.process(f)
+            framer.take(f)
+
+    return run
+
+
+def case_flatness(frames8: list[np.ndarray]) -> Callable[[], None]:
+    """The spectral gate's measure of each frame (the VAD computes it only when needed)."""
+
+    def run() -> None:
+        for f in frames8:
+            spectral_flatness(f)
 
     return run
 
@@ -119,6 +130,43 @@ def case_input_pipeline(frames: list[np.ndarray]) -> Callable[[], None]:
     def run() -> None:
         for f in frames:
             pipeline.feed(f, ignore)
+
+    return run
+
+
+SESSIONS = 400  # VADs fed in turn, as a loaded server does: each one's state cold in cache
+CHUNK_FRAMES = 5  # a v2 bot's 100 ms chunk
+
+
+def case_vads_round_robin(frames8: list[np.ndarray]) -> Callable[[], None]:
+    """SESSIONS VADs (with the gate), each given a 100 ms block in turn."""
+    vads = [VoiceActivityDetector(FRAME_MS) for _ in range(SESSIONS)]
+    blocks = [
+        np.concatenate(frames8[i : i + CHUNK_FRAMES])
+        for i in range(0, SESSIONS * CHUNK_FRAMES, CHUNK_FRAMES)
+    ]
+
+    def run() -> None:
+        for vad, block in zip(vads, blocks, strict=True):
+            vad.process_block(block, None, ignore)
+
+    return run
+
+
+def case_pipelines_round_robin(frames: list[np.ndarray]) -> Callable[[], None]:
+    """SESSIONS input pipelines (24 kHz bots, 100 ms chunks), each fed a chunk in turn."""
+    pipelines = [
+        InputPipeline(24000, {24000}, FRAME_MS, VoiceActivityDetector(FRAME_MS))
+        for _ in range(SESSIONS)
+    ]
+    chunks = [
+        np.concatenate(frames[i : i + CHUNK_FRAMES])
+        for i in range(0, SESSIONS * CHUNK_FRAMES, CHUNK_FRAMES)
+    ]
+
+    def run() -> None:
+        for pipeline, chunk in zip(pipelines, chunks, strict=True):
+            pipeline.feed(chunk, ignore)
 
     return run
 
@@ -201,6 +249,7 @@ def case_pacer(n: int) -> Callable[[], None]:
 
 
 def measure(run: Callable[[], None], frames: int, rounds: int) -> dict[str, float]:
+    """Time per frame of `run` (which handles `frames` frames), median and p95 over rounds."""
     run()  # warm up
     per_frame = []
     for _ in range(rounds):
@@ -215,6 +264,13 @@ def measure(run: Callable[[], None], frames: int, rounds: int) -> dict[str, floa
     }
 
 
+def show(name: str, r: dict[str, float], more: str = "") -> None:
+    print(
+        f"{name:42} {r['us_per_frame_p50']:13.2f} {r['us_per_frame_p95']:8.2f} "
+        f"{r['x_real_time']:12.0f}  {more}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -226,6 +282,8 @@ def main() -> None:
     n, rounds = args.frames, args.rounds
     f24, f16, f8 = frames_of(24000, n), frames_of(16000, n), frames_of(VAD_RATE, n)
 
+    many_frames = SESSIONS * CHUNK_FRAMES
+    f24_many, f8_many = frames_of(24000, many_frames), frames_of(VAD_RATE, many_frames)
     cases: dict[str, tuple[Callable[[], None], StreamResampler | None]] = {
         "ring buffer write+read (24 kHz)": (case_ring(f24), None),
         "framer, unaligned chunks (24 kHz)": (case_framer(f24), None),
@@ -235,10 +293,15 @@ def main() -> None:
         "parse_text (speaker array)": (case_parse_speakers(n), None),
         "s16 -> f32 -> s16 (24 kHz)": (case_pcm(f24), None),
         "pacer decision": (case_pacer(n), None),
-        "decimate 24k->8k for the VAD": (case_decimate(f24), None),
+        "decimate + frame 24k->8k for the VAD": (case_vad_input(f24), None),
+        "spectral flatness (8 kHz)": (case_flatness(f8), None),
         "VAD, webrtcvad only (8 kHz)": (case_vad(f8, 1.0), None),
         "VAD with flatness gate (8 kHz)": (case_vad(f8, 0.1), None),
         "input pipeline (24 kHz chunk)": (case_input_pipeline(f24), None),
+    }
+    many: dict[str, Callable[[], None]] = {
+        f"VAD with gate, {SESSIONS} sessions in turn": case_vads_round_robin(f8_many),
+        f"input pipeline, {SESSIONS} sessions in turn": case_pipelines_round_robin(f24_many),
     }
     for quality in ("QQ", "LQ", "MQ", "HQ", "VHQ"):
         for src, dst in ((24000, 16000), (16000, 24000)):
@@ -255,10 +318,11 @@ def main() -> None:
             r["delay_ms"] = steady_delay_ms(resampler)
             more = f"delay {r['delay_ms']:.2f} ms"
         results[name] = r
-        print(
-            f"{name:42} {r['us_per_frame_p50']:13.2f} {r['us_per_frame_p95']:8.2f} "
-            f"{r['x_real_time']:12.0f}  {more}"
-        )
+        show(name, r, more)
+    for name, run in many.items():
+        r = measure(run, many_frames, rounds)
+        results[name] = r
+        show(name, r)
     if args.out:
         machine = {
             "host": socket.gethostname(),

@@ -23,7 +23,7 @@ import numpy as np
 import soxr
 
 from benchmarks.turns import LEAD_IN_S, RATE, corpus
-from bridge.audio.decimate import Decimator
+from bridge.audio._vadcore import VadFramer
 from bridge.audio.smart_turn import RATE as MODEL_RATE
 from bridge.audio.smart_turn import SmartTurn
 from bridge.audio.turns import PauseModel
@@ -39,8 +39,8 @@ def stops(audio: np.ndarray, config: BridgeConfig) -> list[tuple[float, float, f
     vad = VoiceActivityDetector(
         config.frame_ms, stop_ms=config.turn_vad_stop_ms, onset_ms=config.vad_onset_ms
     )
-    frames = Decimator(RATE, VAD_RATE).process(audio)
     size = VAD_RATE * config.frame_ms // 1000
+    frames = np.frombuffer(VadFramer(RATE, VAD_RATE, size).take(audio), np.int16)
     first: float | None = None
     found: list[list[float]] = []
     for i in range(0, len(frames) - size + 1, size):

@@ -42,6 +42,8 @@ class Framer:
         """The whole frames this chunk completes, as one block (maybe empty): a view of chunk
         when nothing was pending, else a new array. Copy a view to keep it."""
         size, pending = self.frame_size, self._ring.available
+        if not pending and not len(chunk) % size:
+            return chunk  # whole frames, nothing waiting: a bot's 20 or 100 ms chunk
         whole = (pending + len(chunk)) // size * size
         if not pending:
             block = chunk[:whole]

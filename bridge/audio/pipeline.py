@@ -1,53 +1,40 @@
 """The input side of a session: bot-rate chunks in, speech events and listener blocks out.
 
-A chunk is worked on whole: one conversion and one framing per rate, then the VAD's frames
-one by one (webrtcvad judges a frame at a time); listeners get the chunk's whole frames as
-one block.
+A chunk is worked on whole: one call decimates it to the VAD's 8 kHz and cuts its whole
+frames (bridge/audio/_vadcore.c), another judges them; each listener rate gets one
+conversion and one framing, and the chunk's whole frames as one block.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
 
-from bridge.audio.decimate import Decimator
+from bridge.audio._vadcore import VadFramer
 from bridge.audio.echo_guard import EchoGuard
 from bridge.audio.framer import Framer, frame_samples
 from bridge.audio.resample import Quality, StreamResampler
 from bridge.audio.vad import VAD_RATE, SpeechEvent, VoiceActivityDetector
 
-
-class RateConverter(Protocol):
-    """A stream rate converter: a StreamResampler, or the VAD's Decimator."""
-
-    out_rate: int
-
-    @property
-    def delay_ms(self) -> float: ...
-
-    def process(self, chunk: np.ndarray) -> np.ndarray: ...
-
-
 Block = tuple[int, np.ndarray]  # (rate, whole frames at that rate)
 
 
 class FrameStream:
-    """Convert a chunk stream to one rate (state kept across chunks) and cut whole frames."""
+    """Resample a chunk stream to one rate (state kept across chunks) and cut whole frames."""
 
-    def __init__(self, converter: RateConverter, frame_ms: int) -> None:
-        self.converter = converter
-        self.framer = Framer(frame_samples(converter.out_rate, frame_ms))
+    def __init__(self, resampler: StreamResampler, frame_ms: int) -> None:
+        self.resampler = resampler
+        self.framer = Framer(frame_samples(resampler.out_rate, frame_ms))
 
     def take(self, chunk: np.ndarray) -> np.ndarray:
         """The whole frames this chunk completes, as one block (maybe a view of chunk)."""
-        return self.framer.take(self.converter.process(chunk))
+        return self.framer.take(self.resampler.process(chunk))
 
 
 class InputPipeline:
-    """Runs VAD at 8 kHz (a whole-factor decimation) and frames audio at each listener rate,
-    resampled at `quality`.
+    """Runs VAD at 8 kHz (the mean of each group of bot_rate / 8000 samples: no resampler)
+    and frames audio at each listener rate, resampled at `quality`.
 
     feed() hands each speech event to `hear` as the VAD's frame that causes it is judged
     (so `hear` sees the VAD as it was then), and returns the chunk's (rate, block) pairs;
@@ -65,8 +52,8 @@ class InputPipeline:
     ) -> None:
         self.vad = vad
         self.echo_guard = echo_guard  # frames it calls the bot's own echo are no speech
-        self._vad_stream = FrameStream(Decimator(bot_rate, VAD_RATE), frame_ms)
-        self._vad_frame = self._vad_stream.framer.frame_size
+        self._vad_frame = frame_samples(VAD_RATE, frame_ms)
+        self._vad_input = VadFramer(bot_rate, VAD_RATE, self._vad_frame)
         self._frame_ms = frame_ms
         self._listen_streams = [
             (rate, FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms))
@@ -81,25 +68,24 @@ class InputPipeline:
 
     @property
     def vad_delay_ms(self) -> float:
-        """How late the VAD hears the meeting: its decimator's group delay."""
-        return self._vad_stream.converter.delay_ms
+        """How late the VAD hears the meeting: its decimation's group delay."""
+        return self._vad_input.delay_ms
 
     def feed(self, chunk: np.ndarray, hear: Callable[[SpeechEvent], None]) -> list[Block]:
         """Push one bot chunk through the VAD (its events to `hear`) and framing: a block
         (maybe empty) for each listening rate."""
         self.samples_in += len(chunk)
-        self._hear_speech(self._vad_stream.take(chunk), hear)
-        return [(rate, stream.take(chunk)) for rate, stream in self._listen_streams]
-
-    def _hear_speech(self, block: np.ndarray, hear: Callable[[SpeechEvent], None]) -> None:
+        block = self._vad_input.take(chunk)  # the chunk's whole 8 kHz frames, as s16 bytes
         masks = None if self.echo_guard is None else self._echo_masks(block)
         self.vad.process_block(block, masks, hear)
+        return [(rate, stream.take(chunk)) for rate, stream in self._listen_streams]
 
-    def _echo_masks(self, block: np.ndarray) -> bytes:
+    def _echo_masks(self, block: bytes) -> bytes:
         """A byte a VAD frame: 1 where the echo guard hears the bot's own voice come back."""
         guard, size, start_ms = self.echo_guard, self._vad_frame, self.vad.position_ms
         assert guard is not None
+        samples = np.frombuffer(block, dtype=np.int16)
         return bytes(
-            bool(guard.is_echo(block[at : at + size], start_ms + n * self._frame_ms))
-            for n, at in enumerate(range(0, len(block), size))
+            bool(guard.is_echo(samples[at : at + size], start_ms + n * self._frame_ms))
+            for n, at in enumerate(range(0, len(samples), size))
         )

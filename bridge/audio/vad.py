@@ -49,7 +49,7 @@ SpeechEvent = SpeechOnset | SpeechStarted | SpeechStopped
 def spectral_flatness(frame: np.ndarray) -> float:
     """Geometric over arithmetic mean of the power spectrum (Hann window, bins 2 and up: 0-1
     hold DC and hum): near 0 for voice, high for noise. Computed in bridge/audio/_vadcore.c
-    from cosine tables made once per frame size."""
+    by a mixed-radix FFT in double precision; frames of an even 4 to 480 samples."""
     return _flatness(np.ascontiguousarray(frame, dtype=np.int16))
 
 
@@ -122,7 +122,10 @@ class VoiceActivityDetector:
         return self._core.process(frame, masked)
 
     def process_block(
-        self, block: np.ndarray, masks: bytes | None, hear: Callable[[SpeechEvent], None]
+        self,
+        block: bytes | np.ndarray,
+        masks: bytes | None,
+        hear: Callable[[SpeechEvent], None],
     ) -> None:
         """Classify each frame of a block of whole frames (masks: a byte a frame, nonzero
         for masked, or None); each event goes to hear() as its frame is judged."""

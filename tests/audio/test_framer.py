@@ -51,3 +51,20 @@ def test_frames_of_a_block_are_views_of_it():
     frames = frames_of(block, 4)
     assert [f.tolist() for f in frames] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert all(np.shares_memory(f, block) for f in frames)
+
+
+def test_whole_frame_chunks_between_odd_ones_keep_the_stream_exact():
+    """A chunk of whole frames with nothing waiting (a bot's 20 or 100 ms) is its own block;
+    one that comes while samples wait is joined to them, not passed through."""
+    sizes = [960, 7, 473, 480, 2400, 0, 100, 480, 380, 1440]
+    signal = np.arange(sum(sizes), dtype=np.int16)
+    framer, blocks, at = Framer(frame_size=480), [], 0
+    for n in sizes:
+        chunk = signal[at : at + n]
+        waiting = framer.pending
+        block = framer.take(chunk)
+        assert (block is chunk) == (waiting == 0 and n % 480 == 0)
+        blocks.append(block.copy())
+        at += n
+        assert framer.pending == at % 480
+    assert np.array_equal(np.concatenate(blocks), signal[: len(signal) // 480 * 480])

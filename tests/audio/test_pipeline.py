@@ -1,11 +1,13 @@
 """The input pipeline: VAD on its own decimator, listeners at their configured quality."""
 
 import numpy as np
+import pytest
 
 from bridge.audio.pipeline import InputPipeline
 from bridge.audio.resample import StreamResampler
-from bridge.audio.vad import SpeechOnset, SpeechStarted, VoiceActivityDetector
-from tests.sounds import recording, silence
+from bridge.audio.vad import VAD_RATE, SpeechOnset, SpeechStarted, VoiceActivityDetector
+from tests.audio.test_vad_framer import chunk_sizes, reference_means
+from tests.sounds import ALSA, recording, silence, white_noise
 
 RATE = 24000
 
@@ -110,3 +112,31 @@ def test_the_echo_guard_masks_the_same_frames_in_100ms_chunks_as_frame_by_frame(
     frame_by_frame = judged(160)
     assert judged(800) == frame_by_frame
     assert "SpeechStarted" not in [kind for kind, _ in frame_by_frame[2:]]  # masked for good
+
+
+@pytest.mark.parametrize("chunk", [7, 480, 2400, "random"])
+@pytest.mark.parametrize("rate", [16000, 24000, 48000])
+def test_the_vad_hears_the_whole_recordings_group_means_whatever_the_chunking(rate, chunk):
+    """Every event (onsets too), at its time and at the VAD's position when heard, is the
+    one the VAD gives frame by frame on the whole stream's group means."""
+    gap = silence(0.7, rate)
+    names = sorted(path.stem for path in ALSA.glob("*.wav"))
+    speech = np.concatenate([gap, *(x for name in names for x in (recording(name, rate), gap))])
+    signal = np.concatenate([speech, white_noise(2, rate, 3000)])
+
+    def heard_by(vad: VoiceActivityDetector, found: list):
+        return lambda event: found.append((event, vad.position_ms))
+
+    reference_vad, expected = VoiceActivityDetector(20), []
+    hear = heard_by(reference_vad, expected)
+    means = reference_means(signal, rate // VAD_RATE)
+    for at in range(0, len(means) - 159, 160):
+        if (event := reference_vad.process(means[at : at + 160])) is not None:
+            hear(event)
+    vad, found = VoiceActivityDetector(20), []
+    pipeline, at = InputPipeline(rate, {rate}, 20, vad), 0
+    for n in chunk_sizes(chunk, len(signal)):
+        pipeline.feed(signal[at : at + n], heard_by(vad, found))
+        at += n
+    assert found == expected
+    assert sum(isinstance(event, SpeechStarted) for event, _ in found) >= len(names) - 1

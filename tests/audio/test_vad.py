@@ -121,18 +121,33 @@ def test_lazy_gate_decides_exactly_as_judging_every_frame(start_ms, stop_ms):
     assert len(found) >= 4  # the signal does start and stop speech several times
 
 
+def numpy_flatness(frame: np.ndarray) -> float:
+    """The gate's measure by numpy: the Hann-windowed rfft's bins 2 and up."""
+    spectrum = np.abs(np.fft.rfft(frame * np.hanning(len(frame)))[2:]) + 3e-5
+    return float(np.exp(np.mean(np.log(spectrum**2))) / np.mean(spectrum**2))
+
+
 @pytest.mark.parametrize("frame_ms", [10, 20, 30])
 def test_flatness_equals_the_fft_measure(frame_ms):
-    """The compiled gate's spectrum is the Hann-windowed rfft's bins 2 and up."""
+    """The compiled gate's FFT (double precision) gives numpy's measure on every frame of
+    speech and of noise, to rounding."""
     size = frame_samples(VAD_RATE, frame_ms)
-    frames = [
-        recording("Front_Left", VAD_RATE)[4000 : 4000 + size],
-        white_noise(1, VAD_RATE, 3000)[:size],
-    ]
-    for frame in frames:
-        spectrum = np.abs(np.fft.rfft(frame * np.hanning(size))[2:]) + 3e-5
-        expected = np.exp(np.mean(np.log(spectrum**2))) / np.mean(spectrum**2)
-        assert spectral_flatness(frame) == pytest.approx(expected, rel=1e-3)
+    signal = np.concatenate([recording("Front_Left", VAD_RATE), white_noise(1, VAD_RATE, 3000)])
+    for frame in whole_frames(signal, size):
+        assert spectral_flatness(frame) == pytest.approx(numpy_flatness(frame), rel=1e-9)
+
+
+@pytest.mark.parametrize("size", [4, 6, 14, 98, 478])
+def test_flatness_of_other_frame_sizes_equals_the_fft_measure(size):
+    """Sizes whose halves have factors other than 2, 3 and 5 (7, 239) take the same FFT."""
+    frame = recording("Front_Left", VAD_RATE)[4000 : 4000 + size]
+    assert spectral_flatness(frame) == pytest.approx(numpy_flatness(frame), rel=1e-9)
+
+
+@pytest.mark.parametrize("size", [2, 81, 482])
+def test_flatness_of_an_odd_or_out_of_range_frame_is_refused(size):
+    with pytest.raises(ValueError, match=f"even 4 to 480 samples, not {size}"):
+        spectral_flatness(np.zeros(size, np.int16))
 
 
 def test_onset_comes_after_onset_ms_of_voice_and_before_the_start():
