@@ -10,6 +10,10 @@ While websockets' parser waits between frames, the whole audio frames at the fro
 read are parsed and unmasked in C (bridge/wire/_frames.c) rather than by its generator-based
 parser (0.2 us a frame against 5.5 in a tight loop); from the first other byte on (a control
 or text frame, a frame cut by the read, a frame it must refuse) the read is websockets'.
+With `coalesce_reads` (a session's source socket) the audio frames of one read are one
+chunk: when the loop is busy a bot's messages wait in its socket and are read together,
+and the session then works once for them all, so the busier the server, the less it does
+a message; nothing waits for it.
 Speech out is written as unmasked binary frames straight to the transport (send_audio),
 without websockets' frame objects; websockets still writes every control frame and the close.
 
@@ -80,6 +84,7 @@ class BotConnection(ServerConnection):
     """ServerConnection plus a batched inline path for binary messages (the module's note)."""
 
     audio_sink: AudioSink | None = None
+    coalesce_reads = False  # the sink takes s16 chunks of any size: hear a read's frames as one
     audio_lost: AudioLost | None = None
     audio_written: AudioWritten | None = None
     _queued = 0  # whole messages queued for the handler and not yet taken (matters once a
@@ -105,10 +110,14 @@ class BotConnection(ServerConnection):
         """Hear each whole, masked, final binary frame at the front of data, within the size
         limit (parsed and unmasked in C); returns the bytes taken. Anything else (a control
         or text frame, a frame cut by the read, an unmasked or oversized one) stops it:
-        websockets answers that."""
+        websockets answers that. With coalesce_reads, a read's frames are heard as one chunk
+        (unless one has an odd length, which the sink must refuse on its own)."""
         payloads, taken = audio_frames(data, self._max_message)
-        for payload in payloads:
-            self._batch.hear(self, payload)
+        if len(payloads) > 1 and self.coalesce_reads and not any(len(p) % 2 for p in payloads):
+            self._batch.hear(self, b"".join(payloads))
+        else:
+            for payload in payloads:
+                self._batch.hear(self, payload)
         return taken
 
     def process_event(self, event: Request | Frame) -> None:  # type: ignore[override]

@@ -291,6 +291,31 @@ async def test_audio_frames_between_frames_skip_websockets_parser(monkeypatch):
     assert recorder.heard == [("inline", m) for m in expected]
 
 
+async def test_with_coalesce_reads_a_reads_audio_frames_are_heard_as_one_chunk():
+    recorder = Recorder()
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await sink_in_place(ws, recorder)
+            (connection,) = server.connections
+            connection.coalesce_reads = True
+            ws.transport.write(masked_frames(ws, b"\x01\x00", b"\x02\x00\x03\x00"))
+            await asyncio.sleep(0.05)
+            ws.transport.write(masked_frames(ws, b"\x04\x00", b"\x05", b"\x06\x00"))  # odd
+            await asyncio.sleep(0.05)
+            ws.transport.write(masked_frames(ws, b"\x07\x00", "speakers", b"\x08\x00"))
+            await asyncio.sleep(0.1)
+    assert recorder.heard == [
+        ("inline", b"\x01\x00\x02\x00\x03\x00"),  # one read, one chunk
+        ("inline", b"\x04\x00"),  # a read with an odd frame: each as it came, for refusal
+        ("inline", b"\x05"),
+        ("inline", b"\x06\x00"),
+        ("inline", b"\x07\x00"),  # the text frame ends what the read's fast path takes
+        ("queued", "speakers"),
+        ("queued", b"\x08\x00"),
+    ]
+
+
 async def test_from_another_frame_on_a_read_goes_to_websockets_in_order(monkeypatch):
     recorder, parser = Recorder(), ParserCalls(monkeypatch)
     async with await start(recorder) as server:
