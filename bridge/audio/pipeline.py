@@ -76,8 +76,9 @@ class InputPipeline:
         (maybe empty) for each listening rate."""
         self.samples_in += len(chunk)
         block = self._vad_input.take(chunk)  # the chunk's whole 8 kHz frames, as s16 bytes
-        masks = None if self.echo_guard is None else self._echo_masks(block)
-        self.vad.process_block(block, masks, hear)
+        if block:  # a 10 ms chunk completes a 20 ms frame every other time
+            masks = None if self.echo_guard is None else self._echo_masks(block)
+            self.vad.process_block(block, masks, hear)
         return [(rate, stream.take(chunk)) for rate, stream in self._listen_streams]
 
     def _echo_masks(self, block: bytes) -> bytes:
