@@ -32,6 +32,16 @@ class FrameStream:
         return self.framer.take(self.resampler.process(chunk))
 
 
+def listen_take(
+    bot_rate: int, rate: int, frame_ms: int, quality: Quality
+) -> Callable[[np.ndarray], np.ndarray]:
+    """What turns a bot chunk into a listener's block at rate: a framer alone at the bot's
+    own rate (two calls a chunk fewer), else a resampling FrameStream."""
+    if rate == bot_rate:
+        return Framer(frame_samples(rate, frame_ms)).take
+    return FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms).take
+
+
 class InputPipeline:
     """Runs VAD at 8 kHz (the mean of each group of bot_rate / 8000 samples: no resampler)
     and frames audio at each listener rate, resampled at `quality`.
@@ -55,9 +65,8 @@ class InputPipeline:
         self._vad_frame = frame_samples(VAD_RATE, frame_ms)
         self._vad_input = VadFramer(bot_rate, VAD_RATE, self._vad_frame)
         self._frame_ms = frame_ms
-        self._listen_streams = [
-            (rate, FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms))
-            for rate in sorted(listen_rates)
+        self._listen_takes = [  # the bot's own rate is framed as it comes, without a resampler
+            (rate, listen_take(bot_rate, rate, frame_ms, quality)) for rate in sorted(listen_rates)
         ]
         self.samples_in = 0
 
@@ -79,7 +88,7 @@ class InputPipeline:
         if block:  # a 10 ms chunk completes a 20 ms frame every other time
             masks = None if self.echo_guard is None else self._echo_masks(block)
             self.vad.process_block(block, masks, hear)
-        return [(rate, stream.take(chunk)) for rate, stream in self._listen_streams]
+        return [(rate, take(chunk)) for rate, take in self._listen_takes]
 
     def _echo_masks(self, block: bytes) -> bytes:
         """A byte a VAD frame: 1 where the echo guard hears the bot's own voice come back."""
