@@ -47,7 +47,7 @@ class OutputPacer:
         call it once send_at says now). Frames due within half a frame go with it: a chunk
         arriving a few ms before the last one has played is answered in one message, not
         one plus a frame each 20 ms (the lead then runs over by at most half a frame)."""
-        slack = max(EARLY_S, frame / self.sample_rate / 2)
+        slack = max(self.slack, frame / self.sample_rate / 2)
         room = now + slack + self.lead - max(self.play_end, now)
         return max(1, int(room * self.sample_rate) // frame)
 

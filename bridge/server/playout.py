@@ -142,13 +142,17 @@ class Playout:
 
     def fit_chunk(self, samples: int) -> None:
         """An input chunk of `samples` (more than any before): the lead grows to hold one whole
-        (up to message_ms) and a frame for its jitter, so a live echo of a v2 bot's 100 ms
-        chunk goes in one message, not one now and the rest from a timer. The configured
-        lead is the least it is."""
+        (up to message_ms) and a frame for its jitter, and may run over by half a chunk, so a
+        live echo of a v2 bot's 100 ms chunk goes in one message, not one now and the rest
+        from a timer. The configured lead is the least it is."""
         self.chunk_samples = samples
         frame_ms, lead_ms, _, _, _, message_ms = self._timing
-        chunk_ms = min(samples * 1000 / self.sample_rate, message_ms) + frame_ms
-        self.pacer.lead = max(lead_ms, chunk_ms) / 1000
+        chunk_ms = min(samples * 1000 / self.sample_rate, message_ms)
+        self.pacer.lead = max(lead_ms, chunk_ms + frame_ms) / 1000
+        # a chunk handled late shifts the bot's playback later for good: the next ones then
+        # find the lead full by that much, and would each go as two messages (one from a
+        # timer: more work exactly when the loop is busy); up to half a chunk, they go whole
+        self.pacer.slack = max(self.pacer.slack, chunk_ms / 2000)
 
     def retune(self, sample_rate: int) -> list[PlaybackReport]:
         """Play at another rate from now on (the bot's hello changed it): speech queued at

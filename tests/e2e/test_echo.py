@@ -163,4 +163,5 @@ async def test_a_v2_bots_100ms_chunks_are_echoed_a_message_a_chunk(start_bridge)
     assert chunks <= report.messages_received <= chunks * 1.1 + 2  # jitter may split a few
     session = server.sessions.sessions["v2live"]
     assert session.playout.pacer.lead == pytest.approx(0.12)
-    assert max(report.leads_ms) <= 120 + 5 + 20  # the lead, loopback, the bot's device buffer
+    # the lead, the half chunk it may run over by, loopback, the bot's device buffer
+    assert max(report.leads_ms) <= 120 + 50 + 5 + 20

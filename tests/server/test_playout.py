@@ -247,12 +247,15 @@ def test_the_lead_grows_to_an_input_chunk_and_a_frame_and_a_rate_change_resets_i
     playout = Playout(RATE, 20, lead_ms=80, capacity_s=1, max_pending=4, message_ms=100)
     playout.fit_chunk(RATE // 100)  # 10 ms chunks: the configured lead stands
     assert playout.pacer.lead == pytest.approx(0.08)
+    assert playout.pacer.slack == pytest.approx(0.01)  # half a frame
     playout.fit_chunk(RATE // 10)  # a v2 bot's 100 ms, and a frame for its jitter
     assert playout.pacer.lead == pytest.approx(0.12)
+    assert playout.pacer.slack == pytest.approx(0.05)  # half a chunk
     playout.fit_chunk(RATE)  # a 1 s message: no more than a message's worth
     assert playout.pacer.lead == pytest.approx(0.12)
     playout.retune(16000)
     assert (playout.pacer.lead, playout.chunk_samples) == (pytest.approx(0.08), 0)
+    assert playout.pacer.slack == pytest.approx(0.01)
 
 
 async def test_a_live_streams_chunks_due_at_once_go_as_they_are_and_are_all_accounted():
