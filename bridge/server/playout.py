@@ -235,12 +235,7 @@ class Playout:
             return False
         if not self.queue.pass_through(utterance_id, n):
             return False
-        self.allowed_at = min(now, pacer.allowed_at(frame))
-        send(samples.tobytes())
-        pacer.sent(now, n)
-        self.samples_out += n
-        if self.on_sent is not None:
-            self.on_sent(samples)
+        self._send_message(send, now, samples)
         return True
 
     def end_stream(self, stream: SpeechStream) -> None:
@@ -345,7 +340,6 @@ class Playout:
     def _send_due(self, send: Send, now: float, frame_size: int) -> None:
         """Send the frames due now in one message (at most message_ms): whole frames while the
         utterance is still produced, the rest of it once it is complete."""
-        self.allowed_at = min(now, self.pacer.allowed_at(frame_size))
         n = min(self.pacer.frames_due(now, frame_size) * frame_size, len(self._message))
         available = self.queue.available
         if n > available:
@@ -353,13 +347,19 @@ class Playout:
         message = self._message[:n]
         n, reports = self.queue.read(message)
         self._space_freed.set()
-        send(message.tobytes())
-        self.pacer.sent(now, n)
-        self.samples_out += n
-        if self.on_sent is not None:
-            self.on_sent(message)
+        self._send_message(send, now, message[:n])
         for report in reports:
             self._settle(report)
+
+    def _send_message(self, send: Send, now: float, message: np.ndarray) -> None:
+        """Write one message of speech now and account it: the pacer's clock, the samples
+        out, on_sent (given a view: copy to keep)."""
+        self.allowed_at = min(now, self.pacer.allowed_at(self.frame_size))
+        send(message.tobytes())
+        self.pacer.sent(now, len(message))
+        self.samples_out += len(message)
+        if self.on_sent is not None:
+            self.on_sent(message)
 
     def _check_pending(self) -> None:
         if len(self._pending) + len(self._streams) >= self._max_pending:
