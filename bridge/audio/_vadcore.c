@@ -3,7 +3,8 @@
  *
  * bridge/audio/pipeline.py feeds a VadFramer each bot chunk and gets back its whole 8 kHz
  * frames; bridge/audio/vad.py drives the Core. Each 8 kHz frame is classified by webrtcvad
- * (a Python callable: webrtcvad's own extension), voiced frames keep a copy until a
+ * (its extension's WebRtcVad_Process, called directly on the instance inside a
+ * webrtcvad.Vad: no bytes object, argument parsing or bool a frame), voiced frames keep a copy until a
  * decision needs the spectral gate's verdict on them (the flatness of the frame's
  * spectrum, by an FFT here), and start / stop come from counts over the start and stop
  * windows. In Python this bookkeeping cost more than webrtcvad itself: some twenty
@@ -15,6 +16,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -216,11 +218,12 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *classify; /* (frame bytes, samples) -> bool: webrtcvad */
+    PyObject *vad;      /* the webrtcvad instance's capsule, kept alive */
+    void *handle;       /* its VadInst */
+    int rate;           /* the frames' sample rate */
     const Spectrum *spectrum; /* the gate's; NULL: no gate */
     double max_flatness;      /* a voiced frame flatter than this is noise */
     PyObject *onset, *started, *stopped; /* the event classes */
-    PyObject *samples; /* frame_size as an int: classify's second argument */
     int frame_size;
     double frame_ms;
     Window start, stop;
@@ -274,18 +277,35 @@ static void push(Window *w, int vote, const int16_t *frame, int frame_size) {
 
 static void clear(Window *w) { w->head = w->len = w->voiced = w->pending = 0; }
 
+/* WebRtcVad_Process(VadInst *, int fs, const int16_t *frame, size_t length): 1 voiced,
+ * 0 not, -1 for a rate or length it refuses. Exported by webrtcvad's extension (which
+ * calls it per frame in its own `process`); found in it once, at the first Core. */
+typedef int (*VadProcess)(void *, int, const int16_t *, size_t);
+static VadProcess vad_process;
+
+static int find_vad_process(void) {
+    if (vad_process != NULL)
+        return 0;
+    PyObject *module = PyImport_ImportModule("_webrtcvad");
+    PyObject *file = module == NULL ? NULL : PyObject_GetAttrString(module, "__file__");
+    const char *path = file == NULL ? NULL : PyUnicode_AsUTF8(file);
+    void *library = path == NULL ? NULL : dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (library != NULL)
+        vad_process = (VadProcess)dlsym(library, "WebRtcVad_Process");
+    Py_XDECREF(file);
+    Py_XDECREF(module);
+    if (vad_process == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_ImportError, "webrtcvad's extension (%s) exports no WebRtcVad_Process",
+                     path == NULL ? "?" : path);
+    return vad_process == NULL ? -1 : 0;
+}
+
 /* webrtcvad's verdict on one frame: 1 voiced, 0 not, -1 with an exception set */
 static int classify(const Core *c, const int16_t *frame) {
-    PyObject *args[2] = {PyBytes_FromStringAndSize((const char *)frame, c->frame_size * 2),
-                         c->samples};
-    if (args[0] == NULL)
-        return -1;
-    PyObject *result = PyObject_Vectorcall(c->classify, args, 2, NULL);
-    Py_DECREF(args[0]);
-    if (result == NULL)
-        return -1;
-    int yes = PyObject_IsTrue(result);
-    Py_DECREF(result);
+    int yes = vad_process(c->handle, c->rate, frame, (size_t)c->frame_size);
+    if (yes < 0)
+        PyErr_Format(PyExc_ValueError, "webrtcvad refuses frames of %d samples at %d Hz",
+                     c->frame_size, c->rate);
     return yes;
 }
 
@@ -421,15 +441,17 @@ static PyObject *Core_process_block(Core *c, PyObject *args) {
 }
 
 static int Core_init(Core *c, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"classify", "max_flatness", "events", "frame_size", "frame_ms",
+    static char *names[] = {"vad", "rate", "max_flatness", "events", "frame_size", "frame_ms",
                             "start_frames", "to_start", "stop_frames", "to_go_on",
                             "onset_frames", NULL};
-    PyObject *classify, *events;
+    PyObject *vad, *events;
     int start_frames, stop_frames;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OdOidiiiii", names, &classify,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OidOidiiiii", names, &vad, &c->rate,
                                      &c->max_flatness, &events, &c->frame_size, &c->frame_ms,
                                      &start_frames, &c->to_start, &stop_frames, &c->to_go_on,
                                      &c->onset_frames))
+        return -1;
+    if (find_vad_process() < 0 || (c->handle = PyCapsule_GetPointer(vad, "WebRtcVadPtr")) == NULL)
         return -1;
     if (c->frame_size < 4 || c->frame_size > MAX_FRAME || start_frames <= 0 ||
         stop_frames <= 0 || c->start.votes) {
@@ -441,15 +463,13 @@ static int Core_init(Core *c, PyObject *args, PyObject *kwargs) {
     PyObject *onset, *started, *stopped;
     if (!PyArg_ParseTuple(events, "OOO", &onset, &started, &stopped))
         return -1;
-    PyObject *owned[] = {classify, onset, started, stopped};
+    PyObject *owned[] = {vad, onset, started, stopped};
     for (int i = 0; i < 4; i++)
         Py_INCREF(owned[i]);
-    c->classify = classify;
+    c->vad = vad;
     c->onset = onset;
     c->started = started;
     c->stopped = stopped;
-    if ((c->samples = PyLong_FromLong(c->frame_size)) == NULL)
-        return -1;
     if (window_init(&c->start, start_frames, c->frame_size) < 0 ||
         window_init(&c->stop, stop_frames, c->frame_size) < 0) {
         PyErr_NoMemory();
@@ -460,20 +480,18 @@ static int Core_init(Core *c, PyObject *args, PyObject *kwargs) {
 }
 
 static int Core_traverse(Core *c, visitproc visit, void *arg) {
-    Py_VISIT(c->classify);
+    Py_VISIT(c->vad);
     Py_VISIT(c->onset);
     Py_VISIT(c->started);
     Py_VISIT(c->stopped);
-    Py_VISIT(c->samples);
     return 0;
 }
 
 static int Core_clear(Core *c) {
-    Py_CLEAR(c->classify);
+    Py_CLEAR(c->vad);
     Py_CLEAR(c->onset);
     Py_CLEAR(c->started);
     Py_CLEAR(c->stopped);
-    Py_CLEAR(c->samples);
     return 0;
 }
 

@@ -76,21 +76,21 @@ class PauseModel:
         self.initial_delay_ms = initial
         self.adaptive = adaptive
         self._pauses: deque[float] = deque(maxlen=PAUSES_KEPT)
+        self._delay_ms = min_delay_ms if not adaptive else initial
 
     def observe(self, pause_ms: float) -> None:
         """A pause inside a turn (or one that ended a turn the speaker then continued)."""
         self._pauses.append(pause_ms)
+        if self.adaptive:
+            ranked = sorted(self._pauses)
+            typical = ranked[min(len(ranked) - 1, int(PAUSE_QUANTILE * len(ranked)))]
+            self._delay_ms = min(self.max_delay_ms, max(self.min_delay_ms, PAUSE_MARGIN * typical))
 
     @property
     def delay_ms(self) -> float:
-        """The current endpointing delay: PAUSE_MARGIN times the PAUSE_QUANTILE pause."""
-        if not self.adaptive:
-            return self.min_delay_ms
-        if not self._pauses:
-            return self.initial_delay_ms
-        ranked = sorted(self._pauses)
-        typical = ranked[min(len(ranked) - 1, int(PAUSE_QUANTILE * len(ranked)))]
-        return min(self.max_delay_ms, max(self.min_delay_ms, PAUSE_MARGIN * typical))
+        """The current endpointing delay: PAUSE_MARGIN times the PAUSE_QUANTILE pause (asked
+        on every chunk between speech and a turn's end, so kept, not sorted each time)."""
+        return self._delay_ms
 
 
 class TurnPolicy:

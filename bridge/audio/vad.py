@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import _webrtcvad  # webrtcvad's extension, called without its wrapper's checks
 import numpy as np
 import webrtcvad
 
@@ -76,7 +74,8 @@ class VoiceActivityDetector:
         self._vad = webrtcvad.Vad(aggressiveness)
         start_frames, stop_frames = max(1, start_ms // frame_ms), max(1, stop_ms // frame_ms)
         self._core = Core(
-            classify=functools.partial(_webrtcvad.process, self._vad._vad, VAD_RATE),
+            vad=self._vad._vad,  # the instance's capsule: the Core calls webrtcvad's C on it
+            rate=VAD_RATE,
             max_flatness=max_flatness,  # 1 or more: no gate
             events=(SpeechOnset, SpeechStarted, SpeechStopped),
             frame_size=VAD_RATE * frame_ms // 1000,

@@ -90,6 +90,7 @@ class BotConnection(ServerConnection):
     _queued = 0  # whole messages queued for the handler and not yet taken (matters once a
     # sink is set: a control socket never gets one, and its handler never calls took_message)
     _partial = False  # a fragmented message is being queued
+    _parser_idle = False  # websockets' parser waits between frames, and no byte went to it since
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -101,10 +102,21 @@ class BotConnection(ServerConnection):
     def data_received(self, data: bytes) -> None:
         """Hear the whole audio frames at the front of data without websockets' parser (a
         fifth of a chunk's cost in Python); the rest, from the first other byte, goes its way."""
-        if not (self._inline() and SKIP_PARSER and between_frames(self.protocol)):
-            super().data_received(data)
+        if not (self._inline() and SKIP_PARSER and self._parser_waits()):
+            self._to_parser(data)
         elif (taken := self._hear_frames(data)) < len(data):
-            super().data_received(data[taken:])
+            self._to_parser(data[taken:])
+
+    def _parser_waits(self) -> bool:
+        """between_frames(), remembered while no byte has gone to websockets' parser since
+        it was true (only bytes move the parser; the state may change by itself)."""
+        if not self._parser_idle or self.protocol.state is not State.OPEN:
+            self._parser_idle = between_frames(self.protocol)
+        return self._parser_idle
+
+    def _to_parser(self, data: bytes) -> None:
+        self._parser_idle = False
+        super().data_received(data)
 
     def _hear_frames(self, data: bytes) -> int:
         """Hear each whole, masked, final binary frame at the front of data, within the size

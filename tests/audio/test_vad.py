@@ -121,6 +121,22 @@ def test_lazy_gate_decides_exactly_as_judging_every_frame(start_ms, stop_ms):
     assert len(found) >= 4  # the signal does start and stop speech several times
 
 
+@pytest.mark.parametrize("aggressiveness", [0, 1, 2, 3])
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_each_frame_is_voiced_exactly_when_webrtcvads_own_wrapper_says_so(aggressiveness, frame_ms):
+    # the Core calls webrtcvad's C on the instance directly: its verdicts must be the wrapper's
+    speech = recording("Front_Center", VAD_RATE)
+    signal = np.concatenate([silence(0.3, VAD_RATE), speech, white_noise(1, VAD_RATE, 3000)])
+    wrapper = webrtcvad.Vad(aggressiveness)
+    vad = VoiceActivityDetector(frame_ms, aggressiveness)
+    verdicts = []
+    for frame in whole_frames(signal, frame_samples(VAD_RATE, frame_ms)):
+        vad.process(frame)
+        verdicts.append(vad.last_voiced_ms == vad.position_ms)
+        assert verdicts[-1] == wrapper.is_speech(frame.tobytes(), VAD_RATE)
+    assert 0 < sum(verdicts) < len(verdicts)
+
+
 def numpy_flatness(frame: np.ndarray) -> float:
     """The gate's measure by numpy: the Hann-windowed rfft's bins 2 and up."""
     spectrum = np.abs(np.fft.rfft(frame * np.hanning(len(frame)))[2:]) + 3e-5
