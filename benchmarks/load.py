@@ -64,7 +64,7 @@ PLAYER_BUFFER_S = 0.040
 P99_LIMIT_S = 0.005
 GENERATOR_CORE = 1  # when pinned; the server takes core 0
 SUSTAINED_CPU_SHARE = 0.9  # of the server's core: above it, a step is not sustainable
-PHASES = 10  # groups of bots, each sending at its own offset within the chunk period
+PHASE_S = 0.001  # a phase group a millisecond of the chunk period (uvloop's timer resolution)
 LOOP_LAG = "speakbridge_event_loop_lag_seconds"
 DROPPED = "speakbridge_dropped_total"
 HISTOGRAMS = {  # the server's histograms a step reports, with their bucket bounds
@@ -472,9 +472,11 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     gc.freeze()  # the bots' objects live all step: a full collection need not walk them
     http = httpx.AsyncClient()  # made before the clock starts: its setup takes milliseconds
     await http.get(f"http://127.0.0.1:{server.port}/healthz")
-    # bots are spread over the chunk period in PHASES groups, as real bots are not in step
-    groups = [bots[g::PHASES] for g in range(PHASES)]
     period = chunk / rate  # one message of audio, as this generation frames it
+    # bots are spread over the chunk period, a group a millisecond, as real bots are not in
+    # step: ten groups made every tenth of the bots a burst, a queue no meeting makes
+    phases = max(1, round(period / PHASE_S))
+    groups = [bots[g::phases] for g in range(phases)]
     begin = time.monotonic() + 0.05
     warmup_end = begin + args.warmup
     end = warmup_end + args.duration
