@@ -1,12 +1,15 @@
 """Prometheus metrics, read from the sessions at scrape time: nothing on the audio path.
 
 Counters of ended sessions are folded into server totals when each session ends; a scrape
-adds the live sessions' current counts, in prometheus-client's text format.
+adds the live sessions' current counts, in prometheus-client's text format. It reads them
+SCRAPE_SLICE sessions at a time, the loop turning between slices: read at once, a
+thousand sessions held every session's audio for tens of milliseconds, every scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from bridge.server.clients import ConnectionGate
     from bridge.server.session import Session
     from bridge.server.sessions import SessionTable
+
+SCRAPE_SLICE = 50  # live sessions a scrape reads between two turns of the event loop
 
 
 @dataclass
@@ -49,13 +54,6 @@ class Totals:
                 setattr(self, name, getattr(self, name) + value)
         self.added_latency.merge(session.added_latency)
 
-    def latency(self, live: list[Session]) -> Histogram:
-        """Added latency of ended and live sessions together."""
-        merged = Histogram(LATENCY_BUCKETS_S)
-        for histogram in [self.added_latency, *(s.added_latency for s in live)]:
-            merged.merge(histogram)
-        return merged
-
 
 def session_counts(session: Session) -> dict[str, Any]:
     """The counters of one session, named as in Totals."""
@@ -76,8 +74,45 @@ def session_counts(session: Session) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Scrape:
+    """One scrape's reading: the totals as it began, and each session live then."""
+
+    totals: Totals
+    counts: list[dict[str, Any]]
+    sockets: int = 0
+    subscribers: int = 0  # control channels
+    by_phase: Counter[str] = field(default_factory=Counter)
+    latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
+
+    @classmethod
+    async def read(cls, totals: Totals, sessions: list[Session]) -> Scrape:
+        """Copy the totals, then read the sessions a slice at a time. A session that ends
+        meanwhile is read as it ended: the copy is from before it was folded in, so each
+        counts once, and no counter goes back at the next scrape."""
+        scrape = cls(copy.deepcopy(totals), [])
+        scrape.latency.merge(scrape.totals.added_latency)
+        for start in range(0, len(sessions), SCRAPE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for session in sessions[start : start + SCRAPE_SLICE]:
+                scrape.add(session)
+        return scrape
+
+    def add(self, session: Session) -> None:
+        self.counts.append(session_counts(session))
+        self.sockets += len(session.links)
+        self.subscribers += session.events.subscribers
+        self.by_phase[session.phase] += 1
+        self.latency.merge(session.added_latency)
+
+    def total(self, name: str) -> float:
+        """A counter over ended and live sessions."""
+        return getattr(self.totals, name) + sum(c[name] for c in self.counts)
+
+
 class BridgeCollector:
-    """A prometheus-client collector over the session table and the server totals."""
+    """The metrics over the session table and the server totals (page() reads them)."""
 
     def __init__(self, table: SessionTable, totals: Totals, gate: ConnectionGate) -> None:
         self.table = table
@@ -85,24 +120,23 @@ class BridgeCollector:
         self.more: list[Callable[[], Iterable[Any]]] = []  # other parts' metric families
         self.gate = gate
 
-    def collect(self) -> Iterator[Any]:
-        live = [session_counts(s) for s in self.table.sessions.values()]
-        t = self.totals
+    async def page(self) -> tuple[bytes, str]:
+        """The metrics page and its content type, the sessions read a slice at a time."""
+        scrape = await Scrape.read(self.totals, list(self.table.sessions.values()))
+        registry = prometheus_client.CollectorRegistry(auto_describe=False)
+        registry.register(_Families(self, scrape))  # type: ignore[arg-type]
+        return prometheus_client.generate_latest(registry), prometheus_client.CONTENT_TYPE_LATEST
 
-        def total(name: str) -> float:
-            return getattr(t, name) + sum(c[name] for c in live)
-
+    def families(self, scrape: Scrape) -> Iterator[Any]:
+        """Every metric family of one scrape."""
+        t, total = scrape.totals, scrape.total
         yield GaugeMetricFamily(
-            "speakbridge_sessions_active", "Live sessions", value=len(self.table.sessions)
+            "speakbridge_sessions_active", "Live sessions", value=len(scrape.counts)
         )
         yield CounterMetricFamily(
             "speakbridge_sessions", "Sessions created", value=self.table.total
         )
-        yield GaugeMetricFamily(
-            "speakbridge_sockets",
-            "Open bot sockets",
-            value=sum(len(s.links) for s in self.table.sessions.values()),
-        )
+        yield GaugeMetricFamily("speakbridge_sockets", "Open bot sockets", value=scrape.sockets)
         yield CounterMetricFamily(
             "speakbridge_audio_in_seconds", "Meeting audio received", value=total("audio_in_s")
         )
@@ -114,7 +148,10 @@ class BridgeCollector:
             "Messages, frames and events dropped, by reason",
             labels=["reason"],
         )
-        for reason, n in (t.dropped + sum((c["dropped"] for c in live), Counter())).items():
+        dropped_now = Counter(t.dropped)
+        for counts in scrape.counts:
+            dropped_now.update(counts["dropped"])
+        for reason, n in dropped_now.items():
             dropped.add_metric([reason], n)
         yield dropped
         yield CounterMetricFamily(
@@ -131,9 +168,8 @@ class BridgeCollector:
         phases = GaugeMetricFamily(
             "speakbridge_sessions_by_phase", "Live sessions by phase", labels=["phase"]
         )
-        by_phase = Counter(s.phase for s in self.table.sessions.values())
         for phase in ("connected", "in_call"):
-            phases.add_metric([phase], by_phase[phase])
+            phases.add_metric([phase], scrape.by_phase[phase])
         yield phases
         yield CounterMetricFamily(
             "speakbridge_reconnects_refused_ended",
@@ -159,26 +195,25 @@ class BridgeCollector:
             buckets=t.loop_lag.cumulative(),
             sum_value=t.loop_lag.sum,
         )
-        latency = t.latency(list(self.table.sessions.values()))
         yield HistogramMetricFamily(
             "speakbridge_added_latency_seconds",
             "From reading a bot frame off its socket to the write of its echo (echo live)",
-            buckets=latency.cumulative(),
-            sum_value=latency.sum,
+            buckets=scrape.latency.cumulative(),
+            sum_value=scrape.latency.sum,
         )
         yield CounterMetricFamily(
             "speakbridge_event_loop_blocked",
             "Times the loop was blocked past the watchdog threshold",
             value=t.loop_blocked,
         )
-        yield from self._caps()
+        yield from self._caps(scrape)
         yield GaugeMetricFamily(
             "speakbridge_tasks", "asyncio tasks alive in the server", value=len(asyncio.all_tasks())
         )
         for families in self.more:
             yield from families()
 
-    def _caps(self) -> Iterator[Any]:
+    def _caps(self, scrape: Scrape) -> Iterator[Any]:
         """What the connection caps hold and what they refused (docs/security.md)."""
         yield GaugeMetricFamily(
             "speakbridge_pending_handshakes",
@@ -188,7 +223,7 @@ class BridgeCollector:
         yield GaugeMetricFamily(
             "speakbridge_control_clients",
             "Control channels open, all sessions",
-            value=sum(s.events.subscribers for s in self.table.sessions.values()),
+            value=scrape.subscribers,
         )
         refused = CounterMetricFamily(
             "speakbridge_connections_refused",
@@ -201,12 +236,16 @@ class BridgeCollector:
         yield CounterMetricFamily(
             "speakbridge_accept_failures",
             "Accepts that failed for want of file descriptors",
-            value=self.totals.accept_failures,
+            value=scrape.totals.accept_failures,
         )
 
 
-def exposition(collector: BridgeCollector) -> tuple[bytes, str]:
-    """The metrics page and its content type."""
-    registry = prometheus_client.CollectorRegistry(auto_describe=False)
-    registry.register(collector)  # type: ignore[arg-type]
-    return prometheus_client.generate_latest(registry), prometheus_client.CONTENT_TYPE_LATEST
+@dataclass(eq=False)  # the registry keeps its collectors in a dict
+class _Families:
+    """What prometheus-client's registry collects: one scrape's families."""
+
+    collector: BridgeCollector
+    scrape: Scrape
+
+    def collect(self) -> Iterator[Any]:
+        return self.collector.families(self.scrape)

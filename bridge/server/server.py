@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -34,7 +35,7 @@ from bridge.server.clients import (
 from bridge.server.control import serve_control
 from bridge.server.ingress import Ingress, PostLimits, PostRequest, PostResponse
 from bridge.server.limits import AUTH_FAILURES, FailureLimiter, parse_networks
-from bridge.server.metrics import BridgeCollector, Totals, exposition
+from bridge.server.metrics import BridgeCollector, Totals
 from bridge.server.refusals import RefusalLog
 from bridge.server.session import Link, ResponderFactory
 from bridge.server.sessions import SessionTable
@@ -218,7 +219,9 @@ class BridgeServer:
             f"?rate=16000 to its URLs if it streams 16 kHz; e.g. {base}/bots/{example}?rate=16000"
         )
 
-    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _admit(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
         """Route, authenticate and admit a request before the upgrade; refusals are logged
         once per address and window (docs/security.md has every status)."""
         address, now = self._client(connection, request), time.monotonic()
@@ -227,7 +230,7 @@ class BridgeServer:
             if path == "/healthz":  # never limited: a load balancer must always get an answer
                 return connection.respond(*self._health())
             if path == "/metrics":  # never limited, never counted: it has its own token
-                return self._metrics(connection, request)
+                return self._metrics(connection, request)  # awaited: it reads in slices
             self._check_origin(request)
             if self.limiter.blocked(address, now):
                 self.limiter.refused += 1
@@ -360,13 +363,13 @@ class BridgeServer:
             secret = self.config.secret.get_secret_value()
             verify(secret, token, session_id, role, time.time())
 
-    def _metrics(self, connection: ServerConnection, request: Request) -> Response:
+    async def _metrics(self, connection: ServerConnection, request: Request) -> Response:
         token = self.config.metrics_token
         if token is not None:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
                 return connection.respond(401, "metrics need 'Authorization: Bearer <token>'\n")
-        body, content_type = exposition(self.collector)
+        body, content_type = await self.collector.page()
         return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
 
     def _listing(self, connection: ServerConnection, request: Request) -> Response:

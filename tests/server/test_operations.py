@@ -11,6 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
+from bridge.server.metrics import SCRAPE_SLICE, Scrape
 from bridge.sim.simulator import SimulatorOptions, simulate
 from tests.helpers import eventually, join_call, session_of
 from tests.server_process import ServerProcess
@@ -61,6 +62,41 @@ async def test_metrics_match_what_was_sent(start_bridge):
     assert metrics["speakbridge_barge_ins_total"] == 0
     assert metrics["speakbridge_responder_errors_total"] == 0
     assert metrics["speakbridge_event_loop_lag_seconds_count"] > 10
+
+
+async def test_a_scrape_reads_the_sessions_a_slice_at_a_time_and_counts_each_once(start_bridge):
+    server = await start_bridge("echo")
+    base = f"ws://127.0.0.1:{server.port}/bots"
+    n = 2 * SCRAPE_SLICE + 7
+    sockets = [await connect(f"{base}/slice-{i}") for i in range(n)]
+    for ws in sockets:
+        await ws.send(b"\x00" * 480)  # 10 ms each
+    await eventually(lambda: len(server.sessions.sessions) == n)
+    await eventually(lambda: all(s.stats.bytes_in for s in server.sessions.sessions.values()))
+    turns = 0
+
+    def turn() -> None:  # counts the loop's turns while the sessions are read
+        nonlocal turns
+        turns += 1
+        ticker[0] = asyncio.get_running_loop().call_soon(turn)
+
+    ticker = [asyncio.get_running_loop().call_soon(turn)]
+    live = list(server.sessions.sessions.values())
+    turns = 0
+    reading = await Scrape.read(server.totals, live)
+    ticker[0].cancel()
+    assert turns >= 2  # the loop turned between the three slices (read at once: 0)
+    assert len(reading.counts) == n and reading.sockets == n
+    ending = asyncio.create_task(live[0].end("test"))  # ends while a scrape reads
+    metrics = await scrape(server)
+    await ending
+    sent_s = n * 0.01
+    assert abs(metrics["speakbridge_audio_in_seconds_total"] - sent_s) < 1e-9  # it counts once
+    after = await scrape(server)
+    assert after["speakbridge_sessions_active"] == n - 1
+    assert abs(after["speakbridge_audio_in_seconds_total"] - sent_s) < 1e-9
+    for ws in sockets:
+        await ws.close()
 
 
 async def test_json_logs_carry_session_and_bot(tmp_path):
