@@ -2,7 +2,7 @@
  * onset, start and stop) and spectral gate (flatness).
  *
  * bridge/audio/pipeline.py feeds a VadFramer each bot chunk and gets back its whole 8 kHz
- * frames; bridge/audio/vad.py drives the Core. Each 8 kHz frame is classified by webrtcvad
+ * frames; bridge/audio/vad.py's VoiceActivityDetector is a Core. Each 8 kHz frame is classified by webrtcvad
  * (its extension's WebRtcVad_Process, called directly on the instance inside a
  * webrtcvad.Vad: no bytes object, argument parsing or bool a frame), voiced frames keep a copy until a
  * decision needs the spectral gate's verdict on them (the flatness of the frame's
@@ -392,10 +392,11 @@ static int get_frames(Core *c, PyObject *block, Py_buffer *view) {
     return 0;
 }
 
-static PyObject *Core_process(Core *c, PyObject *args) {
+static PyObject *Core_process(Core *c, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"frame", "masked", NULL};
     PyObject *frame;
     int masked = 0;
-    if (!PyArg_ParseTuple(args, "O|p", &frame, &masked))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p", names, &frame, &masked))
         return NULL;
     Py_buffer view;
     if (get_frames(c, frame, &view) < 0)
@@ -535,7 +536,7 @@ static PyGetSetDef Core_getset[] = {
 };
 
 static PyMethodDef Core_methods[] = {
-    {"process", (PyCFunction)Core_process, METH_VARARGS,
+    {"process", (PyCFunction)(void (*)(void))Core_process, METH_VARARGS | METH_KEYWORDS,
      "process(frame, masked=False): one frame's event, or None"},
     {"process_block", (PyCFunction)Core_process_block, METH_VARARGS,
      "process_block(block, masks, hear): each frame of a block, events to hear()"},
@@ -545,8 +546,9 @@ static PyMethodDef Core_methods[] = {
 static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.audio._vadcore.Core",
     .tp_basicsize = sizeof(Core),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The VAD's vote windows and decisions (bridge/audio/vad.py drives it).",
+    /* a base: VoiceActivityDetector is a Core, so its calls and attributes are C's own */
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The VAD's vote windows and decisions (bridge/audio/vad.py sets it up).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Core_init,
     .tp_dealloc = (destructor)Core_dealloc,

@@ -48,7 +48,8 @@ class InputPipeline:
 
     feed() hands each speech event to `hear` as the VAD's frame that causes it is judged
     (so `hear` sees the VAD as it was then), and returns the chunk's (rate, block) pairs;
-    a block may be a view of the chunk: copy to keep.
+    a block may be a view of the chunk: copy to keep. `judged` says whether that chunk
+    completed a VAD frame (a 10 ms chunk completes a 20 ms frame every other time).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class InputPipeline:
             (rate, listen_take(bot_rate, rate, frame_ms, quality)) for rate in sorted(listen_rates)
         ]
         self.samples_in = 0
+        self.judged = False
 
     @property
     def speech_segments(self) -> int:
@@ -85,10 +87,14 @@ class InputPipeline:
         (maybe empty) for each listening rate."""
         self.samples_in += len(chunk)
         block = self._vad_input.take(chunk)  # the chunk's whole 8 kHz frames, as s16 bytes
-        if block:  # a 10 ms chunk completes a 20 ms frame every other time
+        if block:
             masks = None if self.echo_guard is None else self._echo_masks(block)
             self.vad.process_block(block, masks, hear)
-        return [(rate, take(chunk)) for rate, take in self._listen_takes]
+        self.judged = bool(block)
+        blocks = []  # a loop, not a comprehension: that is one more frame a chunk in 3.11
+        for rate, take in self._listen_takes:
+            blocks.append((rate, take(chunk)))
+        return blocks
 
     def _echo_masks(self, block: bytes) -> bytes:
         """A byte a VAD frame: 1 where the echo guard hears the bot's own voice come back."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,12 +50,25 @@ def spectral_flatness(frame: np.ndarray) -> float:
     return _flatness(np.ascontiguousarray(frame, dtype=np.int16))
 
 
-class VoiceActivityDetector:
+class VoiceActivityDetector(Core):
     """Speech starts when most frames of the start window are voiced, stops after a quiet window.
 
     A frame is voiced when webrtcvad says so and its spectrum is not flat: webrtcvad alone
     fires on steady broadband noise (fans, hiss), whose spectral flatness is far above
     voice's. Feed 8 kHz s16 frames of exactly frame_ms; events lag the audio by one window.
+
+    A Core (bridge/audio/_vadcore.c), so every call and attribute is the C type's own, with
+    no Python frame on the way (it is asked several times a chunk):
+    - `process(frame, masked=False)`: classify one frame; its event (an onset, a start or
+      a stop) or None. A masked frame is unvoiced whatever it holds (the bot's own voice
+      come back).
+    - `process_block(block, masks, hear)`: each frame of a block of whole frames (masks: a
+      byte a frame, nonzero for masked, or None); each event goes to hear() as its frame
+      is judged.
+    - `speaking` (in a segment), `position_ms` (stream time at the last frame's end),
+      `last_voiced_ms` (at the end of the last frame webrtcvad voiced; -inf before any),
+      `onset_pending` (not in speech, but the start window holds voice that may yet open a
+      segment), `segments` (ended so far).
     """
 
     START_RATIO = 0.8  # voiced share of the start window that opens a segment
@@ -71,10 +83,9 @@ class VoiceActivityDetector:
         max_flatness: float = 0.1,
         onset_ms: int = 60,
     ) -> None:
-        self._vad = webrtcvad.Vad(aggressiveness)
         start_frames, stop_frames = max(1, start_ms // frame_ms), max(1, stop_ms // frame_ms)
-        self._core = Core(
-            vad=self._vad._vad,  # the instance's capsule: the Core calls webrtcvad's C on it
+        super().__init__(
+            vad=webrtcvad.Vad(aggressiveness)._vad,  # its capsule: the Core calls webrtcvad's C
             rate=VAD_RATE,
             max_flatness=max_flatness,  # 1 or more: no gate
             events=(SpeechOnset, SpeechStarted, SpeechStopped),
@@ -87,45 +98,3 @@ class VoiceActivityDetector:
             to_go_on=stop_frames - math.ceil(self.STOP_RATIO * stop_frames) + 1,
             onset_frames=max(1, onset_ms // frame_ms),
         )
-
-    @property
-    def speaking(self) -> bool:
-        """In a speech segment (between SpeechStarted and SpeechStopped)."""
-        return self._core.speaking
-
-    @property
-    def last_voiced_ms(self) -> float:
-        """Stream time at the end of the last frame webrtcvad voiced (-inf before any)."""
-        return self._core.last_voiced_ms
-
-    @property
-    def onset_pending(self) -> bool:
-        """Not in speech, but the start window holds voice that may yet open a segment."""
-        return self._core.onset_pending
-
-    @property
-    def position_ms(self) -> float:
-        """Stream time at the end of the last frame processed."""
-        return self._core.position_ms
-
-    @property
-    def segments(self) -> int:
-        """Speech segments ended so far."""
-        return self._core.segments
-
-    def process(self, frame: np.ndarray, masked: bool = False) -> SpeechEvent | None:
-        """Classify one frame; returns an event when the speaking state changes (or an onset).
-
-        A masked frame counts as unvoiced whatever it holds (the bot's own voice come back).
-        """
-        return self._core.process(frame, masked)
-
-    def process_block(
-        self,
-        block: bytes | np.ndarray,
-        masks: bytes | None,
-        hear: Callable[[SpeechEvent], None],
-    ) -> None:
-        """Classify each frame of a block of whole frames (masks: a byte a frame, nonzero
-        for masked, or None); each event goes to hear() as its frame is judged."""
-        self._core.process_block(block, masks, hear)

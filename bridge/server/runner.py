@@ -33,6 +33,7 @@ class ResponderRunner:
             hook: getattr(responder, f"on_{hook}") for hook in inline_hooks(responder)
         }
         self._busy = True  # the task is in a hook (on_start first): inline calls would overtake it
+        self._waiting = 0  # items queued and not yet taken: the queue's size without a call
         self.dropped: Counter[str] = Counter()
         self.errors = 0
         self.started = asyncio.Event()  # on_start has returned (or raised)
@@ -42,7 +43,7 @@ class ResponderRunner:
         """Deliver a hook call without waiting: inline if it is a plain function and nothing is
         queued before it, else queued; False (and counted) when the queue is full."""
         call = self._inline.get(hook)
-        if call is not None and not self._busy and self._queue.empty():
+        if call is not None and not self._busy and not self._waiting:
             self._busy = True  # what the hook causes (a frame sent, heard back) queues behind it
             try:
                 call(*args)
@@ -53,6 +54,7 @@ class ResponderRunner:
             return True
         try:
             self._queue.put_nowait((hook, args))
+            self._waiting += 1
         except asyncio.QueueFull:
             if not self.dropped:
                 log.warning(
@@ -72,6 +74,7 @@ class ResponderRunner:
         try:
             async with asyncio.timeout(timeout):
                 await self._queue.put(_STOP)
+                self._waiting += 1
                 await asyncio.shield(self._task)
         except TimeoutError:
             log.error(
@@ -89,6 +92,7 @@ class ResponderRunner:
         while True:
             self._busy = False
             hook, args = await self._queue.get()
+            self._waiting -= 1
             self._busy = True
             await self._call(hook, args)
             if hook == "stop":

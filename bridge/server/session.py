@@ -450,13 +450,12 @@ class Session:
         return heard_s * 1000
 
     def _hear(self, samples: np.ndarray) -> None:
-        vad = self.pipeline.vad
-        heard_ms = vad.position_ms
-        blocks = self.pipeline.feed(samples, self.floor.hear)  # speech: turns, pauses, barge-in
+        pipeline = self.pipeline
+        blocks = pipeline.feed(samples, self.floor.hear)  # speech: turns, pauses, barge-in
         for rate, block in blocks:
             if len(block):
                 self._offer_audio(rate, block)
-        if vad.position_ms != heard_ms:  # the floor decides on stream time: only if it moved
+        if pipeline.judged:  # the floor decides on stream time: only if it moved
             self.floor.tick()
 
     def _offer_audio(self, rate: int, block: np.ndarray) -> None:

@@ -175,17 +175,13 @@ class BotConnection(ServerConnection):
         if self.audio_written is not None:
             self.audio_written()
 
-    def deliver(self, data: bytes, read_at: float) -> None:
-        """Hand an inline message to the sink; a raising sink closes this socket (1011)."""
-        if (sink := self.audio_sink) is None:
-            return  # the sink failed on an earlier message of this tick: the socket is closing
-        try:
-            sink(data, read_at)
-        except Exception:  # a bug: end this socket, as the handler task would, not the loop
-            log.exception("handling an audio message failed; closing the socket")
-            self.audio_sink = None
-            self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
-            self.send_data()
+    def sink_failed(self) -> None:
+        """The sink raised on a message (in an except block): close this socket (1011),
+        not the loop; the rest of this tick's messages from it are not heard."""
+        log.exception("handling an audio message failed; closing the socket")
+        self.audio_sink = None
+        self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
+        self.send_data()
 
 
 WRITE_EVERY = 8  # chunks heard between writes: a frame waits for at most WRITE_EVERY - 1 others
@@ -232,7 +228,11 @@ class TickBatch:
         try:
             heard, self._heard = self._heard, []
             for i, (connection, data, read_at) in enumerate(heard, 1):
-                connection.deliver(data, read_at)
+                if (sink := connection.audio_sink) is not None:  # None: failed, closing
+                    try:
+                        sink(data, read_at)
+                    except Exception:  # a bug: end this socket, as its handler would
+                        connection.sink_failed()
                 if not i % WRITE_EVERY:
                     self._write()
             self._write()

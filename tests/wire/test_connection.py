@@ -149,8 +149,9 @@ class Socket:
     def __init__(self, name: str, log: list, batch: TickBatch) -> None:
         self.name, self.log, self.batch = name, log, batch
         self.fail_writes = 0
+        self.audio_sink = self.hear
 
-    def deliver(self, data: bytes, read_at: float) -> None:
+    def hear(self, data: bytes, read_at: float) -> None:
         self.log.append(("heard", self.name, data, read_at))
         self.batch.await_write(self)  # a frame of speech for this tick
 
