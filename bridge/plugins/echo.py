@@ -80,8 +80,14 @@ class EchoResponder(Responder):
             self._live = await self.session.open_stream()
 
     def on_audio(self, frame: np.ndarray) -> None:  # plain: runs inline, no task switch
-        if self._live is not None:
-            self._loop_back(self._live, frame)
+        if (live := self._live) is not None:  # live: loop it back (a backlog is shed)
+            waiting = int(self.session.output_delay() * self.session.bot_rate)
+            if live.closed:  # only if the interrupt's event was dropped from a full queue
+                self.session.drop_input("echo_live_interrupted", len(frame))
+            elif not self._catchup.keep(waiting, len(frame)):
+                self.session.drop_input("echo_live_behind", len(frame))
+            elif lost := live.write(frame):
+                self.session.drop_input("echo_live_queue_full", lost)
             return
         if self._segments is None:
             o = self.options
@@ -122,12 +128,3 @@ class EchoResponder(Responder):
     async def on_stop(self) -> None:
         if self._live is not None:
             self._live.close()
-
-    def _loop_back(self, live: SpeechStream, frame: np.ndarray) -> None:
-        waiting = int(self.session.output_delay() * self.session.bot_rate)
-        if live.closed:  # only if the interrupt's event was dropped from a full queue
-            self.session.drop_input("echo_live_interrupted", len(frame))
-        elif not self._catchup.keep(waiting, len(frame)):
-            self.session.drop_input("echo_live_behind", len(frame))
-        elif lost := live.write(frame):
-            self.session.drop_input("echo_live_queue_full", lost)

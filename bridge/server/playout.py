@@ -72,11 +72,14 @@ class SpeechStream:
         self.closed = False
         self._playout = playout
         self._resampler = StreamResampler(rate, playout.sample_rate, playout.quality)
+        self._resamples = rate != playout.sample_rate  # else write() skips its identity call
 
     def write(self, audio: AudioChunk) -> int:
         """Queue audio at the stream's rate; returns the samples (at the bot's rate) that did
         not fit in the playback queue and were dropped: the caller counts them."""
-        samples = self._resampler.process(to_s16(audio))
+        samples = to_s16(audio)
+        if self._resamples:
+            samples = self._resampler.process(samples)
         return len(samples) if self.closed else self._playout.put(self.utterance.id, samples)
 
     def close(self) -> None:

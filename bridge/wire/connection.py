@@ -30,6 +30,7 @@ wait is counted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import time
@@ -251,6 +252,7 @@ class TickBatch:
             self._loop.call_soon(self.run)
 
 
+@functools.lru_cache(maxsize=256)  # a few chunk sizes recur: a hit is a C call, no frame
 def binary_frame_header(length: int) -> bytes:
     """RFC 6455 header of a final, unmasked (server to client) binary frame of length bytes."""
     if length < 126:

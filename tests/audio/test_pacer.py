@@ -115,3 +115,79 @@ def test_a_pacer_that_knows_its_frame_sends_a_frame_due_within_half_of_it():
     assert pacer.send_at(5.0095, FRAME) == pytest.approx(5.02)  # 10.5 ms early: waits
     _, leads, _ = run(OutputPacer(RATE, lead_ms=40, frame=FRAME), until=10.0, jitter_s=0.008)
     assert max(leads) <= 0.040 + 0.010
+
+
+class ReferencePacer:
+    """The pacer's arithmetic in Python, as it was before it was compiled: the C must agree
+    with it to the last bit."""
+
+    def __init__(self, rate: int, lead_ms: float, frame: int) -> None:
+        self.rate, self.lead = rate, lead_ms / 1000
+        self.slack = max(EARLY_S, frame / rate / 2)
+        self.origin, self.samples, self.play_end = 0.0, 0, 0.0
+        self.streaming, self.underruns, self.pauses, self.samples_sent = False, 0, 0, 0
+
+    def lead_at(self, now: float) -> float:
+        return max(0.0, self.play_end - now)
+
+    def send_at(self, now: float, samples: int) -> float:
+        due = max(self.play_end, now) + samples / self.rate - self.lead
+        return now if due <= now + self.slack else due
+
+    def frames_due(self, now: float, frame: int) -> int:
+        slack = max(self.slack, frame / self.rate / 2)
+        room = now + slack + self.lead - max(self.play_end, now)
+        return max(1, int(room * self.rate) // frame)
+
+    def allowed_at(self, frame: int) -> float:
+        return self.play_end + frame / self.rate - self.lead
+
+    def sent(self, now: float, samples: int) -> None:
+        if self.play_end < now:
+            if self.streaming and self.samples:
+                self.underruns += 1
+            self.origin, self.samples = now, 0
+        self.samples += samples
+        self.play_end = self.origin + self.samples / self.rate
+        self.samples_sent += samples
+        self.streaming = True
+
+    def pause(self, now: float) -> float:
+        self.streaming = False
+        self.pauses += 1
+        return self.lead_at(now)
+
+    def end_stream(self) -> None:
+        self.streaming = False
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_compiled_clock_agrees_with_the_python_arithmetic_exactly(seed):
+    rng = np.random.default_rng(seed)
+    rate = int(rng.choice([16000, 24000, 32000, 48000]))
+    frame, lead_ms = rate // 50, float(rng.choice([20, 40, 80, 120, 250]))
+    pacer, reference = OutputPacer(rate, lead_ms, frame), ReferencePacer(rate, lead_ms, frame)
+    now = float(rng.uniform(0, 1e5))
+    for _ in range(2000):
+        now += float(rng.exponential(0.01 if rng.random() < 0.95 else 0.5))  # and gaps
+        samples = int(rng.integers(1, 6)) * frame
+        op = rng.integers(10)
+        if op < 6:
+            due = pacer.send_at(now, samples)
+            assert due == reference.send_at(now, samples)
+            assert pacer.frames_due(now, frame) == reference.frames_due(now, frame)
+            if due == now:
+                pacer.sent(now, samples)
+                reference.sent(now, samples)
+        elif op == 6:
+            assert pacer.pause(now) == reference.pause(now)
+        elif op == 7:
+            pacer.end_stream()
+            reference.end_stream()
+        else:
+            assert pacer.allowed_at(frame) == reference.allowed_at(frame)
+            assert pacer.lead_at(now) == reference.lead_at(now)
+        assert pacer.play_end == reference.play_end
+        assert (pacer.underruns, pacer.pauses) == (reference.underruns, reference.pauses)
+    assert pacer.samples_sent == reference.samples_sent
+    assert reference.underruns > 0 and reference.pauses > 0  # every path was taken
