@@ -101,37 +101,35 @@ class BotConnection(ServerConnection):
         self._max_message = min((n for n in limits if n is not None), default=sys.maxsize)
 
     def data_received(self, data: bytes) -> None:
-        """Hear the whole audio frames at the front of data without websockets' parser (a
-        fifth of a chunk's cost in Python); the rest, from the first other byte, goes its way."""
-        if not (self._inline() and SKIP_PARSER and self._parser_waits()):
-            self._to_parser(data)
-        elif (taken := self._hear_frames(data)) < len(data):
-            self._to_parser(data[taken:])
-
-    def _parser_waits(self) -> bool:
-        """between_frames(), remembered while no byte has gone to websockets' parser since
-        it was true (only bytes move the parser; the state may change by itself)."""
-        if not self._parser_idle or self.protocol.state is not State.OPEN:
-            self._parser_idle = between_frames(self.protocol)
-        return self._parser_idle
-
-    def _to_parser(self, data: bytes) -> None:
-        self._parser_idle = False
-        super().data_received(data)
-
-    def _hear_frames(self, data: bytes) -> int:
         """Hear each whole, masked, final binary frame at the front of data, within the size
-        limit (parsed and unmasked in C); returns the bytes taken. Anything else (a control
-        or text frame, a frame cut by the read, an unmasked or oversized one) stops it:
-        websockets answers that. With coalesce_reads, a read's frames are heard as one chunk
-        (unless one has an odd length, which the sink must refuse on its own)."""
+        limit, without websockets' parser (parsed and unmasked in C: a fifth of a chunk's
+        cost in Python). Anything else, from its first byte (a control or text frame, a
+        frame cut by the read, an unmasked or oversized one), goes websockets' way. With
+        coalesce_reads, a read's frames are heard as one chunk (unless one has an odd
+        length, which the sink must refuse on its own)."""
+        if not (self._inline() and self._parser_waits()):
+            self._to_parser(data)
+            return
         payloads, taken = audio_frames(data, self._max_message)
         if len(payloads) > 1 and self.coalesce_reads and not any(len(p) % 2 for p in payloads):
             self._batch.hear(self, b"".join(payloads))
         else:
             for payload in payloads:
                 self._batch.hear(self, payload)
-        return taken
+        if taken < len(data):
+            self._to_parser(data[taken:])
+
+    def _parser_waits(self) -> bool:
+        """between_frames(), remembered while no byte has gone to websockets' parser since
+        it was true (only bytes move the parser; the state may change by itself); never
+        when this websockets parses otherwise than the fast path assumes."""
+        if not self._parser_idle or self.protocol.state is not State.OPEN:
+            self._parser_idle = SKIP_PARSER and between_frames(self.protocol)
+        return self._parser_idle
+
+    def _to_parser(self, data: bytes) -> None:
+        self._parser_idle = False
+        super().data_received(data)
 
     def process_event(self, event: Request | Frame) -> None:  # type: ignore[override]
         if not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
