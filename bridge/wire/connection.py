@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import sys
 import time
 import weakref
@@ -99,6 +100,14 @@ class BotConnection(ServerConnection):
         self._unsent: list[bytes] = []  # frames of speech for the end of this tick
         limits = (self.protocol.max_message_size, self.protocol.max_fragment_size)
         self._max_message = min((n for n in limits if n is not None), default=sys.maxsize)
+
+    async def keepalive(self) -> None:
+        """websockets' keepalive, but its first ping after one to two intervals, at random:
+        bots that connected together (a bridge restart, a batch of meetings at the hour)
+        would otherwise ping together every interval, hundreds in a burst."""
+        assert self.ping_interval is not None  # else websockets starts no keepalive
+        await asyncio.sleep(random.uniform(0, self.ping_interval))
+        await super().keepalive()
 
     def data_received(self, data: bytes) -> None:
         """Hear each whole, masked, final binary frame at the front of data, within the size

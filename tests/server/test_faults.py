@@ -14,7 +14,9 @@ from multiprocessing import get_context
 
 import httpx
 import numpy as np
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from bridge.sim.simulator import SimulatorOptions, simulate
 from tests.helpers import eventually, session_of
@@ -96,6 +98,33 @@ async def test_half_open_socket_is_caught_by_the_ping_timeout(start_bridge):
         await eventually(lambda: session.stats.bytes_in == 960)
     assert server.sessions.total == 1
     sock.close()
+
+
+class PingClock(ClientConnection):
+    """A bot's client that notes when the bridge's first ping arrives."""
+
+    first_ping: float | None = None
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame) and event.opcode is Opcode.PING and self.first_ping is None:
+            self.first_ping = time.monotonic()
+        super().process_event(event)
+
+
+async def test_bots_that_connect_together_are_pinged_apart(start_bridge):
+    interval = 0.5
+    server = await start_bridge("echo", ping_interval_s=interval, ping_timeout_s=1.0)
+    url = f"ws://127.0.0.1:{server.port}/bots/ping"
+    opened = time.monotonic()
+    bots = [await connect(f"{url}-{i}", create_connection=PingClock) for i in range(20)]
+    try:
+        await eventually(lambda: all(b.first_ping is not None for b in bots), timeout=5)
+        after = sorted(b.first_ping - opened for b in bots)  # type: ignore[operator]
+        assert interval - 0.05 <= after[0] and after[-1] <= 2 * interval + 0.3
+        assert after[-1] - after[0] > 0.2  # spread over the interval, not one burst
+    finally:
+        for bot in bots:
+            await bot.close()
 
 
 async def test_reconnect_storm_keeps_one_session(start_bridge):
