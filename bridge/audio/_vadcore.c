@@ -2,12 +2,12 @@
  * onset, start and stop) and spectral gate (flatness).
  *
  * bridge/audio/pipeline.py feeds a VadFramer each bot chunk and gets back its whole 8 kHz
- * frames; bridge/audio/vad.py's VoiceActivityDetector is a Core. Each 8 kHz frame is classified by webrtcvad
- * (its extension's WebRtcVad_Process, called directly on the instance inside a
- * webrtcvad.Vad: no bytes object, argument parsing or bool a frame), voiced frames keep a copy until a
- * decision needs the spectral gate's verdict on them (the flatness of the frame's
- * spectrum, by an FFT here), and start / stop come from counts over the start and stop
- * windows. In Python this bookkeeping cost more than webrtcvad itself: some twenty
+ * frames; bridge/audio/vad.py's VoiceActivityDetector is a Core. Each 8 kHz frame is
+ * classified by webrtcvad (its extension's WebRtcVad_Process, called directly on the
+ * instance inside a webrtcvad.Vad: no bytes object, argument parsing or bool a frame),
+ * voiced frames keep a copy until a decision needs the spectral gate's verdict on them
+ * (the flatness of the frame's spectrum, by an FFT here), and start / stop come from
+ * counts over the start and stop windows. In Python this bookkeeping cost more than webrtcvad itself: some twenty
  * interpreted calls a frame, five frames a 100 ms chunk.
  *
  * The decisions are those of judging every frame at once: they depend only on counts,
@@ -447,6 +447,10 @@ static int Core_init(Core *c, PyObject *args, PyObject *kwargs) {
                             "onset_frames", NULL};
     PyObject *vad, *events;
     int start_frames, stop_frames;
+    if (c->start.votes) { /* before anything is parsed into it: its windows fit its frames */
+        PyErr_SetString(PyExc_ValueError, "a Core is set up once");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OidOidiiiii", names, &vad, &c->rate,
                                      &c->max_flatness, &events, &c->frame_size, &c->frame_ms,
                                      &start_frames, &c->to_start, &stop_frames, &c->to_go_on,
@@ -455,8 +459,8 @@ static int Core_init(Core *c, PyObject *args, PyObject *kwargs) {
     if (find_vad_process() < 0 || (c->handle = PyCapsule_GetPointer(vad, "WebRtcVadPtr")) == NULL)
         return -1;
     if (c->frame_size < 4 || c->frame_size > MAX_FRAME || start_frames <= 0 ||
-        stop_frames <= 0 || c->start.votes) {
-        PyErr_SetString(PyExc_ValueError, "frames of 4 to 480 samples, windows of one, once");
+        stop_frames <= 0) {
+        PyErr_SetString(PyExc_ValueError, "frames of 4 to 480 samples, windows of one");
         return -1;
     }
     if (c->max_flatness < 1 && (c->spectrum = gate_spectrum(c->frame_size)) == NULL)

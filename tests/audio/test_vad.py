@@ -217,3 +217,13 @@ def test_onset_pending_while_the_start_window_holds_voice():
         if isinstance(event, SpeechStarted):
             break
     assert any(pending[:-1]) and not pending[-1]  # pending before the start, not once in speech
+
+
+def test_a_detector_is_set_up_once_and_a_second_setup_leaves_it_as_it_was():
+    vad = VoiceActivityDetector(20)
+    with pytest.raises(ValueError, match="once"):
+        vad.__init__(30)  # its windows hold 20 ms frames: a 30 ms setup must not touch them
+    speech = recording("Front_Left", VAD_RATE)
+    frames = whole_frames(np.concatenate([silence(1, VAD_RATE), speech]), 160)
+    found = [e for f in frames if isinstance(e := vad.process(f), SpeechStarted)]
+    assert found and vad.position_ms == len(frames) * 20
