@@ -68,6 +68,9 @@ class BridgeConfig(BaseModel):
     )
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
     max_sessions: int = Field(1000, ge=1, description="more are refused with 503")
+    gc_reclaim_sessions: int = Field(
+        64, ge=1, description="ended sessions a cycle keeps alive before a full collection"
+    )
     max_sockets_per_session: int = Field(2, ge=1, le=8, description="a bot opens one or two")
     secret: SecretStr | None = Field(None, description="HMAC key: only signed URLs are admitted")
     token_ttl_s: float = Field(86400.0, gt=0, description="lifetime of URLs the launcher signs")

@@ -90,6 +90,11 @@ class SessionHandle:
         self._on_drop = on_drop
         self.owner: object = None  # the responder, set by the session
 
+    def release(self) -> None:
+        """The session has ended: drop the way back to it and to the responder (a cycle)."""
+        self._on_drop = _ignore_drop
+        self.owner = None
+
     @property
     def session_id(self) -> str:
         return self.info.session_id
@@ -208,3 +213,7 @@ class Responder:
 
     async def on_stop(self) -> None:
         """The session ended; release resources here."""
+
+
+def _ignore_drop(reason: str, samples: int) -> None:
+    """What a released handle calls in place of its session's drop count."""

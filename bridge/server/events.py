@@ -48,6 +48,10 @@ class EventHub:
         """Call listener(event, source) for every event (it must not block)."""
         self._listeners.append(listener)
 
+    def release(self) -> None:
+        """Its session has ended: no listener is called again (they made cycles)."""
+        self._listeners.clear()
+
     def publish(self, kind: str, source: object = None, **fields: Any) -> Event:
         """Send an event of type kind; source (a responder; None: the session) is passed on."""
         event = {"type": kind, "session": self.session_id, "time": time.time(), **fields}

@@ -119,6 +119,10 @@ class Floor:
         self.turns_continued = 0
         self.false_interruptions = 0  # pauses resumed
 
+    def release(self) -> None:
+        """Its session has ended: forget the session's callbacks (they made a cycle)."""
+        self._offer_all = self._publish = self._interrupt = _ignore
+
     def hear(self, event: SpeechEvent) -> None:
         """One event of the VAD, in stream order."""
         if isinstance(event, SpeechOnset):
@@ -243,3 +247,7 @@ class Floor:
             )
         else:
             self._publish(hook, at_ms=turn.at_ms, start_ms=turn.start_ms, gap_ms=turn.gap_ms)
+
+
+def _ignore(*args: object) -> None:
+    """What a released floor calls in place of its session."""

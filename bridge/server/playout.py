@@ -117,7 +117,7 @@ class Playout:
         self._pending: dict[asyncio.Task[None], Utterance] = {}
         self._streams: set[SpeechStream] = set()
         self._order = asyncio.Lock()  # utterances enter the queue in the order spoken
-        self._sink: Callable[[], Send | None] = lambda: None  # set by run()
+        self._sink: Callable[[], Send | None] = _no_sink  # set by run()
         self._running = False  # run() is on: frames go out
         self._timer: asyncio.TimerHandle | None = None  # armed for the next frame due
         self._sink_wanted = asyncio.Event()  # a frame is ready and there is no sink: run() waits
@@ -364,6 +364,11 @@ class Playout:
         if self.on_sent is not None:
             self.on_sent(message)
 
+    def release(self) -> None:
+        """Its session has ended: forget the session's callbacks (they made a cycle)."""
+        self.on_sent = self.on_finished = None
+        self._sink = _no_sink
+
     def _check_pending(self) -> None:
         if len(self._pending) + len(self._streams) >= self._max_pending:
             raise TooManyPending(
@@ -432,6 +437,10 @@ class Playout:
         self._pending.pop(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("speech source failed, its audio ends here: %r", task.exception())
+
+
+def _no_sink() -> Send | None:
+    return None
 
 
 async def _slices(audio: AudioChunk, rate: int) -> AsyncIterable[np.ndarray]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import hmac
 import json
 import logging
@@ -33,6 +32,7 @@ from bridge.server.clients import (
     is_trusted,
 )
 from bridge.server.control import serve_control
+from bridge.server.heap import SessionHeap
 from bridge.server.ingress import Ingress, PostLimits, PostRequest, PostResponse
 from bridge.server.limits import AUTH_FAILURES, FailureLimiter, parse_networks
 from bridge.server.metrics import BridgeCollector, Totals
@@ -74,6 +74,11 @@ class BridgeServer:
         self.gate.on_refused = self._gate_refused
         self.totals = Totals()
         self.sessions.on_end.append(self.totals.add_session)
+        self.heap = SessionHeap(config.gc_reclaim_sessions)
+        self.sessions.on_started.append(self.heap.started)
+        self.sessions.on_end.append(
+            lambda session: self.heap.ended(session, [r.responder for r in session.runners])
+        )
         self.collector = BridgeCollector(self.sessions, self.totals, self.gate)
         self.watchdog = LoopWatchdog(
             config.watchdog_threshold_s,
@@ -85,6 +90,7 @@ class BridgeServer:
         self.bots = BotSessions(self.sessions, config)
         self.webhooks = WebhookReceiver(_verifier(config), self.bots, config)
         self.collector.more.append(self.webhooks.metric_families)
+        self.collector.more.append(self.heap.metric_families)
         self.ingress = Ingress(
             self._post,
             PostLimits(
@@ -144,7 +150,7 @@ class BridgeServer:
         self._summaries = asyncio.create_task(self._summarize_refusals(), name="refusal-log")
         # What exists by now (modules, config) lives for good: keep it out of every full
         # collection, whose pause would otherwise hold up frames that are due.
-        gc.freeze()
+        self.heap.freeze()
         return self._server
 
     async def drain(self, timeout_s: float) -> None:
@@ -181,7 +187,7 @@ class BridgeServer:
                 self._summaries.cancel()
             self._log_summaries(float("inf"))  # what the last windows counted is not lost
             self._server = None
-            gc.unfreeze()  # what start() kept out of collections may be garbage by now
+            self.heap.close()  # what was kept out of collections may be garbage by now
 
     def _count_block(self) -> None:
         self.totals.loop_blocked += 1

@@ -91,6 +91,7 @@ class Session:
         config: BridgeConfig,
         make_responders: list[ResponderFactory],
         on_end: Callable[[Session], None],
+        on_started: Callable[[Session], None] = lambda session: None,
     ) -> None:
         self.id = session_id
         self.sample_rate = sample_rate  # the URL's or the default until the hello says otherwise
@@ -104,6 +105,8 @@ class Session:
         self.left = False  # ended on purpose: reconnects to its id are refused (SessionTable)
         self.started = False  # the responders run: the bot has said hello or sent audio
         self._on_end = on_end
+        self._on_started = on_started
+        self._handles: list[SessionHandle] = []  # the responders' (released at the end)
         self._make_responders = make_responders
         self._grace: asyncio.TimerHandle | None = None
         self._ending: asyncio.Task[None] | None = None
@@ -136,7 +139,7 @@ class Session:
         self._unwritten: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # their frames' reads
         self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
         self.events.listen(self._tell_responders)
-        self._playout_task = asyncio.create_task(
+        self._playout_task: asyncio.Task[None] | None = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
         )
 
@@ -153,6 +156,7 @@ class Session:
         self._loopback = any(r.responder.loopback for r in self.runners)
         if self.phase == "in_call":
             self._offer_all("join")
+        self._on_started(self)
 
     def _listener(self, runner: ResponderRunner, bot_rate: int) -> tuple[ResponderRunner, int, int]:
         rate = runner.responder.sample_rate or bot_rate
@@ -161,6 +165,7 @@ class Session:
 
     def _start_responder(self, make: ResponderFactory) -> ResponderRunner:
         handle = SessionHandle(self.info, self.playout, self.events, self._responder_dropped)
+        self._handles.append(handle)
         responder = make(handle)
         handle.owner = responder
         return ResponderRunner(responder, self.config.responder_queue_frames, self.id)
@@ -655,13 +660,26 @@ class Session:
             self._grace.cancel()
         for link in list(self.links.values()):
             await link.connection.close(code, reason)
-        self._playout_task.cancel()
+        if self._playout_task is not None:
+            self._playout_task.cancel()
         self.end_reason = reason
         self.events.publish("session_end", reason=reason)  # the responders' last event
         timeout = self.config.responder_stop_timeout_s
         await asyncio.gather(*(r.stop(timeout) for r in self.runners))
         self._on_end(self)
         log.info("session %s ended (%s): %s", self.id, reason, self.summary())
+        self._release()
+
+    def _release(self) -> None:
+        """Cut what points back here from the session's parts (callbacks, the cancelled
+        playout task's traceback): reference counting alone then frees an ended session,
+        and the live ones' objects, frozen out of full collections (heap.py), never need one."""
+        self.playout.release()
+        self.floor.release()
+        self.events.release()
+        for handle in self._handles:
+            handle.release()
+        self._playout_task = None
 
     def summary(self) -> str:
         """One line: duration, audio in and out, speech, drops, underruns."""

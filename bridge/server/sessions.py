@@ -63,6 +63,7 @@ class SessionTable:
         self._closing: set[asyncio.Task[None]] = set()
         self.on_end: list[Callable[[Session], None]] = []  # called as each session ends
         self.on_start: list[Callable[[Session], None]] = []  # called as each session is made
+        self.on_started: list[Callable[[Session], None]] = []  # as its responders start
         self.ended = EndedSessions(config.ended_ttl_s, config.max_ended_sessions)
         self.refused_ended = 0  # reconnects refused with 410
 
@@ -93,6 +94,7 @@ class SessionTable:
                 self.config,
                 self._make_responders,
                 self._forget,
+                self._started,
             )
             self.sessions[session.id] = session
             self.total += 1
@@ -124,6 +126,10 @@ class SessionTable:
         for session in sessions:
             session.left = session.left or on_purpose
         await asyncio.gather(*(s.end(reason, CloseCode.GOING_AWAY) for s in sessions))
+
+    def _started(self, session: Session) -> None:
+        for callback in self.on_started:
+            callback(session)
 
     def _forget(self, session: Session) -> None:
         if session.left:
