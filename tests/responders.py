@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from bridge.audio.playback import PlaybackReport
 from bridge.audio.turns import TurnContinued, TurnEnded, TurnStarted
 from bridge.audio.vad import SpeechStarted, SpeechStopped
-from bridge.responder import Responder
+from bridge.responder import Responder, SessionHandle
 from bridge.wire.roster import Participant
 
 
@@ -125,3 +125,12 @@ class BlocksTheLoop(Responder):
         if not self.blocked:
             self.blocked = True
             time.sleep(0.6)
+
+
+class KeepsACycle(Responder):
+    """Holds itself in a reference cycle, as a user's responder may: once its session has
+    ended, only a full collection frees it."""
+
+    def __init__(self, options: BaseModel, session: SessionHandle) -> None:
+        super().__init__(options, session)
+        self.me = self

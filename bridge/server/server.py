@@ -22,7 +22,12 @@ from websockets.http11 import Request, Response
 
 from bridge.config import BridgeConfig
 from bridge.logs import clip, counted, session_context
-from bridge.meetingbaas.lifecycle import WEBHOOK_PATH, BotSessions, WebhookReceiver
+from bridge.meetingbaas.lifecycle import (
+    WEBHOOK_PATH,
+    AfterSession,
+    BotSessions,
+    WebhookReceiver,
+)
 from bridge.meetingbaas.webhooks import Verifier
 from bridge.server.clients import (
     FORWARDED_FOR,
@@ -37,7 +42,7 @@ from bridge.server.ingress import Ingress, PostLimits, PostRequest, PostResponse
 from bridge.server.limits import AUTH_FAILURES, FailureLimiter, parse_networks
 from bridge.server.metrics import BridgeCollector, Totals
 from bridge.server.refusals import RefusalLog
-from bridge.server.session import Link, ResponderFactory
+from bridge.server.session import Link, ResponderFactory, Session
 from bridge.server.sessions import SessionTable
 from bridge.server.watchdog import LoopWatchdog
 from bridge.wire.connection import BotConnection
@@ -76,9 +81,7 @@ class BridgeServer:
         self.sessions.on_end.append(self.totals.add_session)
         self.heap = SessionHeap(config.gc_reclaim_sessions)
         self.sessions.on_started.append(self.heap.started)
-        self.sessions.on_end.append(
-            lambda session: self.heap.ended(session, [r.responder for r in session.runners])
-        )
+        self.sessions.on_end.append(self._watch_ended)
         self.collector = BridgeCollector(self.sessions, self.totals, self.gate)
         self.watchdog = LoopWatchdog(
             config.watchdog_threshold_s,
@@ -188,6 +191,12 @@ class BridgeServer:
             self._log_summaries(float("inf"))  # what the last windows counted is not lost
             self._server = None
             self.heap.close()  # what was kept out of collections may be garbage by now
+
+    def _watch_ended(self, session: Session) -> None:
+        """The heap watches an ended session and its responders, but those kept on purpose
+        for the bot's final webhook (AfterSession: at most webhook_pending_bots)."""
+        responders = [r.responder for r in session.runners]
+        self.heap.ended(session, [r for r in responders if not isinstance(r, AfterSession)])
 
     def _count_block(self) -> None:
         self.totals.loop_blocked += 1
