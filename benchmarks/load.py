@@ -269,7 +269,7 @@ class ServerUnderTest:
             command = [sys.executable, "-m", "benchmarks.floor", "--library", library]
             command += ["--port", str(free_port())]
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            command, stdout=subprocess.PIPE, stderr=open(os.environ["SERVER_LOG"], "a") if os.environ.get("SERVER_LOG") else subprocess.DEVNULL, text=True
         )
         banner = self.process.stdout.readline()  # type: ignore[union-attr]
         if workers == 1:
