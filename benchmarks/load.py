@@ -236,7 +236,13 @@ class ServerUnderTest:
     workers, unpinned, measured together), the pipecat peer, or a floor echo."""
 
     def __init__(
-        self, kind: str, extra: list[str], rate: int, core: int | None, workers: int = 1
+        self,
+        kind: str,
+        extra: list[str],
+        rate: int,
+        core: int | None,
+        workers: int = 1,
+        log: str | None = None,
     ) -> None:
         self.kind, self.workers = kind, workers
         base = free_ports(workers) if workers > 1 else 0
@@ -268,9 +274,10 @@ class ServerUnderTest:
             library = kind.removeprefix("floor-")
             command = [sys.executable, "-m", "benchmarks.floor", "--library", library]
             command += ["--port", str(free_port())]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=open(os.environ["SERVER_LOG"], "a") if os.environ.get("SERVER_LOG") else subprocess.DEVNULL, text=True
-        )
+        with open(log or os.devnull, "a") as stderr:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=stderr, text=True
+            )
         banner = self.process.stdout.readline()  # type: ignore[union-attr]
         if workers == 1:
             base = int(re.search(r":(\d+)", banner).group(1))  # type: ignore[union-attr]
@@ -646,7 +653,7 @@ async def ramp(kind: str, args: argparse.Namespace) -> dict:
     workers = args.workers if kind == "speakbridge" else 1
     core = 0 if args.pin and workers == 1 else None
     extra = ["--prebuffer-ms", str(args.prebuffer_ms), *args.server_arg]
-    server = ServerUnderTest(kind, extra, args.rate, core, workers)
+    server = ServerUnderTest(kind, extra, args.rate, core, workers, args.server_log)
     base_rss = server.rss_kb()
     steps = []
     try:
@@ -769,6 +776,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         help="an extra argument for `speakbridge serve` (repeat)",
+    )
+    parser.add_argument(
+        "--server-log",
+        metavar="FILE",
+        help="append the servers' stderr to FILE (the watchdog names what blocked the loop)",
     )
     parser.add_argument(
         "--workers",
