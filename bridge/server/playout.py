@@ -143,19 +143,23 @@ class Playout:
         self._prefetch = int(sample_rate * prefetch_s)
         self.chunk_samples = 0  # the largest input chunk the lead was fitted to (fit_chunk)
 
-    def fit_chunk(self, samples: int) -> None:
+    def fit_chunk(self, samples: int, loopback: bool = False) -> None:
         """An input chunk of `samples` (more than any before): the lead grows to hold one whole
-        (up to message_ms) and a frame for its jitter, and may run over by half a chunk, so a
-        live echo of a v2 bot's 100 ms chunk goes in one message, not one now and the rest
-        from a timer. The configured lead is the least it is."""
+        (up to message_ms) and a frame for its jitter, and may run over by half a chunk (a
+        loopback's, whose speech is never cut by barge-in, by a whole one), so a live echo of
+        a v2 bot's 100 ms chunk goes in one message, not one now and the rest from a timer.
+        The configured lead is the least it is."""
         self.chunk_samples = samples
         frame_ms, lead_ms, _, _, _, message_ms = self._timing
         chunk_ms = min(samples * 1000 / self.sample_rate, message_ms)
         self.pacer.lead = max(lead_ms, chunk_ms + frame_ms) / 1000
-        # a chunk handled late shifts the bot's playback later for good: the next ones then
+        # A chunk handled late shifts the bot's playback later for good: the next ones then
         # find the lead full by that much, and would each go as two messages (one from a
-        # timer: more work exactly when the loop is busy); up to half a chunk, they go whole
-        self.pacer.slack = max(self.pacer.slack, chunk_ms / 2000)
+        # timer: more work exactly when the loop is busy). Up to the slack they go whole. A
+        # loopback's echo catch-up sheds a shift once it exceeds the lead less a frame
+        # (Playout.delay), so a whole chunk of slack leaves no shift that splits for good.
+        over = chunk_ms / 1000 if loopback else chunk_ms / 2000
+        self.pacer.slack = max(self.pacer.slack, over)
 
     def retune(self, sample_rate: int) -> list[PlaybackReport]:
         """Play at another rate from now on (the bot's hello changed it): speech queued at

@@ -444,7 +444,7 @@ class Session:
         if self.phase == "connected" and samples.any():
             self.enter_call("audio")
         if len(samples) > self.playout.chunk_samples:
-            self.playout.fit_chunk(len(samples))
+            self.playout.fit_chunk(len(samples), self._loopback)
         if self._loopback:  # before hearing it: its echo may leave within _hear
             self._arrivals.append((self.pipeline.samples_in + len(samples), read_at))
         self._hear(samples)

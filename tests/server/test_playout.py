@@ -251,11 +251,39 @@ def test_the_lead_grows_to_an_input_chunk_and_a_frame_and_a_rate_change_resets_i
     playout.fit_chunk(RATE // 10)  # a v2 bot's 100 ms, and a frame for its jitter
     assert playout.pacer.lead == pytest.approx(0.12)
     assert playout.pacer.slack == pytest.approx(0.05)  # half a chunk
+    playout.fit_chunk(RATE // 10 + 1, loopback=True)  # a loopback's: a whole chunk
+    assert playout.pacer.slack == pytest.approx(0.1, abs=1e-4)
     playout.fit_chunk(RATE)  # a 1 s message: no more than a message's worth
     assert playout.pacer.lead == pytest.approx(0.12)
     playout.retune(16000)
     assert (playout.pacer.lead, playout.chunk_samples) == (pytest.approx(0.08), 0)
     assert playout.pacer.slack == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(("loopback", "messages"), [(True, [5, 5]), (False, [5, 4])])
+async def test_a_loopbacks_chunk_goes_whole_when_its_bots_playback_has_shifted_under_a_chunk(
+    loopback, messages
+):
+    """A v2 bot's 100 ms chunk read 90 ms before the last one's echo has played (a stall
+    shifted the bot's playback): a loopback's goes in one message, another stream's goes
+    as what the lead holds now, the rest from a timer."""
+    now = [100.0]
+    playout = Playout(
+        RATE, 20, lead_ms=80, capacity_s=1, max_pending=4, clock=lambda: now[0], message_ms=100
+    )
+    playout.fit_chunk(RATE // 10, loopback)
+    sink = Sink()
+    task = asyncio.create_task(playout.run(lambda: sink.send, sink.ready))
+    await asyncio.sleep(0)
+    stream = await playout.open_stream()
+    assert stream.write(constant(1, 0.1)) == 0
+    now[0] += 0.01
+    assert stream.write(constant(2, 0.1)) == 0
+    assert [len(c) // FRAME for c in sink.chunks] == messages
+    assert playout.pacer.lead_at(now[0]) <= 0.12 + (0.1 if loopback else 0.05) + 1e-9
+    stream.close()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_live_streams_chunks_due_at_once_go_as_they_are_and_are_all_accounted():
