@@ -1,20 +1,19 @@
 """What live sessions hold is kept out of the garbage collector's full collections.
 
 CPython's cyclic collector now and then walks every tracked object at once: about 200 a
-session, so at a thousand sessions a full collection held the event loop for 100-250 ms,
-longer than any bot's lead, and every bot heard a gap at the same moment. What a session
+session, so at 800-850 sessions a full collection held the event loop for 110-150 ms,
+longer than a bot's lead, and every bot heard a gap at the same moment. What a session
 builds when it starts lives as long as the session, so a second after sessions start
 everything tracked is frozen (`gc.freeze()`: moved where no collection looks); collections
-then walk only what was made since, a few thousand objects.
+then walk only what was made since.
 
-Frozen objects are still freed when their last reference goes. What frozen cycles hold
-is not: a session whose objects form cycles outlives its end. So ended sessions are
-watched (the session and its responders), and once `reclaim_after` of them are still
-alive, everything is unfrozen and
-collected in one pass (a pause as long as the old full collections, that rare), then
-frozen again. The built-in responders leave no cycles when a session ends (the session
-releases its callbacks), so with them that pass never comes; a user's responder that
-keeps a cycle costs one pass every `reclaim_after` sessions it outlives.
+Frozen objects are still freed when their last reference goes; frozen cycles are not.
+A session cuts its own cycles as it ends (Session._release), so the built-in responders
+leave none. Ended sessions are watched, with their responders (a responder's cycle holds
+its playout, not its session); once `reclaim_after` of them are still alive a settle
+later, everything is unfrozen and collected in one pass (a pause as long as the old full
+collections), then frozen again. A user's responder that keeps a cycle thus costs one
+pass every `reclaim_after` sessions.
 """
 
 from __future__ import annotations
@@ -40,7 +39,9 @@ class SessionHeap:
 
     def __init__(self, reclaim_after: int) -> None:
         self.reclaim_after = reclaim_after
-        self._ended: list[list[weakref.ref[Any]]] = []  # each ended session's watched objects
+        # each ended session's watched objects: those ended within a settle (max_sessions at
+        # most), then those still alive (fewer than reclaim_after)
+        self._ended: list[list[weakref.ref[Any]]] = []
         self._settle: asyncio.TimerHandle | None = None
         self.freezes = 0
         self.reclaims = 0
@@ -57,8 +58,8 @@ class SessionHeap:
         self._soon()
 
     def ended(self, session: object, responders: list[object]) -> None:
-        """A session ended: if it or a responder of it is still alive within SETTLE_S, a
-        cycle may hold it (a responder's cycle holds its playout, not its session)."""
+        """A session ended: if it or a responder of it is still alive after SETTLE_S, a
+        cycle may hold it."""
         self._ended.append(_refs((session, *responders)))
         self._soon()
 
