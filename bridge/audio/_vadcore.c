@@ -7,8 +7,8 @@
  * instance inside a webrtcvad.Vad: no bytes object, argument parsing or bool a frame),
  * voiced frames keep a copy until a decision needs the spectral gate's verdict on them
  * (the flatness of the frame's spectrum, by an FFT here), and start / stop come from
- * counts over the start and stop windows. In Python this bookkeeping cost more than webrtcvad itself: some twenty
- * interpreted calls a frame, five frames a 100 ms chunk.
+ * counts over the start and stop windows. In Python this bookkeeping cost more than
+ * webrtcvad itself: some twenty interpreted calls a frame, five frames a 100 ms chunk.
  *
  * The decisions are those of judging every frame at once: they depend only on counts,
  * and pending frames are judged newest first, only until a decision is known.

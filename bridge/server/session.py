@@ -91,7 +91,7 @@ class Session:
         config: BridgeConfig,
         make_responders: list[ResponderFactory],
         on_end: Callable[[Session], None],
-        on_started: Callable[[Session], None] = lambda session: None,
+        on_started: Callable[[Session], None],
     ) -> None:
         self.id = session_id
         self.sample_rate = sample_rate  # the URL's or the default until the hello says otherwise
