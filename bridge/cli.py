@@ -124,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
         "--waiting-room-s", type=float, default=0.0, help="wait this long before being admitted"
     )
     sim.add_argument("--burst-chunks", type=int, default=10)
+    sim.add_argument(
+        "--start-late-ms",
+        type=float,
+        default=0.0,
+        help="send the first chunk this late and the rest on time (a slow start)",
+    )
     sim.add_argument("--gap-s", type=float, default=2.0, help="silence after each recording")
     sim.add_argument("--listen-s", type=float, default=2.0, help="listening time after the last")
     sim.add_argument("--out", help="write what came back (on the bot's playback timeline) to a WAV")
@@ -479,6 +485,7 @@ def _simulate(args: argparse.Namespace) -> int:
         sample_rate=args.rate,
         chunk_ms=args.chunk_ms,
         burst_chunks=args.burst_chunks,
+        start_late_ms=args.start_late_ms,
         gap_s=args.gap_s,
         listen_s=args.listen_s,
     )

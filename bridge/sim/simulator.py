@@ -197,6 +197,7 @@ class SimulatorOptions:
     sample_rate: int = 24000
     chunk_ms: int = 20  # the custom profile's message length; the generations have their own
     burst_chunks: int = 10  # chunks buffered while connecting, sent at once
+    start_late_ms: float = 0.0  # the first chunk goes this late, the rest on time: the margin
     lead_in_s: float = 0.5  # silence before the first recording
     gap_s: float = 2.0  # silence after each recording, for the reply
     listen_s: float = 2.0  # how long to keep listening once everything is sent
@@ -254,6 +255,7 @@ async def simulate(
         if opts.waiting_room_s:
             await asyncio.sleep(opts.waiting_room_s)
         await bot.send_roster()  # admitted: the roster as the bot finds it
+        await asyncio.sleep(opts.start_late_ms / 1000)
         await _speak(bot, timeline, utterances, chunk, origin, opts)
         await asyncio.sleep(opts.listen_s)
     finally:  # also when the bridge closed on us mid-speech
