@@ -5,6 +5,7 @@ imports nothing of the server at run time (the playout and event hub only as typ
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,6 +164,12 @@ class Responder:
         self.options = options
         self.session = session
 
+    @property
+    def hooks(self) -> frozenset[str]:
+        """The hooks (names without on_) the session calls: by default those this class
+        overrides. The others cost nothing, not even a queue entry; start and stop always run."""
+        return overridden_hooks(type(self))
+
     @classmethod
     def check(cls, options: BaseModel) -> None:
         """Raise ValueError at start if the responder cannot work here (a missing program)."""
@@ -213,6 +220,16 @@ class Responder:
 
     async def on_stop(self) -> None:
         """The session ended; release resources here."""
+
+
+@functools.cache
+def overridden_hooks(cls: type[Responder]) -> frozenset[str]:
+    """The hooks (names without on_) that cls defines otherwise than Responder."""
+    return frozenset(
+        name.removeprefix("on_")
+        for name, default in vars(Responder).items()
+        if name.startswith("on_") and getattr(cls, name) is not default
+    )
 
 
 def _ignore_drop(reason: str, samples: int) -> None:

@@ -8,9 +8,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.audio.catchup import CatchUp
+from bridge.audio.playback import PlaybackReport
 from bridge.audio.segments import SegmentCollector
 from bridge.audio.turns import TurnContinued, TurnEnded, TurnStarted
-from bridge.responder import Event, Responder, SessionHandle
+from bridge.responder import Responder, SessionHandle
 
 if TYPE_CHECKING:
     from bridge.server.playout import SpeechStream
@@ -75,6 +76,12 @@ class EchoResponder(Responder):
     def audio_blocks(self) -> bool:  # type: ignore[override]
         return self.options.mode == "live"  # a chunk's frames go back in one write
 
+    @property
+    def hooks(self) -> frozenset[str]:  # type: ignore[override]
+        if self.options.mode == "live":  # no turns: the audio, and an interrupt's end of it
+            return frozenset({"audio", "interrupted"})
+        return frozenset({"audio", "turn_start", "turn_continued", "turn_end"})
+
     async def on_start(self) -> None:
         if self.options.mode == "live":
             self._live = await self.session.open_stream()
@@ -100,9 +107,9 @@ class EchoResponder(Responder):
         if self._segments.frames_cut > cut:
             self.session.drop_input("echo_utterance_too_long", len(frame))
 
-    async def on_event(self, event: Event) -> None:
-        # A control `interrupt` ends the live stream (its utterance_end is queued before any
-        # later frame): the echo goes on in a new one.
+    async def on_interrupted(self, report: PlaybackReport) -> None:
+        # A control `interrupt` ends the live stream (queued before any later frame): the
+        # echo goes on in a new one.
         if self._live is not None and self._live.closed:
             self._live = await self.session.open_stream()
 

@@ -2,7 +2,9 @@
 
 Async hooks run one at a time in the responder's own task. A hook written as a plain
 function runs inline, as its input arrives, when nothing is queued before it: no task
-switch per frame (a live echo's on_audio). Order is kept either way.
+switch per frame (a live echo's on_audio). Order is kept either way. A hook the responder
+does not handle is never queued: a session's speech and turn events would otherwise each
+cost every responder a queue entry and a task switch to run a no-op.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class ResponderRunner:
         self._inline: dict[str, Callable[..., object]] = {  # bound once: no lookup per frame
             hook: getattr(responder, f"on_{hook}") for hook in inline_hooks(responder)
         }
+        self._hooks = responder.hooks | {"start", "stop"}  # the others are not delivered
         self._busy = True  # the task is in a hook (on_start first): inline calls would overtake it
         self._waiting = 0  # items queued and not yet taken: the queue's size without a call
         self.dropped: Counter[str] = Counter()
@@ -41,7 +44,10 @@ class ResponderRunner:
 
     def offer(self, hook: str, *args: Any) -> bool:
         """Deliver a hook call without waiting: inline if it is a plain function and nothing is
-        queued before it, else queued; False (and counted) when the queue is full."""
+        queued before it, else queued; False (and counted) when the queue is full. A hook
+        the responder does not handle (Responder.hooks) is not delivered at all."""
+        if hook not in self._hooks:
+            return True
         call = self._inline.get(hook)
         if call is not None and not self._busy and not self._waiting:
             self._busy = True  # what the hook causes (a frame sent, heard back) queues behind it

@@ -129,7 +129,7 @@ class Session:
         )
         self.playout.on_finished = self._utterance_finished
         self.runners: list[ResponderRunner] = []  # started once the rate is known (_start)
-        # each runner, the rate it hears and its frame at that rate (0: it takes blocks)
+        # each runner hearing audio, its rate and its frame at that rate (0: it takes blocks)
         self._listeners: list[tuple[ResponderRunner, int, int]] = []
         self.pipeline = self._new_pipeline()
         self._hears_bot: list[ResponderRunner] = []
@@ -148,7 +148,9 @@ class Session:
         self._set_rate(sample_rate)
         self.started = True
         self.runners = [self._start_responder(make) for make in self._make_responders]
-        self._listeners = [self._listener(r, sample_rate) for r in self.runners]
+        self._listeners = [
+            self._listener(r, sample_rate) for r in self.runners if "audio" in r.responder.hooks
+        ]
         self.pipeline = self._new_pipeline()
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
         if self._hears_bot or self.echo_guard is not None:  # else no call a frame sent

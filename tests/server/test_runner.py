@@ -42,6 +42,31 @@ def test_plain_hooks_are_found_by_name():
     assert inline_hooks(Responder(None, None)) == frozenset()  # type: ignore[arg-type]
 
 
+def test_the_hooks_delivered_are_those_the_class_overrides():
+    assert Listener().hooks == {"audio", "event"}
+    assert Responder(None, None).hooks == frozenset()  # type: ignore[arg-type]
+
+    class Louder(Listener):  # a subclass keeps its parent's overrides and adds its own
+        async def on_turn_end(self, event: object) -> None:
+            pass
+
+    assert Louder().hooks == {"audio", "event", "turn_end"}
+
+
+async def test_a_hook_the_responder_does_not_handle_is_never_queued():
+    responder = Listener()
+    responder.release.set()
+    runner = ResponderRunner(responder, queue_size=1, session_id="s")
+    await asyncio.sleep(0)
+    for _ in range(3):  # a queue of one would overflow on the second, were they queued
+        assert runner.offer("turn_start", object())
+    assert runner._queue.empty() and not runner.dropped
+    runner.offer("event", {"type": "speech_start"})
+    await asyncio.sleep(0.01)
+    assert responder.heard == ["event speech_start"]
+    await runner.stop(1)
+
+
 async def test_a_plain_hook_runs_before_offer_returns():
     responder = Listener()
     runner = await started(responder)
