@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -168,6 +169,8 @@ def main() -> None:
     parser.add_argument("--pipecat-ramp", help="N,N,... for every framing, not its own")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.peer and importlib.util.find_spec("pipecat") is None:
+        parser.error("pipecat is not installed: pip install -e '.[peer]' (as make bench does)")
     args.framing = args.framing or list(FRAMINGS)
     result = loops.run(main_async(args))
     print(result["table"])
