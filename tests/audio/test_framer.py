@@ -68,3 +68,24 @@ def test_whole_frame_chunks_between_odd_ones_keep_the_stream_exact():
         at += n
         assert framer.pending == at % 480
     assert np.array_equal(np.concatenate(blocks), signal[: len(signal) // 480 * 480])
+
+
+def test_what_waits_is_a_copy_so_a_reused_chunk_buffer_cannot_change_it():
+    framer, buffer = Framer(frame_size=4), np.zeros(3, dtype=np.int16)
+    blocks = []
+    for first in (1, 11):  # the caller fills the same buffer for each chunk
+        buffer[:] = [first, first + 1, first + 2]
+        blocks.append(framer.take(buffer).tolist())
+        buffer[:] = -1
+    assert blocks == [[], [1, 2, 3, 11]] and framer.pending == 2
+    last = framer.flush()
+    assert last is not None and last.tolist() == [12, 13, 0, 0]
+
+
+def test_half_frame_chunks_give_a_frame_every_other_chunk():
+    """Today's bot sends 10 ms; the frame is 20 ms: one chunk waits, the next completes it."""
+    signal = np.arange(4800, dtype=np.int16)
+    framer = Framer(frame_size=480)
+    blocks = [framer.take(signal[at : at + 240]) for at in range(0, 4800, 240)]
+    assert [len(b) for b in blocks] == [0, 480] * 10
+    assert np.array_equal(np.concatenate(blocks), signal)
