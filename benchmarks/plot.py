@@ -24,6 +24,18 @@ COLOURS = {  # server kinds a load result may hold
 }
 
 
+def spaced(sizes: list[int], factor: float = 1.5) -> list[int]:
+    """The step sizes to label on a log axis: each at least factor times the one before,
+    the largest always (700, 800, 900 and 1000 would print over each other)."""
+    labelled: list[int] = []
+    for size in sizes[:-1]:
+        if not labelled or size >= labelled[-1] * factor:
+            labelled.append(size)
+    while labelled and sizes and labelled[-1] * factor > sizes[-1]:
+        labelled.pop()
+    return labelled + sizes[-1:]
+
+
 def p99(measure: dict | None) -> float:
     """A step's p99, or a gap in the line where the step could not give one (frames dropped)."""
     return float("nan") if measure is None else measure["p99"]
@@ -106,7 +118,7 @@ def plot_capacity(result: dict, out: Path) -> None:
         axis.xaxis.set_major_formatter(ScalarFormatter())
         axis.xaxis.set_minor_formatter(NullFormatter())
         sizes = {s["sessions"] for r in framing["servers"].values() for s in r["steps"]}
-        axis.set_xticks(sorted(sizes))
+        axis.set_xticks(spaced(sorted(sizes)))
         axis.set_ylim(0, 105)
         axis.set_xlabel("concurrent sessions (log)")
         axis.set_title(f"{name} ({framing['bot']}): sustained", fontsize=9)
