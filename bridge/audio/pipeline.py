@@ -71,6 +71,8 @@ class InputPipeline:
         ]
         self.samples_in = 0
         self.judged = False
+        self._frame = frame_samples(bot_rate, frame_ms)  # every frame's, at the bot's rate
+        self._aligned = listen_rates <= {bot_rate}  # no resampler: frames end together
 
     @property
     def speech_segments(self) -> int:
@@ -81,6 +83,11 @@ class InputPipeline:
     def vad_delay_ms(self) -> float:
         """How late the VAD hears the meeting: its decimation's group delay."""
         return self._vad_input.delay_ms
+
+    def completes_no_frame(self, samples: int) -> bool:
+        """A chunk this long would complete no frame, for the VAD or any listener (all at
+        the bot's rate, so their frames end at the same samples): it may wait for the next."""
+        return self._aligned and self.samples_in % self._frame + samples < self._frame
 
     def feed(self, chunk: np.ndarray, hear: Callable[[SpeechEvent], None]) -> list[Block]:
         """Push one bot chunk through the VAD (its events to `hear`) and framing: a block

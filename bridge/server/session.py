@@ -138,6 +138,7 @@ class Session:
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
         self._unwritten: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # their frames' reads
         self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
+        self._held = b""  # a chunk that completes no frame, heard with the next one
         self.events.listen(self._tell_responders)
         self._playout_task: asyncio.Task[None] | None = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
@@ -221,6 +222,7 @@ class Session:
 
     def _retune(self, sample_rate: int) -> None:
         """A hello changed the rate mid-session: the newest wins, the pipeline starts over."""
+        self._hear_held()  # at the rate it was sent at
         old = self.sample_rate
         self.stats.seconds_in_before += self.pipeline.samples_in / old
         self.stats.segments_before += self.pipeline.speech_segments + self.pipeline.vad.speaking
@@ -436,7 +438,10 @@ class Session:
 
     def receive_source_audio(self, data: bytes, read_at: float) -> None:
         """Handle a binary frame from the source socket, read at monotonic time read_at;
-        synchronous, so the socket can hand it over inline (bridge.wire.connection)."""
+        synchronous, so the socket can hand it over inline (bridge.wire.connection). A
+        chunk that completes no frame on its own (today's bot's 10 ms, of a 20 ms frame)
+        is counted now and heard with the next: the same frames, at the same moment, for
+        half the work."""
         try:
             samples = parse_audio(data)
         except ProtocolError as exc:
@@ -445,19 +450,31 @@ class Session:
         self.stats.bytes_in += len(data)
         if self.phase == "connected" and samples.any():
             self.enter_call("audio")
-        if len(samples) > self.playout.chunk_samples:
-            self.playout.fit_chunk(len(samples), self._loopback)
-        if self._loopback:  # before hearing it: its echo may leave within _hear
-            self._arrivals.append((self.pipeline.samples_in + len(samples), read_at))
-        self._hear(samples)
+        if self._held:
+            samples, self._held = parse_audio(self._held + data), b""
+        elif self.pipeline.completes_no_frame(len(samples)):
+            self._held = data
+            return
+        self._hear(samples, read_at)
+
+    def _hear_held(self) -> None:
+        """Hear the chunk waiting for the next one now: none will come (the end, a new rate)."""
+        if self._held:
+            held, self._held = self._held, b""
+            self._hear(parse_audio(held), time.monotonic())
 
     def position_ms(self) -> float:
-        """Milliseconds of meeting audio heard so far: the session's timeline."""
-        heard_s = self.stats.seconds_in_before + self.pipeline.samples_in / self.sample_rate
+        """Milliseconds of meeting audio received so far: the session's timeline."""
+        samples = self.pipeline.samples_in + len(self._held) // 2
+        heard_s = self.stats.seconds_in_before + samples / self.sample_rate
         return heard_s * 1000
 
-    def _hear(self, samples: np.ndarray) -> None:
+    def _hear(self, samples: np.ndarray, read_at: float) -> None:
+        if len(samples) > self.playout.chunk_samples:
+            self.playout.fit_chunk(len(samples), self._loopback)
         pipeline = self.pipeline
+        if self._loopback:  # before hearing it: its echo may leave within this call
+            self._arrivals.append((pipeline.samples_in + len(samples), read_at))
         blocks = pipeline.feed(samples, self.floor.hear)  # speech: turns, pauses, barge-in
         for rate, block in blocks:
             if len(block):
@@ -665,6 +682,7 @@ class Session:
         if self._playout_task is not None:
             self._playout_task.cancel()
         self.end_reason = reason
+        self._hear_held()
         self.events.publish("session_end", reason=reason)  # the responders' last event
         timeout = self.config.responder_stop_timeout_s
         await asyncio.gather(*(r.stop(timeout) for r in self.runners))

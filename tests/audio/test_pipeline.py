@@ -140,3 +140,23 @@ def test_the_vad_hears_the_whole_recordings_group_means_whatever_the_chunking(ra
         at += n
     assert found == expected
     assert sum(isinstance(event, SpeechStarted) for event, _ in found) >= len(names) - 1
+
+
+@pytest.mark.parametrize("listen", [{RATE}, {16000}])
+def test_a_chunk_said_to_complete_no_frame_completes_none(listen):
+    """What completes_no_frame promises is what feeding the chunk does: no VAD frame judged,
+    no listener frame out; it says so only when no resampler's delay moves the frames."""
+    signal = np.concatenate([silence(0.2, RATE), recording("Front_Left", RATE)])
+    pipeline = InputPipeline(RATE, listen, 20, VoiceActivityDetector(20))
+    rng, at, said = np.random.default_rng(7), 0, []
+    while at < len(signal):
+        n = int(rng.choice([240, 480, 100, 700]))
+        quiet = pipeline.completes_no_frame(n)
+        blocks = pipeline.feed(signal[at : at + n], lambda event: None)
+        if quiet:
+            assert not pipeline.judged and not any(len(block) for _, block in blocks)
+        elif listen == {RATE}:  # at the bot's rate it is exact: a frame did complete
+            assert pipeline.judged
+        said.append(quiet)
+        at += n
+    assert any(said) == (listen == {RATE})

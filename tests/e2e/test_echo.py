@@ -4,8 +4,10 @@ import asyncio
 
 import numpy as np
 import pytest
+from websockets.asyncio.client import connect
 
 from bridge.sim.simulator import SimulatorOptions, simulate
+from tests.helpers import eventually, session_of
 from tests.responders import HookLog
 from tests.sounds import ALSA
 
@@ -168,3 +170,24 @@ async def test_a_v2_bots_100ms_chunks_are_echoed_a_message_a_chunk(start_bridge)
     assert session.playout.pacer.lead == pytest.approx(0.12)
     # the chunk, the bot's margin (the first chunk's lateness), loopback, the loop's jitter
     assert max(report.leads_ms) <= 100 + 20 + 5 + 20
+
+
+async def test_a_10ms_chunk_waits_for_the_next_to_be_heard_and_is_counted_at_once(start_bridge):
+    """Today's bot's 10 ms chunk completes no 20 ms frame: it is counted when it comes, and
+    heard (framed, judged, echoed) with the next one; the session's end hears the last."""
+    server = await start_bridge("echo", ("mode=live",), prebuffer_ms=0)
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(720) / 24000)).astype("<i2")
+    chunks = [tone[at : at + 240].tobytes() for at in (0, 240, 480)]
+    async with connect(f"ws://127.0.0.1:{server.port}/bots/tens?rate=24000") as ws:
+        await ws.send(chunks[0])
+        session = await session_of(server, "tens")
+        await eventually(lambda: session.stats.bytes_in == 480)
+        assert session.pipeline.samples_in == 0 and session.position_ms() == 10.0
+        await ws.send(chunks[1])
+        echo = await asyncio.wait_for(ws.recv(), 5)
+        assert echo == chunks[0] + chunks[1]  # one 20 ms message, both chunks exactly
+        assert session.pipeline.samples_in == 480
+        await ws.send(chunks[2])
+        await eventually(lambda: session.stats.bytes_in == 1440)
+        await session.end("test")
+    assert session.pipeline.samples_in == 720 and session.position_ms() == 30.0
