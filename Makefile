@@ -119,7 +119,8 @@ bench-lb: setup
 # underruns and flat memory expected.
 soak: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
-	$(PY) -m benchmarks.load --ramp 50 --duration 1800 --prebuffer-ms 40 --out $(RESULT)-soak.json
+	$(PY) -m benchmarks.load --ramp 50 --duration 1800 --prebuffer-ms 40 --retry-steal-ms 0 \
+	  --out $(RESULT)-soak.json
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

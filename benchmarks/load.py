@@ -667,8 +667,14 @@ async def measured_step(
 
 
 def stolen_ms(step: dict, duration_s: float) -> int:
-    """What the host took of the server's core or of the generator's during a step, in ms."""
-    return round(max(step["host_steal_share"], step["generator_steal_share"]) * duration_s * 1000)
+    """The most the host took of the server's core or of the generator's in one 10 s window
+    of a step (the part after the last window counts as one), in ms."""
+    worst = 0
+    for core in ("host", "generator"):
+        windows = step[f"{core}_steal_ms_every_10s"]
+        tail = round(step[f"{core}_steal_share"] * duration_s * 1000) - sum(windows)
+        worst = max(worst, tail, *windows)
+    return worst
 
 
 async def ramp(kind: str, args: argparse.Namespace) -> dict:
@@ -780,7 +786,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=100.0,
         help="run a failed step once more if the host stole this much of the server's or the "
-        "generator's core during it (the first attempt is kept as disturbed_attempt; 0: never)",
+        "generator's core in one 10 s window of it (the first attempt is kept as "
+        "disturbed_attempt; 0: never, as a soak runs)",
     )
     parser.add_argument(
         "--compare",
