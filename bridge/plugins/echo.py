@@ -80,7 +80,7 @@ class EchoResponder(Responder):
     def hooks(self) -> frozenset[str]:  # type: ignore[override]
         if self.options.mode == "live":  # no turns: the audio, and an interrupt's end of it
             return frozenset({"audio", "interrupted"})
-        return frozenset({"audio", "turn_start", "turn_continued", "turn_end"})
+        return super().hooks
 
     async def on_start(self) -> None:
         if self.options.mode == "live":

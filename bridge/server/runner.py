@@ -130,9 +130,10 @@ class ResponderRunner:
 
 
 def inline_hooks(responder: Responder) -> frozenset[str]:
-    """The hooks a responder wrote as plain functions (called inline), by name without on_."""
+    """The hooks a responder handles written as plain functions (called inline), by name
+    without on_ (Responder's own defaults are all async)."""
     return frozenset(
-        name.removeprefix("on_")
-        for name in vars(Responder)
-        if name.startswith("on_") and not inspect.iscoroutinefunction(getattr(responder, name))
+        hook
+        for hook in responder.hooks
+        if not inspect.iscoroutinefunction(getattr(responder, f"on_{hook}"))
     )
