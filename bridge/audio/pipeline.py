@@ -89,6 +89,12 @@ class InputPipeline:
         the bot's rate, so their frames end at the same samples): it may wait for the next."""
         return self._aligned and self.samples_in % self._frame + samples < self._frame
 
+    def samples_wanted(self, held: int = 0) -> int:
+        """Samples at the bot's rate that complete the next frame, for the VAD and every
+        listener, after `held` more than fed so far; 0 when frames at other rates end
+        elsewhere (a resampling listener)."""
+        return self._frame - (self.samples_in + held) % self._frame if self._aligned else 0
+
     def feed(self, chunk: np.ndarray, hear: Callable[[SpeechEvent], None]) -> list[Block]:
         """Push one bot chunk through the VAD (its events to `hear`) and framing: a block
         (maybe empty) for each listening rate."""

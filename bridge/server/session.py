@@ -436,26 +436,29 @@ class Session:
         if not self.started:  # no hello (or not yet): the URL's rate, or the default
             self._start(self.sample_rate)
 
-    def receive_source_audio(self, data: bytes, read_at: float) -> None:
+    def receive_source_audio(self, data: bytes, read_at: float) -> int:
         """Handle a binary frame from the source socket, read at monotonic time read_at;
         synchronous, so the socket can hand it over inline (bridge.wire.connection). A
         chunk that completes no frame on its own (today's bot's 10 ms, of a 20 ms frame)
         is counted now and heard with the next: the same frames, at the same moment, for
-        half the work."""
+        half the work. Returns the bytes that complete the next frame (0: any), so the
+        socket need not wake for less."""
         try:
             samples = parse_audio(data)
         except ProtocolError as exc:
             self._refuse(exc)
-            return
+            return 0
         self.stats.bytes_in += len(data)
         if self.phase == "connected" and samples.any():
             self.enter_call("audio")
+        pipeline = self.pipeline
         if self._held:
             samples, self._held = parse_audio(self._held + data), b""
-        elif self.pipeline.completes_no_frame(len(samples)):
+        elif pipeline.completes_no_frame(len(samples)):
             self._held = data
-            return
+            return 2 * pipeline.samples_wanted(len(samples))
         self._hear(samples, read_at)
+        return 2 * pipeline.samples_wanted()
 
     def _hear_held(self) -> None:
         """Hear the chunk waiting for the next one now: none will come (the end, a new rate)."""

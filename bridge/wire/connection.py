@@ -25,6 +25,14 @@ send cost about three times as much inside the per-chunk path as in a tight loop
 (docs/design.md, "The hot path"). A frame waits for the handling of at most
 WRITE_EVERY - 1 other chunks; a chunk's latency is timed from when it was read, so that
 wait is counted.
+
+The sink returns the payload bytes its next frame still needs. When one message cannot
+bring them (today's bot's 10 ms of a 20 ms frame), the socket's receive low-water mark
+(SO_RCVLOWAT) is raised to that: the kernel wakes the loop for it once the frame can be
+whole, not for a message that would only wait for the next. Headers count towards the
+mark, so the wake is never later than the message that completes the frame. Anything
+smaller that comes alone (a ping, a close, a roster while no audio flows) is read once the
+socket has been quiet for QUIET_S: the mark is lowered then, checked every QUIET_S.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import asyncio
 import functools
 import logging
 import random
+import socket
 import sys
 import time
 import weakref
@@ -50,7 +59,8 @@ from bridge.wire.protocol import CloseCode
 
 log = logging.getLogger(__name__)
 
-AudioSink = Callable[[bytes, float], None]  # (message, monotonic time it was read)
+# (message, monotonic time it was read) -> payload bytes its next frame needs (0 or None: any)
+AudioSink = Callable[[bytes, float], int | None]
 AudioLost = Callable[[int], None]  # frames of speech the socket closed before writing
 AudioWritten = Callable[[], None]  # after a tick's frames of speech went to the transport
 _BETWEEN_FRAMES = StreamReader.at_eof.__code__  # where websockets' parser waits for a frame
@@ -93,6 +103,10 @@ class BotConnection(ServerConnection):
     # sink is set: a control socket never gets one, and its handler never calls took_message)
     _partial = False  # a fragmented message is being queued
     _parser_idle = False  # websockets' parser waits between frames, and no byte went to it since
+    wanted = 0  # payload bytes the sink said its next frame needs (0: none said)
+    heard_at = 0.0  # monotonic time of the last audio message read inline
+    low_water = 1  # the socket's SO_RCVLOWAT
+    _message_bytes = 0  # payload of the last audio message read inline
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -100,6 +114,11 @@ class BotConnection(ServerConnection):
         self._unsent: list[bytes] = []  # frames of speech for the end of this tick
         limits = (self.protocol.max_message_size, self.protocol.max_fragment_size)
         self._max_message = min((n for n in limits if n is not None), default=sys.maxsize)
+        self._socket = transport.get_extra_info("socket")  # for its low-water mark
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._batch.forget(self)
+        super().connection_lost(exc)
 
     async def keepalive(self) -> None:
         """websockets' keepalive, but its first ping after one to two intervals, at random:
@@ -120,6 +139,8 @@ class BotConnection(ServerConnection):
             self._to_parser(data)
             return
         payloads, taken = audio_frames(data, self._max_message)
+        if payloads:
+            self._message_bytes = len(payloads[-1])
         if len(payloads) > 1 and self.coalesce_reads and not any(len(p) % 2 for p in payloads):
             self._batch.hear(self, b"".join(payloads))
         else:
@@ -154,6 +175,30 @@ class BotConnection(ServerConnection):
         """A binary message may skip the handler's queue: a sink is set and nothing queued
         for the handler (no whole message, no fragment) is ahead of it."""
         return self.audio_sink is not None and not self._queued and not self._partial
+
+    def wake_after(self, wanted: int) -> None:
+        """The sink's next frame needs `wanted` more payload bytes: unless one message
+        brings them, the kernel wakes the loop for this socket only once that many bytes
+        (headers included) have arrived."""
+        self.wanted = wanted
+        self._set_low_water(wanted if wanted > self._message_bytes else 1)
+
+    def lower_low_water(self) -> None:
+        """Wake for every byte again (the socket went quiet); the sink's next wish raises it."""
+        self.wanted = 0
+        self._set_low_water(1)
+
+    def _set_low_water(self, mark: int) -> None:
+        if mark == self.low_water or self._socket is None:
+            return
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
+        except OSError as exc:  # a socket that has none: read every message, as before
+            log.info("no receive low-water mark on this socket (%s): every read wakes", exc)
+            self._socket = None
+            return
+        self.low_water = mark
+        self._batch.raised(self, mark > 1)
 
     def took_message(self) -> None:
         """The handler took a message off the queue: later ones may go inline again."""
@@ -193,6 +238,7 @@ class BotConnection(ServerConnection):
 
 
 WRITE_EVERY = 8  # chunks heard between writes: a frame waits for at most WRITE_EVERY - 1 others
+QUIET_S = 0.1  # a socket with a raised low-water mark read nothing this long: lowered
 
 
 class TickBatch:
@@ -212,6 +258,8 @@ class TickBatch:
         self._heard: list[tuple[BotConnection, bytes, float]] = []  # with its read time
         self._to_write: list[BotConnection] = []
         self._scheduled = False
+        self._raised: set[BotConnection] = set()  # sockets whose low-water mark is raised
+        self._check: asyncio.TimerHandle | None = None  # for quiet ones among them
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> TickBatch:
@@ -222,8 +270,32 @@ class TickBatch:
 
     def hear(self, connection: BotConnection, data: bytes) -> None:
         """Queue an audio message for the sinks, run once this tick's reads are done."""
-        self._heard.append((connection, data, time.monotonic()))
+        connection.heard_at = now = time.monotonic()
+        self._heard.append((connection, data, now))
         self._schedule()
+
+    def raised(self, connection: BotConnection, raised: bool) -> None:
+        """Note a socket's low-water mark raised (checked for quiet every QUIET_S) or not."""
+        if not raised:
+            self._raised.discard(connection)
+            return
+        self._raised.add(connection)
+        if self._check is None:
+            self._check = self._loop.call_later(QUIET_S, self._lower_quiet)
+
+    def forget(self, connection: BotConnection) -> None:
+        """A socket closed."""
+        self._raised.discard(connection)
+
+    def _lower_quiet(self) -> None:
+        """Lower the mark of each socket that read no audio for QUIET_S: what it holds
+        (less than a frame: a ping, a close, the last chunk) is read now."""
+        self._check = None
+        quiet_since = time.monotonic() - QUIET_S
+        for connection in [c for c in self._raised if c.heard_at < quiet_since]:
+            connection.lower_low_water()
+        if self._raised:
+            self._check = self._loop.call_later(QUIET_S, self._lower_quiet)
 
     def await_write(self, connection: BotConnection) -> None:
         """Note a socket with frames to write at the end of the tick."""
@@ -238,9 +310,12 @@ class TickBatch:
             for i, (connection, data, read_at) in enumerate(heard, 1):
                 if (sink := connection.audio_sink) is not None:  # None: failed, closing
                     try:
-                        sink(data, read_at)
+                        wanted = sink(data, read_at) or 0
                     except Exception:  # a bug: end this socket, as its handler would
                         connection.sink_failed()
+                    else:
+                        if wanted != connection.wanted:
+                            connection.wake_after(wanted)
                 if not i % WRITE_EVERY:
                     self._write()
             self._write()

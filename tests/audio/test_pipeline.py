@@ -160,3 +160,25 @@ def test_a_chunk_said_to_complete_no_frame_completes_none(listen):
         said.append(quiet)
         at += n
     assert any(said) == (listen == {RATE})
+
+
+@pytest.mark.parametrize("listen", [{RATE}, {16000}])
+def test_the_samples_wanted_are_the_fewest_that_complete_a_frame(listen):
+    """samples_wanted(held) is the shortest chunk, after `held` samples that completed
+    none, that has the next feed judge a frame: one fewer would complete none. 0 when a
+    resampler moves the frames."""
+    signal = recording("Front_Left", RATE)
+    pipeline = InputPipeline(RATE, listen, 20, VoiceActivityDetector(20))
+    rng, at = np.random.default_rng(3), 0
+    while at < len(signal) - 2000:
+        held = int(rng.integers(0, max(1, pipeline.samples_wanted())))  # completes none
+        wanted = pipeline.samples_wanted(held)
+        if listen != {RATE}:
+            assert wanted == 0
+        else:
+            assert 0 < wanted <= pipeline.samples_wanted()
+            assert not pipeline.completes_no_frame(held + wanted)
+            assert pipeline.completes_no_frame(held + wanted - 1)
+        n = int(rng.choice([240, 480, 100, 700]))
+        pipeline.feed(signal[at : at + n], lambda event: None)
+        at += n

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from socket import SO_RCVLOWAT, SOL_SOCKET
 
 import pytest
 from websockets.asyncio.client import connect
@@ -12,6 +13,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from bridge.wire.connection import (
+    QUIET_S,
     SKIP_PARSER,
     WRITE_EVERY,
     BotConnection,
@@ -150,6 +152,7 @@ class Socket:
         self.name, self.log, self.batch = name, log, batch
         self.fail_writes = 0
         self.audio_sink = self.hear
+        self.wanted = 0  # the sink says nothing of its next frame (returns None)
 
     def hear(self, data: bytes, read_at: float) -> None:
         self.log.append(("heard", self.name, data, read_at))
@@ -573,3 +576,108 @@ async def test_bad_frames_cut_at_every_byte_are_refused_as_websockets_refuses_th
     results = await compare(cuts)
     assert {name: pair for name, pair in results.items() if pair[0] != pair[1]} == {}
     assert all(pair[0] == ([b"\x01\x00"], 1002) for pair in results.values())
+
+
+FRAME_BYTES = 640  # a 20 ms frame at 16 kHz
+CHUNK_BYTES = 320  # today's bot's 10 ms message
+
+
+class FrameSink:
+    """A handler whose sink frames like a session: it says how many bytes complete the next
+    FRAME_BYTES frame, and records each chunk heard with when it was read."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[int, float]] = []
+        self.total = 0
+        self.connection: BotConnection | None = None
+
+    def sink(self, data: bytes, read_at: float) -> int:
+        self.heard.append((len(data), read_at))
+        self.total += len(data)
+        return FRAME_BYTES - self.total % FRAME_BYTES
+
+    async def handle(self, connection: BotConnection) -> None:
+        self.connection = connection
+        connection.coalesce_reads = True
+        try:
+            async for message in connection:
+                connection.took_message()
+                if connection.audio_sink is None:
+                    self.sink(message, time.monotonic())
+                    connection.audio_sink = self.sink
+        except ConnectionClosed:
+            pass
+
+
+async def paced_chunks(ws, n: int, gap_s: float = 0.01) -> list[float]:
+    """Send n chunks gap_s apart; when each left."""
+    sent = []
+    for i in range(n):
+        await ws.send(bytes([i]) * CHUNK_BYTES)
+        sent.append(time.monotonic())
+        await asyncio.sleep(gap_s)
+    return sent
+
+
+async def raised(ws, recorder: FrameSink) -> BotConnection:
+    """Send a frame as two chunks (the first through the queue if no sink yet): the second
+    completes it, and the mark rises to the next frame's bytes."""
+    await paced_chunks(ws, 2)
+    await eventually(lambda: recorder.total % FRAME_BYTES == 0 and recorder.total)
+    connection = recorder.connection
+    assert connection is not None
+    await eventually(lambda: connection.low_water == FRAME_BYTES, timeout=1)
+    return connection
+
+
+async def test_a_socket_wakes_once_a_frame_not_for_each_half_of_it():
+    recorder = FrameSink()
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            connection = await raised(ws, recorder)
+            raw = connection.transport.get_extra_info("socket")
+            assert raw.getsockopt(SOL_SOCKET, SO_RCVLOWAT) == FRAME_BYTES
+            before = len(recorder.heard)
+            # half a frame, then the other half 50 ms later (under QUIET_S): one read of both
+            first = await paced_chunks(ws, 1, 0.05)
+            second = await paced_chunks(ws, 1, 0.05)
+    heard = recorder.heard[before:]
+    assert [size for size, _ in heard] == [FRAME_BYTES]  # not read until whole
+    assert second[0] <= heard[0][1] < second[0] + 0.04  # read as the frame completed
+    assert heard[0][1] > first[0] + 0.04
+
+
+async def test_what_waits_under_the_mark_is_read_once_the_socket_is_quiet():
+    bound = 2 * QUIET_S + 0.05  # quiet for QUIET_S, found at the next check
+    recorder = FrameSink()
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            connection = await raised(ws, recorder)
+            last = recorder.heard[-1][1]
+            await paced_chunks(ws, 1, 0)  # half a frame and then nothing
+            await eventually(lambda: recorder.total % FRAME_BYTES, timeout=2)
+            assert last + QUIET_S <= recorder.heard[-1][1] < last + bound
+            await paced_chunks(ws, 1, 0.02)  # the frame whole: the mark up again
+            await eventually(lambda: connection.low_water == FRAME_BYTES, timeout=1)
+            started = time.monotonic()
+            await asyncio.wait_for(await ws.ping(), 2)  # a ping under the mark: answered
+            assert time.monotonic() - started < bound + 0.02
+            await raised(ws, recorder)
+            started = time.monotonic()
+        closed_in = time.monotonic() - started  # the close frame, too, under the mark
+    assert closed_in < bound + 0.05
+    assert connection.low_water == 1
+
+
+async def test_a_sink_that_says_nothing_leaves_every_read_waking():
+    recorder = Recorder()
+    async with await start(recorder) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            for i in range(4):
+                await ws.send(bytes([i, 0]))
+                await asyncio.sleep(0.05)
+    inline = [m for path, m in recorder.heard if path == "inline"]
+    assert inline == [b"\x01\x00", b"\x02\x00", b"\x03\x00"]
