@@ -139,6 +139,7 @@ class Session:
         self._unwritten: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # their frames' reads
         self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
         self._held = b""  # a chunk that completes no frame, heard with the next one
+        self._short_chunks = False  # a chunk has completed no frame: say what the next needs
         self.events.listen(self._tell_responders)
         self._playout_task: asyncio.Task[None] | None = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
@@ -456,9 +457,11 @@ class Session:
             samples, self._held = parse_audio(self._held + data), b""
         elif pipeline.completes_no_frame(len(samples)):
             self._held = data
+            self._short_chunks = True
             return 2 * pipeline.samples_wanted(len(samples))
         self._hear(samples, read_at)
-        return 2 * pipeline.samples_wanted()
+        # only a bot whose chunks have fallen short of a frame needs the socket to wait
+        return 2 * pipeline.samples_wanted() if self._short_chunks else 0
 
     def _hear_held(self) -> None:
         """Hear the chunk waiting for the next one now: none will come (the end, a new rate)."""

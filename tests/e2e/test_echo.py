@@ -174,7 +174,8 @@ async def test_a_v2_bots_100ms_chunks_are_echoed_a_message_a_chunk(start_bridge)
 
 async def test_a_10ms_chunk_waits_for_the_next_to_be_heard_and_is_counted_at_once(start_bridge):
     """Today's bot's 10 ms chunk completes no 20 ms frame: it is counted when it comes, and
-    heard (framed, judged, echoed) with the next one; the session's end hears the last."""
+    heard (framed, judged, echoed) with the next one; the session's end hears the last.
+    Its socket is then read only once a frame can be whole, or once it has gone quiet."""
     server = await start_bridge("echo", ("mode=live",), prebuffer_ms=0)
     tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(720) / 24000)).astype("<i2")
     chunks = [tone[at : at + 240].tobytes() for at in (0, 240, 480)]
@@ -187,7 +188,10 @@ async def test_a_10ms_chunk_waits_for_the_next_to_be_heard_and_is_counted_at_onc
         echo = await asyncio.wait_for(ws.recv(), 5)
         assert echo == chunks[0] + chunks[1]  # one 20 ms message, both chunks exactly
         assert session.pipeline.samples_in == 480
-        await ws.send(chunks[2])
+        source = next(link.connection for link in session.links.values() if link.source)
+        assert source.low_water == 960  # its socket wakes for the next frame's 20 ms, whole
+        await ws.send(chunks[2])  # half of it, and then nothing: read once the socket is quiet
         await eventually(lambda: session.stats.bytes_in == 1440)
+        assert source.low_water == 1
         await session.end("test")
     assert session.pipeline.samples_in == 720 and session.position_ms() == 30.0
