@@ -189,8 +189,8 @@ class BotConnection(ServerConnection):
         self._set_low_water(1)
 
     def _set_low_water(self, mark: int) -> None:
-        if mark == self.low_water or self._socket is None:
-            return
+        if mark == self.low_water or self._socket is None or self.transport.is_closing():
+            return  # a closing socket is forgotten once lost
         try:
             self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
         except OSError as exc:  # a socket that has none: read every message, as before
