@@ -84,16 +84,12 @@ class InputPipeline:
         """How late the VAD hears the meeting: its decimation's group delay."""
         return self._vad_input.delay_ms
 
-    def completes_no_frame(self, samples: int) -> bool:
-        """A chunk this long would complete no frame, for the VAD or any listener (all at
-        the bot's rate, so their frames end at the same samples): it may wait for the next."""
-        return self._aligned and self.samples_in % self._frame + samples < self._frame
-
-    def samples_wanted(self, held: int = 0) -> int:
+    def samples_wanted(self) -> int:
         """Samples at the bot's rate that complete the next frame, for the VAD and every
-        listener, after `held` more than fed so far; 0 when frames at other rates end
-        elsewhere (a resampling listener)."""
-        return self._frame - (self.samples_in + held) % self._frame if self._aligned else 0
+        listener (all at the bot's rate, so their frames end at the same samples): a chunk
+        of fewer completes none and may wait for the next. 0 when a resampling listener's
+        frames end elsewhere."""
+        return self._frame - self.samples_in % self._frame if self._aligned else 0
 
     def feed(self, chunk: np.ndarray, hear: Callable[[SpeechEvent], None]) -> list[Block]:
         """Push one bot chunk through the VAD (its events to `hear`) and framing: a block

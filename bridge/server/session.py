@@ -455,10 +455,10 @@ class Session:
         pipeline = self.pipeline
         if self._held:
             samples, self._held = parse_audio(self._held + data), b""
-        elif pipeline.completes_no_frame(len(samples)):
+        elif len(samples) < (wanted := pipeline.samples_wanted()):
             self._held = data
             self._short_chunks = True
-            return 2 * pipeline.samples_wanted(len(samples))
+            return 2 * (wanted - len(samples))
         self._hear(samples, read_at)
         # only a bot whose chunks have fallen short of a frame needs the socket to wait
         return 2 * pipeline.samples_wanted() if self._short_chunks else 0

@@ -198,7 +198,10 @@ class BotConnection(ServerConnection):
             self._socket = None
             return
         self.low_water = mark
-        self._batch.raised(self, mark > 1)
+        if mark > 1:
+            self._batch.watch(self)
+        else:
+            self._batch.forget(self)
 
     def took_message(self) -> None:
         """The handler took a message off the queue: later ones may go inline again."""
@@ -274,17 +277,14 @@ class TickBatch:
         self._heard.append((connection, data, now))
         self._schedule()
 
-    def raised(self, connection: BotConnection, raised: bool) -> None:
-        """Note a socket's low-water mark raised (checked for quiet every QUIET_S) or not."""
-        if not raised:
-            self._raised.discard(connection)
-            return
+    def watch(self, connection: BotConnection) -> None:
+        """A socket's low-water mark is raised: check it for quiet every QUIET_S."""
         self._raised.add(connection)
         if self._check is None:
             self._check = self._loop.call_later(QUIET_S, self._lower_quiet)
 
     def forget(self, connection: BotConnection) -> None:
-        """A socket closed."""
+        """A socket's mark is lowered, or it closed."""
         self._raised.discard(connection)
 
     def _lower_quiet(self) -> None:

@@ -143,15 +143,16 @@ def test_the_vad_hears_the_whole_recordings_group_means_whatever_the_chunking(ra
 
 
 @pytest.mark.parametrize("listen", [{RATE}, {16000}])
-def test_a_chunk_said_to_complete_no_frame_completes_none(listen):
-    """What completes_no_frame promises is what feeding the chunk does: no VAD frame judged,
-    no listener frame out; it says so only when no resampler's delay moves the frames."""
+def test_a_chunk_short_of_the_samples_wanted_completes_no_frame(listen):
+    """What samples_wanted promises is what feeding the chunk does: a shorter one has no VAD
+    frame judged, no listener frame out; it promises so only when no resampler's delay
+    moves the frames."""
     signal = np.concatenate([silence(0.2, RATE), recording("Front_Left", RATE)])
     pipeline = InputPipeline(RATE, listen, 20, VoiceActivityDetector(20))
     rng, at, said = np.random.default_rng(7), 0, []
     while at < len(signal):
         n = int(rng.choice([240, 480, 100, 700]))
-        quiet = pipeline.completes_no_frame(n)
+        quiet = n < pipeline.samples_wanted()
         blocks = pipeline.feed(signal[at : at + n], lambda event: None)
         if quiet:
             assert not pipeline.judged and not any(len(block) for _, block in blocks)
@@ -164,21 +165,22 @@ def test_a_chunk_said_to_complete_no_frame_completes_none(listen):
 
 @pytest.mark.parametrize("listen", [{RATE}, {16000}])
 def test_the_samples_wanted_are_the_fewest_that_complete_a_frame(listen):
-    """samples_wanted(held) is the shortest chunk, after `held` samples that completed
-    none, that has the next feed judge a frame: one fewer would complete none. 0 when a
+    """samples_wanted() samples complete the next frame, one fewer does not; 0 when a
     resampler moves the frames."""
     signal = recording("Front_Left", RATE)
     pipeline = InputPipeline(RATE, listen, 20, VoiceActivityDetector(20))
     rng, at = np.random.default_rng(3), 0
     while at < len(signal) - 2000:
-        held = int(rng.integers(0, max(1, pipeline.samples_wanted())))  # completes none
-        wanted = pipeline.samples_wanted(held)
+        wanted = pipeline.samples_wanted()
         if listen != {RATE}:
             assert wanted == 0
         else:
-            assert 0 < wanted <= pipeline.samples_wanted()
-            assert not pipeline.completes_no_frame(held + wanted)
-            assert pipeline.completes_no_frame(held + wanted - 1)
+            assert 0 < wanted <= 480
+            blocks = pipeline.feed(signal[at : at + wanted - 1], lambda event: None)
+            assert not pipeline.judged and not any(len(block) for _, block in blocks)
+            blocks = pipeline.feed(signal[at + wanted - 1 : at + wanted], lambda event: None)
+            assert pipeline.judged and all(len(block) for _, block in blocks)
+            at += wanted
         n = int(rng.choice([240, 480, 100, 700]))
         pipeline.feed(signal[at : at + n], lambda event: None)
         at += n
