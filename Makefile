@@ -13,8 +13,9 @@ setup: system-packages $(VENV)/.installed
 # /usr/share/sounds/alsa that the demo and the tests speak, curl for the docs' commands
 # (tests/test_docs.py runs them); haproxy, nginx and openssl for the load-balancer and
 # TLS-proxy tests (run by the tests, never as services); gcc and python3-dev build the
-# VAD's compiled core (bridge/audio/_vadcore.c), the pacer's clock (bridge/audio/_pacer.c)
-# and the audio frames' parser (bridge/wire/_frames.c) at pip install. Installed when run
+# VAD's and the input pipeline's compiled core (bridge/audio/_vadcore.c), the pacer's clock
+# (bridge/audio/_pacer.c), the audio frames' parser (bridge/wire/_frames.c) and the
+# responders' hook dispatch (bridge/server/_dispatch.c) at pip install. Installed when run
 # as root.
 system-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -26,7 +27,7 @@ system-packages:
 # The venv module is a separate Debian package (python3-venv): named when it is missing,
 # installed when run as root (ROOT= on the command line acts as a user would).
 ROOT ?= $(shell [ "$$(id -u)" = 0 ] && echo yes)
-$(VENV)/.installed: pyproject.toml bridge/audio/_vadcore.c bridge/audio/_pacer.c bridge/wire/_frames.c
+$(VENV)/.installed: pyproject.toml $(wildcard bridge/*/*.c)
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  if [ -n "$(ROOT)" ] && command -v apt-get >/dev/null; then \
 	    echo "$(PYTHON) -m venv failed: installing python3-venv"; \

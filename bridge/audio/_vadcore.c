@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
 
 enum { UNVOICED = 0, VOICED = 1, PENDING = 2 };
 
@@ -410,6 +411,29 @@ static PyObject *Core_process(Core *c, PyObject *args, PyObject *kwargs) {
     return result;
 }
 
+/* Judge each frame of frames[0 .. n) (masks: None or a byte a frame, nonzero for masked),
+ * each event to hear() (None: to nobody) as its frame is judged; -1 with an exception set. */
+static int judge_frames(Core *c, const int16_t *frames, Py_ssize_t n, PyObject *masks,
+                        PyObject *hear) {
+    if (masks != Py_None && (!PyBytes_Check(masks) || PyBytes_GET_SIZE(masks) != n)) {
+        PyErr_Format(PyExc_ValueError, "masks must be None or %zd bytes", n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int masked = masks != Py_None && PyBytes_AS_STRING(masks)[i];
+        PyObject *found = process_frame(c, frames + i * c->frame_size, masked);
+        if (found != NULL && found != Py_None && hear != Py_None) {
+            PyObject *heard = PyObject_CallOneArg(hear, found);
+            Py_DECREF(found);
+            found = heard;
+        }
+        if (found == NULL)
+            return -1;
+        Py_DECREF(found);
+    }
+    return 0;
+}
+
 static PyObject *Core_process_block(Core *c, PyObject *args) {
     PyObject *block, *masks, *hear;
     if (!PyArg_ParseTuple(args, "OOO", &block, &masks, &hear))
@@ -417,27 +441,10 @@ static PyObject *Core_process_block(Core *c, PyObject *args) {
     Py_buffer view;
     if (get_frames(c, block, &view) < 0)
         return NULL;
-    Py_ssize_t n = view.len / (c->frame_size * 2);
-    if (masks != Py_None && (!PyBytes_Check(masks) || PyBytes_GET_SIZE(masks) != n)) {
-        PyBuffer_Release(&view);
-        return PyErr_Format(PyExc_ValueError, "masks must be None or %zd bytes", n);
-    }
-    const int16_t *frames = view.buf;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int masked = masks != Py_None && PyBytes_AS_STRING(masks)[i];
-        PyObject *found = process_frame(c, frames + i * c->frame_size, masked);
-        if (found != NULL && found != Py_None) {
-            PyObject *heard = PyObject_CallOneArg(hear, found);
-            Py_DECREF(found);
-            found = heard;
-        }
-        if (found == NULL) {
-            PyBuffer_Release(&view);
-            return NULL;
-        }
-        Py_DECREF(found);
-    }
+    int judged = judge_frames(c, view.buf, view.len / (c->frame_size * 2), masks, hear);
     PyBuffer_Release(&view);
+    if (judged < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -670,29 +677,31 @@ static void decimate(VadFramer *f, const int16_t *in, Py_ssize_t n, int16_t *out
         f->group_sum += in[at];
 }
 
-static PyObject *VadFramer_take(VadFramer *f, PyObject *chunk) {
-    Py_buffer view;
-    if (get_samples(chunk, &view) < 0)
-        return NULL;
-    Py_ssize_t n = view.shape[0];
+/* The whole 8 kHz frames that in[0 .. n) completes, as s16 bytes (maybe empty). */
+static PyObject *vad_take(VadFramer *f, const int16_t *in, Py_ssize_t n) {
     Py_ssize_t means = f->pending + (f->group_len + n) / f->factor;
     Py_ssize_t whole = means / f->frame_size * f->frame_size;
     PyObject *block = PyBytes_FromStringAndSize(NULL, whole * 2);
-    if (block == NULL) {
-        PyBuffer_Release(&view);
+    if (block == NULL)
         return NULL;
-    }
     int16_t *out = (int16_t *)PyBytes_AS_STRING(block);
     Py_ssize_t held = whole ? f->pending : 0; /* the pending samples open the block */
     memcpy(out, f->frame, held * 2);
     f->pending -= held;
     if (f->factor == 1) {
-        memcpy(out + held, view.buf, (whole - held) * 2);
-        memcpy(f->frame + f->pending, (const int16_t *)view.buf + whole - held,
-               (n - (whole - held)) * 2);
+        memcpy(out + held, in, (whole - held) * 2);
+        memcpy(f->frame + f->pending, in + whole - held, (n - (whole - held)) * 2);
         f->pending += n - (whole - held);
     } else
-        decimate(f, view.buf, n, out + held, whole - held);
+        decimate(f, in, n, out + held, whole - held);
+    return block;
+}
+
+static PyObject *VadFramer_take(VadFramer *f, PyObject *chunk) {
+    Py_buffer view;
+    if (get_samples(chunk, &view) < 0)
+        return NULL;
+    PyObject *block = vad_take(f, view.buf, view.shape[0]);
     PyBuffer_Release(&view);
     return block;
 }
@@ -740,6 +749,429 @@ static PyTypeObject VadFramerType = {
     .tp_getset = VadFramer_getset,
 };
 
+/* A session's input, compiled (bridge/audio/pipeline.py's InputPipeline is one): each bot
+ * chunk is counted, held when it completes no frame (today's bot's 10 ms of a 20 ms frame),
+ * decimated and judged by the VAD, cut into whole frames at each listening rate and offered
+ * to that rate's listeners; the session's hooks are called only for what they are for (an
+ * event, a judged frame, a larger chunk, a loopback's arrival). Per chunk, in Python, this
+ * was six calls of the session's and the pipeline's: a third of a 20 ms chunk's cost. */
+typedef struct {
+    PyObject_HEAD
+    VadFramer *vad_input;
+    Core *vad;
+    int frame;             /* samples of a frame at the bot's rate */
+    int aligned;           /* every listening rate is the bot's: frames end where the VAD's do */
+    int judged;            /* the last chunk completed a VAD frame */
+    int short_chunks;      /* a chunk has completed no frame: say what the next one needs */
+    long long samples_in;  /* heard (held samples are not, yet) */
+    long long bytes_in;    /* accepted, held included */
+    long long largest;     /* samples of the largest chunk heard */
+    PyObject *held;        /* bytes: a chunk that completes no frame, heard with the next */
+    int16_t *rest;         /* the bot-rate framer's samples short of a frame */
+    int rest_len;
+    PyObject *routes;      /* list of (rate, take or None, list of (offer, frame)) */
+    PyObject *on_event, *on_tick, *on_larger_chunk, *on_arrival, *on_signal, *on_odd, *masks;
+    PyObject *frombuffer, *dtype; /* np.frombuffer and int16: a listener's arrays */
+} InputCore;
+
+#define GIVEN(hook) ((hook) != NULL && (hook) != Py_None)
+
+static PyObject *AUDIO; /* "audio": the hook a listener's block is offered to */
+
+static long long samples_wanted(const InputCore *p) {
+    return p->aligned ? p->frame - p->samples_in % p->frame : 0;
+}
+
+static PyObject *as_array(InputCore *p, PyObject *buffer) {
+    PyObject *args[] = {buffer, p->dtype};
+    return PyObject_Vectorcall(p->frombuffer, args, 2, NULL);
+}
+
+/* in[0 .. n) as a new, writable int16 array: what a listener may keep and change. */
+static PyObject *copy_array(InputCore *p, const int16_t *in, Py_ssize_t n) {
+    PyObject *bytes = PyByteArray_FromStringAndSize((const char *)in, n * 2);
+    if (bytes == NULL)
+        return NULL;
+    PyObject *array = as_array(p, bytes);
+    Py_DECREF(bytes);
+    return array;
+}
+
+/* Offer a block of whole frames to each listener of its rate: whole, or frame by frame. */
+static int deliver(InputCore *p, PyObject *listeners, const int16_t *block, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(listeners); i++) {
+        PyObject *listener = PyList_GET_ITEM(listeners, i);
+        PyObject *offer = PyTuple_GET_ITEM(listener, 0);
+        Py_ssize_t step = PyLong_AsSsize_t(PyTuple_GET_ITEM(listener, 1));
+        if (step <= 0 || step > n)
+            step = n;
+        for (Py_ssize_t at = 0; at < n; at += step) {
+            PyObject *args[] = {AUDIO, copy_array(p, block + at, n - at < step ? n - at : step)};
+            if (args[1] == NULL)
+                return -1;
+            PyObject *done = PyObject_Vectorcall(offer, args, 2, NULL);
+            Py_DECREF(args[1]);
+            if (done == NULL)
+                return -1;
+            Py_DECREF(done);
+        }
+    }
+    return 0;
+}
+
+/* The bot-rate framer: the whole frames of rest + in[0 .. n), their count in *whole; in
+ * itself when nothing waited, else *scratch (to free). Keeps what is left. */
+static const int16_t *whole_frames(InputCore *p, const int16_t *in, Py_ssize_t n,
+                                   Py_ssize_t *whole, int16_t **scratch) {
+    *scratch = NULL;
+    Py_ssize_t total = p->rest_len + n, used;
+    *whole = total / p->frame * p->frame;
+    const int16_t *block = in;
+    if (p->rest_len && *whole) {
+        if ((*scratch = PyMem_Malloc(*whole * 2)) == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memcpy(*scratch, p->rest, p->rest_len * 2);
+        memcpy(*scratch + p->rest_len, in, (*whole - p->rest_len) * 2);
+        block = *scratch;
+    }
+    used = *whole - p->rest_len; /* of in, into the block (negative: all of in waits) */
+    if (used < 0) {
+        memcpy(p->rest + p->rest_len, in, n * 2);
+        p->rest_len += (int)n;
+    } else {
+        memcpy(p->rest, in + used, (n - used) * 2);
+        p->rest_len = (int)(n - used);
+    }
+    return block;
+}
+
+/* One route's block of this chunk: to its listeners, or (out given) appended to out. */
+static int route_block(InputCore *p, PyObject *route, PyObject *chunk, PyObject **array,
+                       const int16_t *s, Py_ssize_t n, PyObject *out) {
+    PyObject *rate = PyTuple_GET_ITEM(route, 0), *take = PyTuple_GET_ITEM(route, 1);
+    PyObject *listeners = PyTuple_GET_ITEM(route, 2);
+    if (take == Py_None) { /* the bot's own rate: framed here */
+        Py_ssize_t whole;
+        int16_t *scratch;
+        const int16_t *block = whole_frames(p, s, n, &whole, &scratch);
+        if (block == NULL)
+            return -1;
+        int done = 0;
+        if (out != NULL) {
+            PyObject *a = copy_array(p, block, whole);
+            PyObject *pair = a == NULL ? NULL : PyTuple_Pack(2, rate, a);
+            done = pair == NULL ? -1 : PyList_Append(out, pair);
+            Py_XDECREF(a);
+            Py_XDECREF(pair);
+        } else if (whole)
+            done = deliver(p, listeners, block, whole);
+        PyMem_Free(scratch);
+        return done;
+    }
+    if (*array == NULL && (*array = as_array(p, chunk)) == NULL)
+        return -1;
+    PyObject *block = PyObject_CallOneArg(take, *array);
+    if (block == NULL)
+        return -1;
+    int done = 0;
+    if (out != NULL) {
+        PyObject *pair = PyTuple_Pack(2, rate, block);
+        done = pair == NULL ? -1 : PyList_Append(out, pair);
+        Py_XDECREF(pair);
+    } else {
+        Py_buffer view;
+        done = PyObject_GetBuffer(block, &view, PyBUF_C_CONTIGUOUS);
+        if (done == 0) {
+            if (view.len >= 2 && PyList_GET_SIZE(listeners))
+                done = deliver(p, listeners, view.buf, view.len / 2);
+            PyBuffer_Release(&view);
+        }
+    }
+    Py_DECREF(block);
+    return done;
+}
+
+/* s[0 .. n) (of chunk, or its array) through the VAD, its events to hear, and every route. */
+static int hear_samples(InputCore *p, PyObject *chunk, PyObject *array, const int16_t *s,
+                        Py_ssize_t n, PyObject *hear, PyObject *out) {
+    p->samples_in += n;
+    PyObject *block = vad_take(p->vad_input, s, n);
+    if (block == NULL)
+        return -1;
+    Py_ssize_t frames = PyBytes_GET_SIZE(block) / (p->vad->frame_size * 2);
+    p->judged = frames > 0;
+    int done = 0;
+    if (frames) {
+        PyObject *masks = GIVEN(p->masks) ? PyObject_CallOneArg(p->masks, block) : Py_NewRef(Py_None);
+        done = masks == NULL ? -1
+                             : judge_frames(p->vad, (const int16_t *)PyBytes_AS_STRING(block),
+                                            frames, masks, hear);
+        Py_XDECREF(masks);
+    }
+    Py_DECREF(block);
+    Py_XINCREF(array);
+    for (Py_ssize_t i = 0; done == 0 && i < PyList_GET_SIZE(p->routes); i++)
+        done = route_block(p, PyList_GET_ITEM(p->routes, i), chunk, &array, s, n, out);
+    Py_XDECREF(array);
+    return done;
+}
+
+static int call_hook(PyObject *hook, PyObject *arg) {
+    if (!GIVEN(hook))
+        return 0;
+    PyObject *done = arg == NULL ? PyObject_CallNoArgs(hook) : PyObject_CallOneArg(hook, arg);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* A chunk received at read_at (a float): the hooks around hearing it, in the session's order. */
+static int hear_received(InputCore *p, PyObject *chunk, PyObject *read_at) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(chunk, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    Py_ssize_t n = view.len / 2;
+    int done = 0;
+    if (n > p->largest) {
+        p->largest = n;
+        PyObject *size = PyLong_FromSsize_t(n);
+        done = size == NULL ? -1 : call_hook(p->on_larger_chunk, size);
+        Py_XDECREF(size);
+    }
+    if (done == 0 && GIVEN(p->on_arrival)) { /* before hearing it: its echo may leave meanwhile */
+        PyObject *arrival = Py_BuildValue("(LO)", p->samples_in + n, read_at);
+        done = arrival == NULL ? -1 : call_hook(p->on_arrival, arrival);
+        Py_XDECREF(arrival);
+    }
+    if (done == 0)
+        done = hear_samples(p, chunk, NULL, view.buf, n, GIVEN(p->on_event) ? p->on_event : Py_None, NULL);
+    PyBuffer_Release(&view);
+    if (done == 0 && p->judged) /* the floor decides on stream time: only if it moved */
+        done = call_hook(p->on_tick, NULL);
+    return done;
+}
+
+static int any_sound(const int16_t *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i])
+            return 1;
+    return 0;
+}
+
+static PyObject *InputCore_receive(InputCore *p, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "receive(data, read_at) takes 2 arguments");
+    PyObject *data = args[0];
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t length = view.len, n = length / 2;
+    if (length % 2) {
+        PyBuffer_Release(&view);
+        return call_hook(p->on_odd, data) < 0 ? NULL : PyLong_FromLong(0);
+    }
+    p->bytes_in += length;
+    int signal = GIVEN(p->on_signal) && any_sound(view.buf, n);
+    PyObject *chunk = NULL;
+    long long wanted = samples_wanted(p);
+    if (p->held != NULL) { /* the held chunk and this one, heard as one */
+        Py_ssize_t before = PyBytes_GET_SIZE(p->held);
+        if ((chunk = PyBytes_FromStringAndSize(NULL, before + length)) != NULL) {
+            memcpy(PyBytes_AS_STRING(chunk), PyBytes_AS_STRING(p->held), before);
+            memcpy(PyBytes_AS_STRING(chunk) + before, view.buf, length);
+        }
+        Py_CLEAR(p->held);
+    } else if (n < wanted) {
+        p->held = PyBytes_CheckExact(data) ? Py_NewRef(data)
+                                           : PyBytes_FromStringAndSize(view.buf, length);
+        p->short_chunks = 1;
+    } else
+        chunk = PyBytes_CheckExact(data) ? Py_NewRef(data)
+                                         : PyBytes_FromStringAndSize(view.buf, length);
+    PyBuffer_Release(&view);
+    if (signal && call_hook(p->on_signal, NULL) < 0) {
+        Py_XDECREF(chunk);
+        return NULL;
+    }
+    if (chunk == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyLong_FromLongLong(2 * (wanted - n)); /* held: the bytes that complete it */
+    }
+    int done = hear_received(p, chunk, args[1]);
+    Py_DECREF(chunk);
+    if (done < 0)
+        return NULL;
+    /* only a bot whose chunks have fallen short of a frame needs the socket to wait */
+    return PyLong_FromLongLong(p->short_chunks ? 2 * samples_wanted(p) : 0);
+}
+
+static PyObject *InputCore_hear_held(InputCore *p, PyObject *read_at) {
+    if (p->held != NULL) {
+        PyObject *held = p->held;
+        p->held = NULL;
+        int done = hear_received(p, held, read_at);
+        Py_DECREF(held);
+        if (done < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *InputCore_feed(InputCore *p, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "feed(chunk, hear) takes 2 arguments");
+    Py_buffer view;
+    if (get_samples(args[0], &view) < 0)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out != NULL &&
+        hear_samples(p, args[0], args[0], view.buf, view.shape[0], args[1], out) < 0)
+        Py_CLEAR(out);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *InputCore_samples_wanted(InputCore *p, PyObject *unused) {
+    return PyLong_FromLongLong(samples_wanted(p));
+}
+
+static int check_routes(PyObject *routes) {
+    if (!PyList_Check(routes))
+        goto bad;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(routes); i++) {
+        PyObject *route = PyList_GET_ITEM(routes, i);
+        if (!PyTuple_Check(route) || PyTuple_GET_SIZE(route) != 3 ||
+            !PyList_Check(PyTuple_GET_ITEM(route, 2)))
+            goto bad;
+    }
+    return 0;
+bad:
+    PyErr_SetString(PyExc_TypeError, "routes: a list of (rate, take or None, list of listeners)");
+    return -1;
+}
+
+static int InputCore_init(InputCore *p, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"vad_input", "vad", "frame", "aligned", "routes", "frombuffer",
+                            "dtype", NULL};
+    PyObject *vad_input, *vad, *routes, *frombuffer, *dtype;
+    int frame, aligned;
+    if (p->rest != NULL) {
+        PyErr_SetString(PyExc_ValueError, "an InputCore is set up once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!ipOOO", names, &VadFramerType,
+                                     &vad_input, &CoreType, &vad, &frame, &aligned, &routes,
+                                     &frombuffer, &dtype))
+        return -1;
+    if (frame < 1 || check_routes(routes) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "a frame is at least one sample");
+        return -1;
+    }
+    if ((p->rest = PyMem_Calloc(frame, 2)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    p->vad_input = (VadFramer *)Py_NewRef(vad_input);
+    p->vad = (Core *)Py_NewRef(vad);
+    p->routes = Py_NewRef(routes);
+    p->frombuffer = Py_NewRef(frombuffer);
+    p->dtype = Py_NewRef(dtype);
+    p->frame = frame;
+    p->aligned = aligned;
+    return 0;
+}
+
+static int InputCore_traverse(InputCore *p, visitproc visit, void *arg) {
+    PyObject *owned[] = {(PyObject *)p->vad_input, (PyObject *)p->vad, p->held, p->routes,
+                         p->on_event, p->on_tick, p->on_larger_chunk, p->on_arrival,
+                         p->on_signal, p->on_odd, p->masks, p->frombuffer, p->dtype};
+    for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
+        Py_VISIT(owned[i]);
+    return 0;
+}
+
+static int InputCore_clear(InputCore *p) {
+    Py_CLEAR(p->vad_input);
+    Py_CLEAR(p->vad);
+    Py_CLEAR(p->held);
+    Py_CLEAR(p->routes);
+    Py_CLEAR(p->on_event);
+    Py_CLEAR(p->on_tick);
+    Py_CLEAR(p->on_larger_chunk);
+    Py_CLEAR(p->on_arrival);
+    Py_CLEAR(p->on_signal);
+    Py_CLEAR(p->on_odd);
+    Py_CLEAR(p->masks);
+    Py_CLEAR(p->frombuffer);
+    Py_CLEAR(p->dtype);
+    return 0;
+}
+
+static void InputCore_dealloc(InputCore *p) {
+    PyObject_GC_UnTrack(p);
+    InputCore_clear(p);
+    PyMem_Free(p->rest);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyObject *InputCore_get_held_samples(InputCore *p, void *unused) {
+    return PyLong_FromSsize_t(p->held == NULL ? 0 : PyBytes_GET_SIZE(p->held) / 2);
+}
+
+static PyGetSetDef InputCore_getset[] = {
+    {"held_samples", (getter)InputCore_get_held_samples, NULL,
+     "samples of a chunk held for the next one (counted in bytes_in, not in samples_in)", NULL},
+    {NULL},
+};
+
+#define HOOK(name, doc) {#name, T_OBJECT, offsetof(InputCore, name), 0, doc}
+static PyMemberDef InputCore_members[] = {
+    {"samples_in", T_LONGLONG, offsetof(InputCore, samples_in), READONLY, "samples heard"},
+    {"bytes_in", T_LONGLONG, offsetof(InputCore, bytes_in), 0, "bytes of audio accepted"},
+    {"judged", T_BOOL, offsetof(InputCore, judged), READONLY,
+     "the last chunk completed a VAD frame"},
+    HOOK(on_event, "receive: each speech event, as its frame is judged"),
+    HOOK(on_tick, "receive: called after a chunk that completed a VAD frame"),
+    HOOK(on_larger_chunk, "receive: a chunk larger than any before, its samples"),
+    HOOK(on_arrival, "receive: (samples in once the chunk is heard, read_at), before it is"),
+    HOOK(on_signal, "receive: a chunk with a nonzero sample arrived"),
+    HOOK(on_odd, "receive: a message of an odd byte count, instead of hearing it"),
+    HOOK(masks, "the VAD's block -> a byte a frame, nonzero for the bot's own echo"),
+    {NULL},
+};
+
+static PyMethodDef InputCore_methods[] = {
+    {"receive", (PyCFunction)(void (*)(void))InputCore_receive, METH_FASTCALL,
+     "receive(data, read_at): one message of the source socket; the bytes its next frame "
+     "needs (0: any)"},
+    {"hear_held", (PyCFunction)InputCore_hear_held, METH_O,
+     "hear_held(read_at): hear a held chunk now (none will follow it)"},
+    {"feed", (PyCFunction)(void (*)(void))InputCore_feed, METH_FASTCALL,
+     "feed(chunk, hear): one int16 chunk through the VAD (events to hear) and framing; a "
+     "(rate, block) pair a route, offered to no listener"},
+    {"samples_wanted", (PyCFunction)InputCore_samples_wanted, METH_NOARGS,
+     "samples_wanted(): samples at the bot's rate that complete the next frame (0: any)"},
+    {NULL},
+};
+
+static PyTypeObject InputCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.audio._vadcore.InputCore",
+    .tp_basicsize = sizeof(InputCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A session's input pipeline, compiled (bridge/audio/pipeline.py sets it up).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)InputCore_init,
+    .tp_dealloc = (destructor)InputCore_dealloc,
+    .tp_traverse = (traverseproc)InputCore_traverse,
+    .tp_clear = (inquiry)InputCore_clear,
+    .tp_methods = InputCore_methods,
+    .tp_members = InputCore_members,
+    .tp_getset = InputCore_getset,
+};
+
 /* spectral_flatness(samples): the gate's measure of one frame (bridge/audio/vad.py). */
 static PyObject *spectral_flatness(PyObject *unused, PyObject *arg) {
     Py_buffer view;
@@ -763,13 +1195,17 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__vadcore(void) {
-    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&VadFramerType) < 0)
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&VadFramerType) < 0 ||
+        PyType_Ready(&InputCoreType) < 0)
+        return NULL;
+    if (AUDIO == NULL && (AUDIO = PyUnicode_InternFromString("audio")) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
-        PyModule_AddObjectRef(m, "VadFramer", (PyObject *)&VadFramerType) < 0) {
+        PyModule_AddObjectRef(m, "VadFramer", (PyObject *)&VadFramerType) < 0 ||
+        PyModule_AddObjectRef(m, "InputCore", (PyObject *)&InputCoreType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -7,17 +7,19 @@ conversion and one framing, and the chunk's whole frames as one block.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 
-from bridge.audio._vadcore import VadFramer
+from bridge.audio._vadcore import InputCore, VadFramer
 from bridge.audio.echo_guard import EchoGuard
 from bridge.audio.framer import Framer, frame_samples
 from bridge.audio.resample import Quality, StreamResampler
-from bridge.audio.vad import VAD_RATE, SpeechEvent, VoiceActivityDetector
+from bridge.audio.vad import VAD_RATE, VoiceActivityDetector
 
-Block = tuple[int, np.ndarray]  # (rate, whole frames at that rate)
+Offer = Callable[[str, np.ndarray], object]  # a listener's: offer("audio", block)
+S16 = np.dtype(np.int16)
 
 
 class FrameStream:
@@ -32,24 +34,23 @@ class FrameStream:
         return self.framer.take(self.resampler.process(chunk))
 
 
-def listen_take(
-    bot_rate: int, rate: int, frame_ms: int, quality: Quality
-) -> Callable[[np.ndarray], np.ndarray]:
-    """What turns a bot chunk into a listener's block at rate: a framer alone at the bot's
-    own rate (two calls a chunk fewer), else a resampling FrameStream."""
-    if rate == bot_rate:
-        return Framer(frame_samples(rate, frame_ms)).take
-    return FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms).take
-
-
-class InputPipeline:
+class InputPipeline(InputCore):
     """Runs VAD at 8 kHz (the mean of each group of bot_rate / 8000 samples: no resampler)
     and frames audio at each listener rate, resampled at `quality`.
 
-    feed() hands each speech event to `hear` as the VAD's frame that causes it is judged
-    (so `hear` sees the VAD as it was then), and returns the chunk's (rate, block) pairs;
-    a block may be a view of the chunk: copy to keep. `judged` says whether that chunk
-    completed a VAD frame (a 10 ms chunk completes a 20 ms frame every other time).
+    An InputCore (bridge/audio/_vadcore.c), so a chunk goes through it in one C call:
+    - `receive(data, read_at)`: a session's message of s16le bytes, the socket's sink. A
+      chunk that completes no frame on its own (today's bot's 10 ms, of a 20 ms frame) is
+      counted and held, and heard with the next: the same frames, at the same moment, for
+      half the work. Each rate's whole frames go to the listeners `listen()` added; the
+      hooks (`on_event`, `on_tick`, `on_larger_chunk`, `on_arrival`, `on_signal`,
+      `on_odd`) are the session's. Returns the bytes that complete the next frame once a
+      chunk has fallen short of one (else 0), so the socket need not wake for less.
+    - `hear_held(read_at)`: hear the held chunk now (the end, a new rate).
+    - `feed(chunk, hear)`: one int16 chunk through the VAD (each event to `hear` as the
+      frame that causes it is judged) and framing, a (rate, block) pair a rate returned,
+      offered to no listener; `judged` says whether it completed a VAD frame.
+    - `samples_in`, `held_samples`, `bytes_in` (settable: a new pipeline carries it on).
     """
 
     def __init__(
@@ -62,17 +63,37 @@ class InputPipeline:
         echo_guard: EchoGuard | None = None,
     ) -> None:
         self.vad = vad
-        self.echo_guard = echo_guard  # frames it calls the bot's own echo are no speech
-        self._vad_frame = frame_samples(VAD_RATE, frame_ms)
-        self._vad_input = VadFramer(bot_rate, VAD_RATE, self._vad_frame)
-        self._frame_ms = frame_ms
-        self._listen_takes = [  # the bot's own rate is framed as it comes, without a resampler
-            (rate, listen_take(bot_rate, rate, frame_ms, quality)) for rate in sorted(listen_rates)
+        self._vad_input = VadFramer(bot_rate, VAD_RATE, frame_samples(VAD_RATE, frame_ms))
+        self._listeners: dict[int, list[tuple[Offer, int]]] = {r: [] for r in listen_rates}
+        routes = [  # the bot's own rate is framed in C as it comes, without a resampler
+            (rate, _take(bot_rate, rate, frame_ms, quality), self._listeners[rate])
+            for rate in sorted(listen_rates)
         ]
-        self.samples_in = 0
-        self.judged = False
-        self._frame = frame_samples(bot_rate, frame_ms)  # every frame's, at the bot's rate
-        self._aligned = listen_rates <= {bot_rate}  # no resampler: frames end together
+        super().__init__(
+            vad_input=self._vad_input,
+            vad=vad,
+            frame=frame_samples(bot_rate, frame_ms),
+            aligned=listen_rates <= {bot_rate},  # no resampler: frames end together
+            routes=routes,
+            frombuffer=np.frombuffer,
+            dtype=S16,
+        )
+        if echo_guard is not None:  # frames it calls the bot's own echo are no speech; not
+            # a method of self, which would make a cycle through the core
+            self.masks = functools.partial(_echo_masks, echo_guard, vad, frame_ms)
+
+    def listen(self, rate: int, offer: Offer, frame: int) -> None:
+        """Offer each chunk's whole frames at `rate` (one of the listening rates) to
+        offer("audio", block): as one block, or (frame: its samples) frame by frame."""
+        self._listeners[rate].append((offer, frame))
+
+    def release(self) -> None:
+        """Its session has ended: forget the session's hooks and listeners (they made a
+        cycle); audio still handed over is counted and judged, and goes nowhere."""
+        self.on_event = self.on_tick = self.on_larger_chunk = self.on_arrival = None
+        self.on_signal = self.on_odd = None
+        for listeners in self._listeners.values():
+            listeners.clear()
 
     @property
     def speech_segments(self) -> int:
@@ -84,33 +105,24 @@ class InputPipeline:
         """How late the VAD hears the meeting: its decimation's group delay."""
         return self._vad_input.delay_ms
 
-    def samples_wanted(self) -> int:
-        """Samples at the bot's rate that complete the next frame, for the VAD and every
-        listener (all at the bot's rate, so their frames end at the same samples): a chunk
-        of fewer completes none and may wait for the next. 0 when a resampling listener's
-        frames end elsewhere."""
-        return self._frame - self.samples_in % self._frame if self._aligned else 0
 
-    def feed(self, chunk: np.ndarray, hear: Callable[[SpeechEvent], None]) -> list[Block]:
-        """Push one bot chunk through the VAD (its events to `hear`) and framing: a block
-        (maybe empty) for each listening rate."""
-        self.samples_in += len(chunk)
-        block = self._vad_input.take(chunk)  # the chunk's whole 8 kHz frames, as s16 bytes
-        if block:
-            masks = None if self.echo_guard is None else self._echo_masks(block)
-            self.vad.process_block(block, masks, hear)
-        self.judged = bool(block)
-        blocks = []  # a loop, not a comprehension: that is one more frame a chunk in 3.11
-        for rate, take in self._listen_takes:
-            blocks.append((rate, take(chunk)))
-        return blocks
+def _echo_masks(guard: EchoGuard, vad: VoiceActivityDetector, frame_ms: int, block: bytes) -> bytes:
+    """A byte a VAD frame of block: 1 where the echo guard hears the bot's own voice come
+    back (the block's frames end at the VAD's position)."""
+    size = frame_samples(VAD_RATE, frame_ms)
+    samples = np.frombuffer(block, dtype=np.int16)
+    start_ms = vad.position_ms
+    return bytes(
+        bool(guard.is_echo(samples[at : at + size], start_ms + n * frame_ms))
+        for n, at in enumerate(range(0, len(samples), size))
+    )
 
-    def _echo_masks(self, block: bytes) -> bytes:
-        """A byte a VAD frame: 1 where the echo guard hears the bot's own voice come back."""
-        guard, size, start_ms = self.echo_guard, self._vad_frame, self.vad.position_ms
-        assert guard is not None
-        samples = np.frombuffer(block, dtype=np.int16)
-        return bytes(
-            bool(guard.is_echo(samples[at : at + size], start_ms + n * self._frame_ms))
-            for n, at in enumerate(range(0, len(samples), size))
-        )
+
+def _take(
+    bot_rate: int, rate: int, frame_ms: int, quality: Quality
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """What cuts a listening rate's frames from a bot chunk: None at the bot's own rate (the
+    core frames it), else a resampling FrameStream."""
+    if rate == bot_rate:
+        return None
+    return FrameStream(StreamResampler(bot_rate, rate, quality), frame_ms).take

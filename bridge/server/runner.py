@@ -18,14 +18,21 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.responder import Responder
+from bridge.server._dispatch import Dispatch
 
 log = logging.getLogger(__name__)
 
 _STOP: tuple[str, tuple[Any, ...]] = ("stop", ())
 
 
-class ResponderRunner:
-    """Delivers hooks in order; a full queue drops the item (counted), a raising hook is logged."""
+class ResponderRunner(Dispatch):
+    """Delivers hooks in order; a full queue drops the item (counted), a raising hook is logged.
+
+    A Dispatch (bridge/server/_dispatch.c): `offer(hook, *args)` delivers a hook call
+    without waiting, inline if it is a plain function and nothing is queued before it,
+    else queued (`_enqueue`); it returns False (and counts it) when the queue is full. A
+    hook the responder does not handle (Responder.hooks) is not delivered at all.
+    """
 
     def __init__(self, responder: Responder, queue_size: int, session_id: str) -> None:
         self.responder = responder
@@ -42,22 +49,8 @@ class ResponderRunner:
         self.started = asyncio.Event()  # on_start has returned (or raised)
         self._task = asyncio.create_task(self._run(), name=f"responder-{session_id}")
 
-    def offer(self, hook: str, *args: Any) -> bool:
-        """Deliver a hook call without waiting: inline if it is a plain function and nothing is
-        queued before it, else queued; False (and counted) when the queue is full. A hook
-        the responder does not handle (Responder.hooks) is not delivered at all."""
-        if hook not in self._hooks:
-            return True
-        call = self._inline.get(hook)
-        if call is not None and not self._busy and not self._waiting:
-            self._busy = True  # what the hook causes (a frame sent, heard back) queues behind it
-            try:
-                call(*args)
-            except Exception:
-                self._report(hook)
-            finally:
-                self._busy = False
-            return True
+    def _enqueue(self, hook: str, args: tuple[Any, ...]) -> bool:
+        """Queue a hook call (offer could not run it inline); False when the queue is full."""
         try:
             self._queue.put_nowait((hook, args))
             self._waiting += 1

@@ -452,7 +452,7 @@ class BridgeServer:
                 else:
                     await session.receive_audio(link, message)
                     if link.source and bot.audio_sink is None and link in session.links.values():
-                        bot.audio_sink = session.receive_source_audio  # later chunks: inline
+                        bot.audio_sink = session.audio_sink  # later chunks: inline
                         bot.coalesce_reads = True  # the pipeline frames chunks of any size
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:

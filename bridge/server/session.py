@@ -35,7 +35,7 @@ from bridge.server.floor import Floor, floor_settings
 from bridge.server.histogram import LATENCY_BUCKETS_S, Histogram
 from bridge.server.playout import Playout, Send
 from bridge.server.runner import ResponderRunner
-from bridge.wire.connection import BotConnection
+from bridge.wire.connection import AudioSink, BotConnection
 from bridge.wire.protocol import (
     BotEvent,
     CloseCode,
@@ -72,13 +72,18 @@ class SessionStats:
     """What a session counts; its summary line is built from these."""
 
     started: float = field(default_factory=time.monotonic)
-    bytes_in: int = 0
+    input: InputPipeline | None = None  # the session's pipeline: it counts the bytes of audio in
     seconds_in_before: float = 0.0  # meeting audio heard at earlier rates (a re-hello's change)
     segments_before: int = 0
     rate_changes: int = 0
     dropped: Counter[str] = field(default_factory=Counter)  # messages and frames, by reason
     sockets: int = 0
     barge_ins: int = 0
+
+    @property
+    def bytes_in(self) -> int:
+        """Bytes of meeting audio accepted (held ones included), at whatever rates."""
+        return 0 if self.input is None else self.input.bytes_in
 
 
 class Session:
@@ -131,15 +136,13 @@ class Session:
         self.runners: list[ResponderRunner] = []  # started once the rate is known (_start)
         # each runner hearing audio, its rate and its frame at that rate (0: it takes blocks)
         self._listeners: list[tuple[ResponderRunner, int, int]] = []
-        self.pipeline = self._new_pipeline()
         self._hears_bot: list[ResponderRunner] = []
         self.added_latency = Histogram(LATENCY_BUCKETS_S)
         self._loopback = False
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
         self._unwritten: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # their frames' reads
         self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
-        self._held = b""  # a chunk that completes no frame, heard with the next one
-        self._short_chunks = False  # a chunk has completed no frame: say what the next needs
+        self.pipeline = self._new_pipeline()
         self.events.listen(self._tell_responders)
         self._playout_task: asyncio.Task[None] | None = asyncio.create_task(
             self.playout.run(self._sink, self._sink_ready), name=f"playout-{session_id}"
@@ -153,11 +156,11 @@ class Session:
         self._listeners = [
             self._listener(r, sample_rate) for r in self.runners if "audio" in r.responder.hooks
         ]
+        self._loopback = any(r.responder.loopback for r in self.runners)
         self.pipeline = self._new_pipeline()
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
         if self._hears_bot or self.echo_guard is not None:  # else no call a frame sent
             self.playout.on_sent = self._sent
-        self._loopback = any(r.responder.loopback for r in self.runners)
         if self.phase == "in_call":
             self._offer_all("join")
         self._on_started(self)
@@ -175,7 +178,8 @@ class Session:
         return ResponderRunner(responder, self.config.responder_queue_frames, self.id)
 
     def _new_pipeline(self) -> InputPipeline:
-        """A pipeline from stream time 0, with its echo guard and the floor on its timeline."""
+        """A pipeline from stream time 0, with its echo guard and the floor on its timeline,
+        its listeners and the session's hooks (the byte count goes on from the last one)."""
         c = self.config
         stop_ms = c.turn_vad_stop_ms if c.turn_policy == "adaptive" else c.vad_stop_ms
         vad = VoiceActivityDetector(
@@ -203,14 +207,18 @@ class Session:
             self.roster.only_self_speaking,
         )
         rates = {rate for _, rate, _ in self._listeners} or {self.sample_rate}
-        return InputPipeline(
-            self.sample_rate,
-            rates,
-            c.frame_ms,
-            vad,
-            c.resample_quality,
-            self.echo_guard,
+        pipeline = InputPipeline(
+            self.sample_rate, rates, c.frame_ms, vad, c.resample_quality, self.echo_guard
         )
+        for runner, rate, frame in self._listeners:
+            pipeline.listen(rate, runner.offer, frame)
+        pipeline.on_event, pipeline.on_tick = self.floor.hear, self.floor.tick
+        pipeline.on_larger_chunk, pipeline.on_odd = self._larger_chunk, self._odd_chunk
+        pipeline.on_signal = self._signal if self.phase == "connected" else None
+        pipeline.on_arrival = self._arrivals.append if self._loopback else None
+        pipeline.bytes_in = self.stats.bytes_in  # goes on from the last pipeline's
+        self.stats.input = pipeline
+        return pipeline
 
     def _set_rate(self, sample_rate: int) -> None:
         if sample_rate != self.sample_rate:
@@ -239,6 +247,9 @@ class Session:
             )
         self._set_rate(sample_rate)
         self.pipeline = self._new_pipeline()
+        for link in self.links.values():  # the source socket hands its audio to the new one
+            if link.source and link.connection.audio_sink is not None:
+                link.connection.audio_sink = self.audio_sink
         self._arrivals.clear()
         self._unwritten.clear()
         self._loopback_dropped = 0
@@ -253,6 +264,7 @@ class Session:
         if self.phase != "connected":
             return
         self.phase = self.phase_reached = "in_call"
+        self.pipeline.on_signal = None
         log.info("session %s: the bot is in the call (%s)", self.id, cause)
         self._update_sink()
         self.events.publish("joined", cause=cause)
@@ -439,66 +451,41 @@ class Session:
 
     def receive_source_audio(self, data: bytes, read_at: float) -> int:
         """Handle a binary frame from the source socket, read at monotonic time read_at;
-        synchronous, so the socket can hand it over inline (bridge.wire.connection). A
-        chunk that completes no frame on its own (today's bot's 10 ms, of a 20 ms frame)
-        is counted now and heard with the next: the same frames, at the same moment, for
-        half the work. Returns the bytes that complete the next frame (0: any), so the
-        socket need not wake for less."""
-        try:
-            samples = parse_audio(data)
-        except ProtocolError as exc:
-            self._refuse(exc)
-            return 0
-        self.stats.bytes_in += len(data)
-        if self.phase == "connected" and samples.any():
-            self.enter_call("audio")
-        pipeline = self.pipeline
-        if self._held:
-            samples, self._held = parse_audio(self._held + data), b""
-        elif len(samples) < (wanted := pipeline.samples_wanted()):
-            self._held = data
-            self._short_chunks = True
-            return 2 * (wanted - len(samples))
-        self._hear(samples, read_at)
-        # only a bot whose chunks have fallen short of a frame needs the socket to wait
-        return 2 * pipeline.samples_wanted() if self._short_chunks else 0
+        synchronous, so the socket can hand it over inline (bridge.wire.connection, whose
+        sink is the pipeline's own `receive`: audio_sink). Returns the bytes that complete
+        the next frame (0: any), so the socket need not wake for less."""
+        return self.pipeline.receive(data, read_at)
+
+    @property
+    def audio_sink(self) -> AudioSink:
+        """What the source socket hands each message to: the pipeline's C receive (a new
+        pipeline, after a rate change, is handed to the socket by _retune)."""
+        return self.pipeline.receive
 
     def _hear_held(self) -> None:
         """Hear the chunk waiting for the next one now: none will come (the end, a new rate)."""
-        if self._held:
-            held, self._held = self._held, b""
-            self._hear(parse_audio(held), time.monotonic())
+        self.pipeline.hear_held(time.monotonic())
 
     def position_ms(self) -> float:
         """Milliseconds of meeting audio received so far: the session's timeline."""
-        samples = self.pipeline.samples_in + len(self._held) // 2
+        samples = self.pipeline.samples_in + self.pipeline.held_samples
         heard_s = self.stats.seconds_in_before + samples / self.sample_rate
         return heard_s * 1000
 
-    def _hear(self, samples: np.ndarray, read_at: float) -> None:
-        if len(samples) > self.playout.chunk_samples:
-            self.playout.fit_chunk(len(samples), self._loopback)
-        pipeline = self.pipeline
-        if self._loopback:  # before hearing it: its echo may leave within this call
-            self._arrivals.append((pipeline.samples_in + len(samples), read_at))
-        blocks = pipeline.feed(samples, self.floor.hear)  # speech: turns, pauses, barge-in
-        for rate, block in blocks:
-            if len(block):
-                self._offer_audio(rate, block)
-        if pipeline.judged:  # the floor decides on stream time: only if it moved
-            self.floor.tick()
+    def _larger_chunk(self, samples: int) -> None:
+        """A chunk larger than any before: the playout's lead fits it."""
+        if samples > self.playout.chunk_samples:
+            self.playout.fit_chunk(samples, self._loopback)
 
-    def _offer_audio(self, rate: int, block: np.ndarray) -> None:
-        """A chunk's whole frames to the responders hearing this rate: as one block, or
-        frame by frame."""
-        for runner, listen_rate, frame in self._listeners:
-            if listen_rate != rate:
-                continue
-            if not frame:
-                runner.offer("audio", block.copy())
-                continue
-            for one in frames_of(block, frame):
-                runner.offer("audio", one.copy())
+    def _signal(self) -> None:
+        """Meeting audio with a nonzero sample: the bot is in the call."""
+        self.enter_call("audio")
+
+    def _odd_chunk(self, data: bytes) -> None:
+        try:
+            parse_audio(data)
+        except ProtocolError as exc:
+            self._refuse(exc)
 
     def interrupt(self, reason: str) -> None:
         """Stop the bot speaking (barge-in or a command); responders hear what was cut."""
@@ -701,6 +688,7 @@ class Session:
         playout task's traceback): reference counting alone then frees an ended session,
         and the live ones' objects, frozen out of full collections (heap.py), never need one."""
         self.playout.release()
+        self.pipeline.release()
         self.floor.release()
         self.events.release()
         for handle in self._handles:

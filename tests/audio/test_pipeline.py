@@ -184,3 +184,117 @@ def test_the_samples_wanted_are_the_fewest_that_complete_a_frame(listen):
         n = int(rng.choice([240, 480, 100, 700]))
         pipeline.feed(signal[at : at + n], lambda event: None)
         at += n
+
+
+class Heard:
+    """A session's side of receive(): what each hook and listener was given."""
+
+    def __init__(self, pipeline: InputPipeline, frame: int = 0) -> None:
+        self.events, self.ticks, self.larger, self.arrivals, self.odd = [], 0, [], [], []
+        self.blocks: list[np.ndarray] = []
+        self.signals = 0
+        pipeline.on_event = self.events.append
+        pipeline.on_tick = self.tick
+        pipeline.on_larger_chunk = self.larger.append
+        pipeline.on_arrival = self.arrivals.append
+        pipeline.on_odd = self.odd.append
+        pipeline.on_signal = self.signal
+        pipeline.listen(RATE, self.offer, frame)
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+    def signal(self) -> None:
+        self.signals += 1
+
+    def offer(self, hook: str, block: np.ndarray) -> None:
+        assert hook == "audio"
+        self.blocks.append(block)
+
+
+def test_receive_holds_a_chunk_short_of_a_frame_and_hears_it_with_the_next():
+    """Today's bot's 10 ms messages: each odd one is held (counted, not heard), asks for the
+    bytes that complete the frame, and the pair is heard as one frame at the second one's
+    read time; the listener gets exactly the samples sent, the VAD the same events as feed."""
+    signal = np.concatenate([silence(0.3, RATE), recording("Front_Left", RATE)])
+    signal = signal[: len(signal) // 480 * 480]
+    pipeline = InputPipeline(RATE, {RATE}, 20, VoiceActivityDetector(20))
+    heard = Heard(pipeline)
+    reference = InputPipeline(RATE, {RATE}, 20, VoiceActivityDetector(20))
+    expected: list = []
+    for n, at in enumerate(range(0, len(signal), 240)):
+        chunk = signal[at : at + 240]
+        wanted = pipeline.receive(chunk.tobytes(), float(n))
+        assert wanted == (960 if n % 2 else 480)  # bytes: the frame's other half, or the next
+        assert pipeline.bytes_in == 2 * (at + 240)
+        assert pipeline.held_samples == (0 if n % 2 else 240)
+        assert pipeline.samples_in == (at + 240 if n % 2 else at)
+        if n % 2:
+            assert heard.arrivals[-1] == (at + 240, float(n))  # the pair's, read with the second
+            reference.feed(signal[at - 240 : at + 240], expected.append)
+    assert heard.events == expected and any(isinstance(e, SpeechStarted) for e in expected)
+    assert heard.ticks == len(signal) // 480 == len(heard.blocks)
+    assert np.array_equal(np.concatenate(heard.blocks), signal)
+    sounding = sum(bool(signal[at : at + 240].any()) for at in range(0, len(signal), 240))
+    assert heard.larger == [480] and heard.odd == [] and heard.signals == sounding < 2 * heard.ticks
+
+
+def test_receive_offers_whole_frames_as_blocks_or_frame_by_frame_and_copies_them():
+    """100 ms chunks (v2): one block of five frames, or five frames; each a writable copy,
+    so a listener may keep or change it; a 30 ms chunk leaves 10 ms for the next."""
+    signal = white_noise(0.5, RATE, 3000, seed=4)
+    for frame, sizes in ((0, [2400, 2400, 480, 960]), (480, [480] * 13)):
+        pipeline = InputPipeline(RATE, {RATE}, 20, VoiceActivityDetector(20))
+        heard = Heard(pipeline, frame)
+        data = signal[:2400].tobytes()
+        assert pipeline.receive(data, 0.0) == 0  # a bot whose chunks complete frames: no wish
+        pipeline.receive(signal[2400:4800].tobytes(), 1.0)
+        pipeline.receive(signal[4800:5520].tobytes(), 2.0)  # 30 ms: 20 now, 10 wait
+        pipeline.receive(signal[5520:6240].tobytes(), 3.0)  # 10 + 30: two frames
+        assert [len(b) for b in heard.blocks] == sizes
+        assert np.array_equal(np.concatenate(heard.blocks), signal[:6240])
+        heard.blocks[0][:] = 0  # a copy: the next chunk's frames are not changed by it
+        assert all(b.flags.writeable for b in heard.blocks)
+        assert heard.larger == [2400] and pipeline.samples_in == 6240
+
+
+def test_receive_refuses_an_odd_message_through_its_hook_and_goes_on():
+    """An odd byte count is no audio: on_odd gets it, nothing is counted or heard, and the
+    next message is heard as if it had not come."""
+    pipeline = InputPipeline(RATE, {RATE}, 20, VoiceActivityDetector(20))
+    heard = Heard(pipeline)
+    assert pipeline.receive(b"\x01\x02\x03", 0.0) == 0
+    assert heard.odd == [b"\x01\x02\x03"] and pipeline.bytes_in == 0
+    pipeline.receive(silence(0.02, RATE).tobytes(), 1.0)
+    assert pipeline.bytes_in == 960 and heard.ticks == 1 and heard.signals == 0
+
+
+def test_receive_frames_resampled_listeners_at_their_own_rate():
+    """A listener at 16 kHz from a 24 kHz bot: the core hands the chunk to its resampling
+    take and offers whole 16 kHz frames, as feed returns them (to a unit: soxr's output
+    depends by a unit on where its input sits in memory)."""
+    signal = recording("Front_Left", RATE)[:24000]
+    pipeline = InputPipeline(RATE, {16000}, 20, VoiceActivityDetector(20))
+    blocks: list[np.ndarray] = []
+    pipeline.listen(16000, lambda hook, block: blocks.append(block), 0)
+    reference = InputPipeline(RATE, {16000}, 20, VoiceActivityDetector(20))
+    expected = []
+    for at in range(0, len(signal), 480):
+        pipeline.receive(signal[at : at + 480].tobytes(), 0.0)
+        expected += [b for _, b in reference.feed(signal[at : at + 480], lambda e: None) if len(b)]
+    assert len(blocks) == len(expected) > 20
+    for got, want in zip(blocks, expected, strict=True):  # soxr's SIMD rounds by alignment
+        assert len(got) == len(want) and np.abs(got.astype(int) - want).max() <= 2
+
+
+def test_a_hook_that_raises_stops_the_chunk_and_says_so():
+    """The sink's caller closes the socket on an exception (bridge.wire.connection): it must
+    reach it, not be swallowed."""
+    pipeline = InputPipeline(RATE, {RATE}, 20, VoiceActivityDetector(20))
+
+    def broken(hook: str, block: np.ndarray) -> None:
+        raise RuntimeError("listener bug")
+
+    pipeline.listen(RATE, broken, 0)
+    with pytest.raises(RuntimeError, match="listener bug"):
+        pipeline.receive(silence(0.02, RATE).tobytes(), 0.0)
