@@ -4,6 +4,7 @@ import asyncio
 import logging
 
 import numpy as np
+import pytest
 
 from bridge.responder import Responder
 from bridge.server.events import Event
@@ -98,6 +99,27 @@ async def test_a_plain_hook_that_raises_is_logged_and_counted(caplog):
         runner.offer("audio", frame(4))
     assert runner.errors == 1 and responder.heard == ["audio 4"]
     assert "Listener raised in on_audio; the session goes on" in caplog.text
+    (record,) = [r for r in caplog.records if r.exc_info]  # the hook's own, with its frames
+    assert isinstance(record.exc_info[1], ValueError) and "frame[0] < 0" not in caplog.text
+    assert "a bug in a plain hook" in caplog.text and "in on_audio" in caplog.text
+    await runner.stop(1)
+
+
+class Cancels(Responder):
+    def __init__(self) -> None:
+        pass
+
+    def on_audio(self, frame: np.ndarray) -> None:
+        raise asyncio.CancelledError  # not a bug of the hook's: it is not swallowed
+
+
+async def test_a_plain_hook_raising_what_is_no_exception_propagates_and_frees_the_runner():
+    runner = await started(Cancels())
+    with pytest.raises(asyncio.CancelledError):
+        runner.offer("audio", frame(1))
+    assert runner.errors == 0 and not runner._busy  # the next offer runs inline again
+    with pytest.raises(asyncio.CancelledError):
+        runner.offer("audio", frame(2))
     await runner.stop(1)
 
 
