@@ -13,6 +13,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
+#include <time.h>
 
 #define FINAL_BINARY 0x82 /* FIN, no reserved bit, opcode 2 */
 #define MASKED 0x80
@@ -64,6 +66,585 @@ static Py_ssize_t audio_frame(const unsigned char *data, Py_ssize_t end, Py_ssiz
     return header + 4;
 }
 
+/* ---- The tick batch and a bot socket's audio path (bridge/wire/connection.py) ----
+ *
+ * TickCore is TickBatch's: hear(connection, data) queues a message for its socket's sink,
+ * run() (once the loop's reads are done) hands each to its sink in arrival order, writing
+ * every socket's speech after each WRITE_EVERY messages and at the end. AudioLink is
+ * BotConnection's: data_received takes the whole audio frames at the front of a read
+ * straight to the batch, and send_audio / write_unsent gather a tick's frames of speech
+ * into one transport write. In Python these were six frames a message, about a quarter
+ * of the server's time at 20 ms chunks. What is rare stays in Python: the bytes that go
+ * to websockets' parser (_to_parser), the parser's state (_parser_waits), a changed wish
+ * (wake_after), a failed sink (sink_failed). A batch also serves any object with
+ * `audio_sink`, `wanted` and `write_unsent` (the tests' stand-ins), through attributes.
+ */
+
+#define WRITE_EVERY 8 /* messages heard between writes: a frame waits for at most 7 others */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    PyObject *heard;    /* list of (connection, data, read_at) */
+    PyObject *to_write; /* list of connections with speech to write */
+    char scheduled;
+} TickCore;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *sink;     /* audio_sink: (data, read_at) -> bytes its next frame needs */
+    PyObject *batch;    /* its loop's TickBatch */
+    PyObject *audio_lost, *audio_written;
+    char *unsent;       /* this tick's frames of speech, headers included */
+    Py_ssize_t unsent_len, unsent_size, unsent_frames;
+    Py_ssize_t max_message, message_bytes;
+    double heard_at;
+    int queued, wanted;
+    char partial, parser_idle, coalesce;
+} AudioLink;
+
+static PyTypeObject TickCoreType, AudioLinkType;
+static PyObject *S_TO_PARSER, *S_PARSER_WAITS, *S_WAKE_AFTER, *S_SINK_FAILED, *S_AUDIO_SINK,
+    *S_WANTED, *S_WRITE_UNSENT, *S_HEARD_AT, *S_AWAIT_WRITE, *S_CALL_SOON, *S_RUN, *S_PROTOCOL,
+    *S_STATE, *S_TRANSPORT, *S_IS_CLOSING, *S_WRITE, *OPEN;
+
+static double monotonic(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* time.monotonic()'s clock */
+    return (double)now.tv_sec + now.tv_nsec * 1e-9;
+}
+
+static int schedule(TickCore *b) {
+    if (b->scheduled)
+        return 0;
+    PyObject *run = PyObject_GetAttr((PyObject *)b, S_RUN);
+    PyObject *handle = run == NULL ? NULL : PyObject_CallMethodOneArg(b->loop, S_CALL_SOON, run);
+    Py_XDECREF(run);
+    if (handle == NULL)
+        return -1;
+    Py_DECREF(handle);
+    b->scheduled = 1;
+    return 0;
+}
+
+static int batch_hear(TickCore *b, PyObject *connection, PyObject *data) {
+    double now = monotonic();
+    if (PyObject_TypeCheck(connection, &AudioLinkType))
+        ((AudioLink *)connection)->heard_at = now;
+    else {
+        PyObject *at = PyFloat_FromDouble(now);
+        int set = at == NULL ? -1 : PyObject_SetAttr(connection, S_HEARD_AT, at);
+        Py_XDECREF(at);
+        if (set < 0)
+            return -1;
+    }
+    PyObject *entry = Py_BuildValue("(OOd)", connection, data, now);
+    int added = entry == NULL ? -1 : PyList_Append(b->heard, entry);
+    Py_XDECREF(entry);
+    return added < 0 ? -1 : schedule(b);
+}
+
+static int batch_await_write(TickCore *b, PyObject *connection) {
+    return PyList_Append(b->to_write, connection) < 0 ? -1 : schedule(b);
+}
+
+static int link_write(AudioLink *l);
+
+static int write_one(PyObject *connection) {
+    if (PyObject_TypeCheck(connection, &AudioLinkType))
+        return link_write((AudioLink *)connection);
+    PyObject *done = PyObject_CallMethodNoArgs(connection, S_WRITE_UNSENT);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* Write every waiting socket's speech; a write that raises leaves the rest for next time. */
+static int batch_write(TickCore *b) {
+    Py_ssize_t n;
+    while ((n = PyList_GET_SIZE(b->to_write)) > 0) {
+        PyObject *connection = Py_NewRef(PyList_GET_ITEM(b->to_write, n - 1));
+        int done = PyList_SetSlice(b->to_write, n - 1, n, NULL);
+        if (done == 0)
+            done = write_one(connection);
+        Py_DECREF(connection);
+        if (done < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The sink raised (an Exception: a bug): the socket's sink_failed() closes it, with the
+ * exception as the one being handled (it logs it). Anything else goes on up. */
+static int sink_failed(PyObject *connection) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyObject *type, *raised, *traceback;
+    PyErr_Fetch(&type, &raised, &traceback);
+    PyErr_NormalizeException(&type, &raised, &traceback);
+    if (traceback != NULL)
+        PyException_SetTraceback(raised, traceback);
+    PyObject *before = PyErr_GetHandledException();
+    PyErr_SetHandledException(raised);
+    PyObject *done = PyObject_CallMethodNoArgs(connection, S_SINK_FAILED);
+    PyErr_SetHandledException(before);
+    Py_XDECREF(before);
+    Py_XDECREF(type);
+    Py_XDECREF(raised);
+    Py_XDECREF(traceback);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* The sink's wish (its return: None or an int) against what the socket was told last. */
+static int tell_wanted(PyObject *connection, PyObject *result) {
+    long wanted = result == Py_None ? 0 : PyLong_AsLong(result);
+    if (wanted == -1 && PyErr_Occurred())
+        return -1;
+    long told;
+    if (PyObject_TypeCheck(connection, &AudioLinkType))
+        told = ((AudioLink *)connection)->wanted;
+    else {
+        PyObject *was = PyObject_GetAttr(connection, S_WANTED);
+        told = was == NULL ? -1 : PyLong_AsLong(was);
+        Py_XDECREF(was);
+        if (told == -1 && PyErr_Occurred())
+            return -1;
+    }
+    if (wanted == told)
+        return 0;
+    PyObject *n = PyLong_FromLong(wanted);
+    PyObject *done = n == NULL ? NULL : PyObject_CallMethodOneArg(connection, S_WAKE_AFTER, n);
+    Py_XDECREF(n);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+static int hear_one(PyObject *entry) {
+    PyObject *connection = PyTuple_GET_ITEM(entry, 0);
+    PyObject *sink;
+    if (PyObject_TypeCheck(connection, &AudioLinkType))
+        sink = Py_XNewRef(((AudioLink *)connection)->sink);
+    else if ((sink = PyObject_GetAttr(connection, S_AUDIO_SINK)) == NULL)
+        return -1;
+    if (sink == NULL || sink == Py_None) { /* failed, closing */
+        Py_XDECREF(sink);
+        return 0;
+    }
+    PyObject *args[] = {PyTuple_GET_ITEM(entry, 1), PyTuple_GET_ITEM(entry, 2)};
+    PyObject *result = PyObject_Vectorcall(sink, args, 2, NULL);
+    Py_DECREF(sink);
+    if (result == NULL)
+        return sink_failed(connection);
+    int done = tell_wanted(connection, result);
+    Py_DECREF(result);
+    return done;
+}
+
+static PyObject *TickCore_run(TickCore *b, PyObject *unused) {
+    PyObject *heard = b->heard;
+    b->heard = PyList_New(0);
+    int done = b->heard == NULL ? -1 : 0;
+    for (Py_ssize_t i = 0; done == 0 && i < PyList_GET_SIZE(heard); i++) {
+        done = hear_one(PyList_GET_ITEM(heard, i));
+        if (done == 0 && (i + 1) % WRITE_EVERY == 0)
+            done = batch_write(b);
+    }
+    if (done == 0)
+        done = batch_write(b);
+    if (b->heard == NULL) { /* out of memory: keep the old list */
+        b->heard = heard;
+        heard = NULL;
+    }
+    Py_XDECREF(heard);
+    b->scheduled = 0; /* a write that raised: the rest go next tick */
+    if (PyList_GET_SIZE(b->heard) || PyList_GET_SIZE(b->to_write)) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        int again = schedule(b);
+        if (type != NULL)
+            PyErr_Restore(type, value, traceback);
+        else if (again < 0)
+            done = -1;
+    }
+    if (done < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *TickCore_hear(TickCore *b, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "hear(connection, data) takes 2 arguments");
+    if (batch_hear(b, args[0], args[1]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *TickCore_await_write(TickCore *b, PyObject *connection) {
+    if (batch_await_write(b, connection) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *TickCore_write(TickCore *b, PyObject *unused) {
+    if (batch_write(b) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int TickCore_init(TickCore *b, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"loop", NULL};
+    PyObject *loop;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O", names, &loop))
+        return -1;
+    Py_XSETREF(b->loop, Py_NewRef(loop));
+    Py_XSETREF(b->heard, PyList_New(0));
+    Py_XSETREF(b->to_write, PyList_New(0));
+    return b->heard == NULL || b->to_write == NULL ? -1 : 0;
+}
+
+static int TickCore_traverse(TickCore *b, visitproc visit, void *arg) {
+    Py_VISIT(b->loop);
+    Py_VISIT(b->heard);
+    Py_VISIT(b->to_write);
+    return 0;
+}
+
+static int TickCore_clear(TickCore *b) {
+    Py_CLEAR(b->loop);
+    Py_CLEAR(b->heard);
+    Py_CLEAR(b->to_write);
+    return 0;
+}
+
+static void TickCore_dealloc(TickCore *b) {
+    PyObject_GC_UnTrack(b);
+    TickCore_clear(b);
+    Py_TYPE(b)->tp_free((PyObject *)b);
+}
+
+static PyMethodDef TickCore_methods[] = {
+    {"hear", (PyCFunction)(void (*)(void))TickCore_hear, METH_FASTCALL,
+     "hear(connection, data): queue an audio message for its sink, run once this tick's "
+     "reads are done"},
+    {"await_write", (PyCFunction)TickCore_await_write, METH_O,
+     "await_write(connection): note a socket with frames to write at the end of the tick"},
+    {"run", (PyCFunction)TickCore_run, METH_NOARGS,
+     "run(): deliver every message heard, writing every socket's frames after each "
+     "WRITE_EVERY messages and at the end"},
+    {"_write", (PyCFunction)TickCore_write, METH_NOARGS, "_write(): write every socket's frames"},
+    {NULL},
+};
+
+static PyTypeObject TickCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.wire._frames.TickCore",
+    .tp_basicsize = sizeof(TickCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A loop's tick of audio messages (bridge/wire/connection.py's TickBatch is one).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)TickCore_init,
+    .tp_dealloc = (destructor)TickCore_dealloc,
+    .tp_traverse = (traverseproc)TickCore_traverse,
+    .tp_clear = (inquiry)TickCore_clear,
+    .tp_methods = TickCore_methods,
+};
+
+/* ---- AudioLink ---- */
+
+static int call_method1(PyObject *self, PyObject *name, PyObject *arg) {
+    PyObject *done = PyObject_CallMethodOneArg(self, name, arg);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+static int link_hear(AudioLink *l, PyObject *payload) {
+    if (l->batch != NULL && PyObject_TypeCheck(l->batch, &TickCoreType))
+        return batch_hear((TickCore *)l->batch, (PyObject *)l, payload);
+    PyErr_SetString(PyExc_RuntimeError, "an audio socket without its loop's batch");
+    return -1;
+}
+
+/* A binary message may skip websockets: a sink, nothing queued before it, and its parser
+ * between frames (asked of Python only when that is not known: _parser_waits). */
+static int may_skip_parser(AudioLink *l) {
+    if (l->sink == NULL || l->sink == Py_None || l->queued || l->partial)
+        return 0;
+    if (l->parser_idle) {
+        PyObject *protocol = PyObject_GetAttr((PyObject *)l, S_PROTOCOL);
+        PyObject *state = protocol == NULL ? NULL : PyObject_GetAttr(protocol, S_STATE);
+        Py_XDECREF(protocol);
+        if (state == NULL)
+            return -1;
+        Py_DECREF(state);
+        if (state == OPEN)
+            return 1;
+    }
+    PyObject *waits = PyObject_CallMethodNoArgs((PyObject *)l, S_PARSER_WAITS);
+    int yes = waits == NULL ? -1 : PyObject_IsTrue(waits);
+    Py_XDECREF(waits);
+    return yes;
+}
+
+/* The payloads of the whole audio frames at data[0 .. n), heard (joined, with coalesce, if
+ * every one is whole samples); the bytes taken. */
+static Py_ssize_t hear_frames(AudioLink *l, const unsigned char *data, Py_ssize_t n) {
+    Py_ssize_t taken = 0, length = 0, start, count = 0, total = 0, odd = 0;
+    for (Py_ssize_t at = 0; (start = audio_frame(data + at, n - at, l->max_message, &length)) >= 0;
+         at += start + length) {
+        count++;
+        total += length;
+        odd |= length & 1;
+        l->message_bytes = length;
+    }
+    int join = count > 1 && l->coalesce && !odd;
+    PyObject *joined = join ? PyBytes_FromStringAndSize(NULL, total) : NULL;
+    if (join && joined == NULL)
+        return -1;
+    Py_ssize_t filled = 0;
+    while ((start = audio_frame(data + taken, n - taken, l->max_message, &length)) >= 0) {
+        const unsigned char *payload = data + taken + start;
+        if (joined != NULL)
+            unmask(PyBytes_AS_STRING(joined) + filled, payload, length, payload - 4);
+        else {
+            PyObject *one = PyBytes_FromStringAndSize(NULL, length);
+            if (one == NULL)
+                return -1;
+            unmask(PyBytes_AS_STRING(one), payload, length, payload - 4);
+            int heard = link_hear(l, one);
+            Py_DECREF(one);
+            if (heard < 0)
+                return -1;
+        }
+        filled += length;
+        taken += start + length;
+    }
+    if (joined != NULL) {
+        int heard = link_hear(l, joined);
+        Py_DECREF(joined);
+        if (heard < 0)
+            return -1;
+    }
+    return taken;
+}
+
+static PyObject *AudioLink_data_received(AudioLink *l, PyObject *data) {
+    int skip = may_skip_parser(l);
+    if (skip < 0)
+        return NULL;
+    if (!skip)
+        return call_method1((PyObject *)l, S_TO_PARSER, data) < 0 ? NULL : Py_NewRef(Py_None);
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t taken = hear_frames(l, view.buf, view.len);
+    PyObject *rest = taken < 0 || taken == view.len
+                         ? NULL
+                         : PyBytes_FromStringAndSize((const char *)view.buf + taken, view.len - taken);
+    PyBuffer_Release(&view);
+    if (taken < 0 || (rest == NULL && PyErr_Occurred()))
+        return NULL;
+    if (rest != NULL) { /* from its first byte, the rest is websockets' */
+        int done = call_method1((PyObject *)l, S_TO_PARSER, rest);
+        Py_DECREF(rest);
+        if (done < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* RFC 6455 header of a final, unmasked binary frame of n bytes, into out; its length. */
+static int binary_header(Py_ssize_t n, unsigned char *out) {
+    out[0] = FINAL_BINARY;
+    if (n < 126) {
+        out[1] = (unsigned char)n;
+        return 2;
+    }
+    if (n < 1 << 16) {
+        out[1] = 126;
+        out[2] = (unsigned char)(n >> 8);
+        out[3] = (unsigned char)n;
+        return 4;
+    }
+    out[1] = 127;
+    for (int i = 0; i < 8; i++)
+        out[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+    return 10;
+}
+
+static PyObject *AudioLink_send_audio(AudioLink *l, PyObject *data) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t need = l->unsent_len + view.len + 10;
+    if (need > l->unsent_size) {
+        Py_ssize_t size = need > 2 * l->unsent_size ? need : 2 * l->unsent_size;
+        char *grown = PyMem_Realloc(l->unsent, size);
+        if (grown == NULL) {
+            PyBuffer_Release(&view);
+            return PyErr_NoMemory();
+        }
+        l->unsent = grown;
+        l->unsent_size = size;
+    }
+    int first = l->unsent_frames == 0;
+    l->unsent_len += binary_header(view.len, (unsigned char *)l->unsent + l->unsent_len);
+    memcpy(l->unsent + l->unsent_len, view.buf, view.len);
+    l->unsent_len += view.len;
+    l->unsent_frames++;
+    PyBuffer_Release(&view);
+    if (first && l->batch != NULL && PyObject_TypeCheck(l->batch, &TickCoreType) &&
+        batch_await_write((TickCore *)l->batch, (PyObject *)l) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int call_hook(PyObject *hook, PyObject *arg) {
+    if (hook == NULL || hook == Py_None)
+        return 0;
+    PyObject *done = arg == NULL ? PyObject_CallNoArgs(hook) : PyObject_CallOneArg(hook, arg);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* This tick's frames of speech in one write; a closed socket loses them (audio_lost). */
+static int link_write(AudioLink *l) {
+    if (l->unsent_frames == 0)
+        return 0;
+    Py_ssize_t frames = l->unsent_frames;
+    PyObject *message = PyBytes_FromStringAndSize(l->unsent, l->unsent_len);
+    l->unsent_len = l->unsent_frames = 0;
+    if (message == NULL)
+        return -1;
+    PyObject *transport = PyObject_GetAttr((PyObject *)l, S_TRANSPORT);
+    PyObject *closing = transport == NULL ? NULL : PyObject_CallMethodNoArgs(transport, S_IS_CLOSING);
+    int done = closing == NULL ? -1 : PyObject_IsTrue(closing);
+    Py_XDECREF(closing);
+    if (done == 1) {
+        PyObject *lost = PyLong_FromSsize_t(frames);
+        done = lost == NULL ? -1 : call_hook(l->audio_lost, lost);
+        Py_XDECREF(lost);
+    } else if (done == 0) {
+        done = call_method1(transport, S_WRITE, message);
+        if (done == 0)
+            done = call_hook(l->audio_written, NULL);
+    }
+    Py_XDECREF(transport);
+    Py_DECREF(message);
+    return done;
+}
+
+static PyObject *AudioLink_write_unsent(AudioLink *l, PyObject *unused) {
+    if (link_write(l) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int AudioLink_traverse(AudioLink *l, visitproc visit, void *arg) {
+    Py_VISIT(l->sink);
+    Py_VISIT(l->batch);
+    Py_VISIT(l->audio_lost);
+    Py_VISIT(l->audio_written);
+    return 0;
+}
+
+static int AudioLink_clear(AudioLink *l) {
+    Py_CLEAR(l->sink);
+    Py_CLEAR(l->batch);
+    Py_CLEAR(l->audio_lost);
+    Py_CLEAR(l->audio_written);
+    return 0;
+}
+
+static void AudioLink_dealloc(AudioLink *l) {
+    PyObject_GC_UnTrack(l);
+    AudioLink_clear(l);
+    PyMem_Free(l->unsent);
+    Py_TYPE(l)->tp_free((PyObject *)l);
+}
+
+static PyObject *AudioLink_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    AudioLink *l = (AudioLink *)PyType_GenericNew(type, args, kwargs);
+    if (l != NULL)
+        l->max_message = PY_SSIZE_T_MAX;
+    return (PyObject *)l;
+}
+
+static PyObject *AudioLink_get_unsent(AudioLink *l, void *unused) {
+    return PyLong_FromSsize_t(l->unsent_frames);
+}
+
+static PyGetSetDef AudioLink_getset[] = {
+    {"unsent_frames", (getter)AudioLink_get_unsent, NULL,
+     "frames of speech waiting for the end of the tick", NULL},
+    {NULL},
+};
+
+#define LINK(name, type, field, doc) {name, type, offsetof(AudioLink, field), 0, doc}
+static PyMemberDef AudioLink_members[] = {
+    LINK("audio_sink", T_OBJECT, sink, "(data, read_at) -> bytes its next frame needs"),
+    LINK("_batch", T_OBJECT, batch, "its loop's TickBatch"),
+    LINK("audio_lost", T_OBJECT, audio_lost, "frames of speech a closed socket did not write"),
+    LINK("audio_written", T_OBJECT, audio_written, "after a tick's speech went to the transport"),
+    LINK("coalesce_reads", T_BOOL, coalesce, "hear a read's audio frames as one chunk"),
+    LINK("_queued", T_INT, queued, "whole messages queued for the handler, not yet taken"),
+    LINK("_partial", T_BOOL, partial, "a fragmented message is being queued"),
+    LINK("_parser_idle", T_BOOL, parser_idle, "websockets' parser waits between frames"),
+    LINK("_max_message", T_PYSSIZET, max_message, "the largest audio frame taken"),
+    LINK("_message_bytes", T_PYSSIZET, message_bytes, "payload of the last audio message"),
+    LINK("wanted", T_INT, wanted, "payload bytes the sink said its next frame needs"),
+    LINK("heard_at", T_DOUBLE, heard_at, "monotonic time of the last audio message read"),
+    {NULL},
+};
+
+static PyMethodDef AudioLink_methods[] = {
+    {"data_received", (PyCFunction)AudioLink_data_received, METH_O,
+     "data_received(data): a read; its whole audio frames to the batch, the rest to _to_parser"},
+    {"send_audio", (PyCFunction)AudioLink_send_audio, METH_O,
+     "send_audio(data): one binary message, written at the end of this tick"},
+    {"write_unsent", (PyCFunction)AudioLink_write_unsent, METH_NOARGS,
+     "write_unsent(): this tick's frames of speech in one write"},
+    {NULL},
+};
+
+static PyTypeObject AudioLinkType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.wire._frames.AudioLink",
+    .tp_basicsize = sizeof(AudioLink),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A bot socket's audio path (bridge/wire/connection.py's BotConnection is one).",
+    .tp_new = AudioLink_new,
+    .tp_dealloc = (destructor)AudioLink_dealloc,
+    .tp_traverse = (traverseproc)AudioLink_traverse,
+    .tp_clear = (inquiry)AudioLink_clear,
+    .tp_methods = AudioLink_methods,
+    .tp_members = AudioLink_members,
+    .tp_getset = AudioLink_getset,
+};
+
+static int intern_names(void) {
+    struct { PyObject **name; const char *text; } names[] = {
+        {&S_TO_PARSER, "_to_parser"}, {&S_PARSER_WAITS, "_parser_waits"},
+        {&S_WAKE_AFTER, "wake_after"}, {&S_SINK_FAILED, "sink_failed"},
+        {&S_AUDIO_SINK, "audio_sink"}, {&S_WANTED, "wanted"}, {&S_WRITE_UNSENT, "write_unsent"},
+        {&S_HEARD_AT, "heard_at"}, {&S_AWAIT_WRITE, "await_write"}, {&S_CALL_SOON, "call_soon"},
+        {&S_RUN, "run"}, {&S_PROTOCOL, "protocol"}, {&S_STATE, "_state"},
+        {&S_TRANSPORT, "transport"}, {&S_IS_CLOSING, "is_closing"}, {&S_WRITE, "write"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (*names[i].name == NULL &&
+            (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    return 0;
+}
+
+/* The State.OPEN the links compare websockets' protocol state with. */
+static int find_open(void) {
+    PyObject *module = PyImport_ImportModule("websockets.protocol");
+    PyObject *state = module == NULL ? NULL : PyObject_GetAttrString(module, "State");
+    OPEN = state == NULL ? NULL : PyObject_GetAttrString(state, "OPEN");
+    Py_XDECREF(state);
+    Py_XDECREF(module);
+    return OPEN == NULL ? -1 : 0;
+}
+
 /* audio_frames(data, max_size) -> (payloads, taken) */
 static PyObject *audio_frames(PyObject *unused, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2)
@@ -106,8 +687,18 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_frames", "A bot's audio frames, parsed and unmasked, compiled.", -1,
+    PyModuleDef_HEAD_INIT, "_frames", "A bot's audio frames, parsed and unmasked, batched and written, compiled.", -1,
     module_methods,
 };
 
-PyMODINIT_FUNC PyInit__frames(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__frames(void) {
+    if (intern_names() < 0 || (OPEN == NULL && find_open() < 0) ||
+        PyType_Ready(&TickCoreType) < 0 || PyType_Ready(&AudioLinkType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && (PyModule_AddObjectRef(m, "TickCore", (PyObject *)&TickCoreType) < 0 ||
+                      PyModule_AddObjectRef(m, "AudioLink", (PyObject *)&AudioLinkType) < 0 ||
+                      PyModule_AddIntConstant(m, "WRITE_EVERY", WRITE_EVERY) < 0))
+        Py_CLEAR(m);
+    return m;
+}

@@ -38,7 +38,6 @@ socket has been quiet for QUIET_S: the mark is lowered then, checked every QUIET
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import socket
@@ -54,7 +53,7 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
 
-from bridge.wire._frames import audio_frames
+from bridge.wire._frames import AudioLink, TickCore
 from bridge.wire.protocol import CloseCode
 
 log = logging.getLogger(__name__)
@@ -92,26 +91,32 @@ if not SKIP_PARSER:
     log.warning("this websockets parses frames differently: audio frames go through its parser")
 
 
-class BotConnection(ServerConnection):
-    """ServerConnection plus a batched inline path for binary messages (the module's note)."""
+class BotConnection(AudioLink, ServerConnection):
+    """ServerConnection plus a batched inline path for binary messages (the module's note).
 
-    audio_sink: AudioSink | None = None
-    coalesce_reads = False  # the sink takes s16 chunks of any size: hear a read's frames as one
-    audio_lost: AudioLost | None = None
-    audio_written: AudioWritten | None = None
-    _queued = 0  # whole messages queued for the handler and not yet taken (matters once a
-    # sink is set: a control socket never gets one, and its handler never calls took_message)
-    _partial = False  # a fragmented message is being queued
-    _parser_idle = False  # websockets' parser waits between frames, and no byte went to it since
-    wanted = 0  # payload bytes the sink said its next frame needs (0: none said)
-    heard_at = 0.0  # monotonic time of the last audio message read inline
+    An AudioLink (bridge/wire/_frames.c), whose C holds the path and its state:
+    - `data_received(data)`: each whole, masked, final binary frame at the front of the
+      read, within the size limit, goes to the batch without websockets' parser (while
+      the sink is set, nothing is queued for the handler before it, and the parser waits
+      between frames: `_parser_waits`); anything else, from its first byte, goes to
+      `_to_parser`. With `coalesce_reads`, a read's frames are heard as one chunk (unless
+      one has an odd length, which the sink must refuse on its own).
+    - `send_audio(data)`: one binary message, written at the end of this tick, before
+      anything websockets writes later; only while the connection is OPEN (the caller
+      checks). `write_unsent()`: the tick's frames in one write; a closed socket loses
+      them (counted by `audio_lost`; `audio_written` after a write).
+    - `audio_sink` (AudioSink), `_queued` (whole messages queued for the handler and not
+      yet taken: a control socket never gets a sink, and its handler never calls
+      took_message), `_partial` (a fragmented message is being queued), `_parser_idle`
+      (websockets' parser waits between frames, and no byte went to it since), `wanted`
+      (payload bytes the sink said its next frame needs), `heard_at`, `_message_bytes`.
+    """
+
     low_water = 1  # the socket's SO_RCVLOWAT
-    _message_bytes = 0  # payload of the last audio message read inline
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._batch = TickBatch.of(self.loop)
-        self._unsent: list[bytes] = []  # frames of speech for the end of this tick
         limits = (self.protocol.max_message_size, self.protocol.max_fragment_size)
         self._max_message = min((n for n in limits if n is not None), default=sys.maxsize)
         self._socket = transport.get_extra_info("socket")  # for its low-water mark
@@ -128,27 +133,6 @@ class BotConnection(ServerConnection):
         await asyncio.sleep(random.uniform(0, self.ping_interval))
         await super().keepalive()
 
-    def data_received(self, data: bytes) -> None:
-        """Hear each whole, masked, final binary frame at the front of data, within the size
-        limit, without websockets' parser (parsed and unmasked in C: a fifth of a chunk's
-        cost in Python). Anything else, from its first byte (a control or text frame, a
-        frame cut by the read, an unmasked or oversized one), goes websockets' way. With
-        coalesce_reads, a read's frames are heard as one chunk (unless one has an odd
-        length, which the sink must refuse on its own)."""
-        if not (self._inline() and self._parser_waits()):
-            self._to_parser(data)
-            return
-        payloads, taken = audio_frames(data, self._max_message)
-        if payloads:
-            self._message_bytes = len(payloads[-1])
-        if len(payloads) > 1 and self.coalesce_reads and not any(len(p) % 2 for p in payloads):
-            self._batch.hear(self, b"".join(payloads))
-        else:
-            for payload in payloads:
-                self._batch.hear(self, payload)
-        if taken < len(data):
-            self._to_parser(data[taken:])
-
     def _parser_waits(self) -> bool:
         """between_frames(), remembered while no byte has gone to websockets' parser since
         it was true (only bytes move the parser; the state may change by itself); never
@@ -159,7 +143,7 @@ class BotConnection(ServerConnection):
 
     def _to_parser(self, data: bytes) -> None:
         self._parser_idle = False
-        super().data_received(data)
+        ServerConnection.data_received(self, data)
 
     def process_event(self, event: Request | Frame) -> None:  # type: ignore[override]
         if not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
@@ -207,29 +191,9 @@ class BotConnection(ServerConnection):
         """The handler took a message off the queue: later ones may go inline again."""
         self._queued -= 1
 
-    def send_audio(self, data: bytes) -> None:
-        """Write one binary message at the end of this tick, before anything websockets
-        writes later; only while the connection is OPEN (the caller checks)."""
-        if not self._unsent:
-            self._batch.await_write(self)
-        self._unsent.append(binary_frame_header(len(data)) + data)
-
     def send_data(self) -> None:
         self.write_unsent()  # a control frame or the close goes after the speech before it
         super().send_data()
-
-    def write_unsent(self) -> None:
-        """Write the frames of speech sent this tick in one call; a closed socket loses them."""
-        if not self._unsent:
-            return
-        frames, self._unsent = self._unsent, []
-        if self.transport.is_closing():
-            if self.audio_lost is not None:
-                self.audio_lost(len(frames))
-            return
-        self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
-        if self.audio_written is not None:
-            self.audio_written()
 
     def sink_failed(self) -> None:
         """The sink raised on a message (in an except block): close this socket (1011),
@@ -240,13 +204,19 @@ class BotConnection(ServerConnection):
         self.send_data()
 
 
-WRITE_EVERY = 8  # chunks heard between writes: a frame waits for at most WRITE_EVERY - 1 others
 QUIET_S = 0.1  # a socket with a raised low-water mark read nothing this long: lowered
 
 
-class TickBatch:
+class TickBatch(TickCore):
     """One event loop's inline audio of one tick: heard once its reads are done, written
     after every WRITE_EVERY chunks and at the end.
+
+    A TickCore (bridge/wire/_frames.c): `hear(connection, data)` queues an audio message
+    for the sinks, run once this tick's reads are done; `await_write(connection)` notes a
+    socket with frames to write at the end of the tick; `run()` delivers every message
+    heard, in order, writing every socket's frames after each WRITE_EVERY messages and at
+    the end (a sink that raises has its socket's sink_failed(); a changed wish its
+    wake_after(); a write that raises leaves the rest for the next tick).
 
     Holds at most what one tick read: a socket's read is bounded by the transport's read
     size, and sockets by max_sessions.
@@ -257,10 +227,8 @@ class TickBatch:
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self._loop = loop
-        self._heard: list[tuple[BotConnection, bytes, float]] = []  # with its read time
-        self._to_write: list[BotConnection] = []
-        self._scheduled = False
         self._raised: set[BotConnection] = set()  # sockets whose low-water mark is raised
         self._check: asyncio.TimerHandle | None = None  # for quiet ones among them
 
@@ -270,12 +238,6 @@ class TickBatch:
         if (batch := cls._of_loop.get(loop)) is None:
             batch = cls._of_loop[loop] = cls(loop)
         return batch
-
-    def hear(self, connection: BotConnection, data: bytes) -> None:
-        """Queue an audio message for the sinks, run once this tick's reads are done."""
-        connection.heard_at = now = time.monotonic()
-        self._heard.append((connection, data, now))
-        self._schedule()
 
     def watch(self, connection: BotConnection) -> None:
         """A socket's low-water mark is raised: check it for quiet every QUIET_S."""
@@ -296,49 +258,3 @@ class TickBatch:
             connection.lower_low_water()
         if self._raised:
             self._check = self._loop.call_later(QUIET_S, self._lower_quiet)
-
-    def await_write(self, connection: BotConnection) -> None:
-        """Note a socket with frames to write at the end of the tick."""
-        self._to_write.append(connection)
-        self._schedule()
-
-    def run(self) -> None:
-        """Deliver every message heard, writing every socket's frames after each
-        WRITE_EVERY messages and at the end."""
-        try:
-            heard, self._heard = self._heard, []
-            for i, (connection, data, read_at) in enumerate(heard, 1):
-                if (sink := connection.audio_sink) is not None:  # None: failed, closing
-                    try:
-                        wanted = sink(data, read_at) or 0
-                    except Exception:  # a bug: end this socket, as its handler would
-                        connection.sink_failed()
-                    else:
-                        if wanted != connection.wanted:
-                            connection.wake_after(wanted)
-                if not i % WRITE_EVERY:
-                    self._write()
-            self._write()
-        finally:
-            self._scheduled = False
-            if self._heard or self._to_write:  # a write raised: the rest go next tick
-                self._schedule()
-
-    def _write(self) -> None:
-        while self._to_write:
-            self._to_write.pop().write_unsent()
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.run)
-
-
-@functools.lru_cache(maxsize=256)  # a few chunk sizes recur: a hit is a C call, no frame
-def binary_frame_header(length: int) -> bytes:
-    """RFC 6455 header of a final, unmasked (server to client) binary frame of length bytes."""
-    if length < 126:
-        return bytes((0x82, length))
-    if length < 1 << 16:
-        return b"\x82\x7e" + length.to_bytes(2, "big")
-    return b"\x82\x7f" + length.to_bytes(8, "big")

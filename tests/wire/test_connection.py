@@ -12,14 +12,13 @@ from websockets.frames import apply_mask
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from bridge.wire._frames import WRITE_EVERY, AudioLink
 from bridge.wire.connection import (
     QUIET_S,
     SKIP_PARSER,
-    WRITE_EVERY,
     BotConnection,
     TickBatch,
     between_frames,
-    binary_frame_header,
 )
 from tests.helpers import eventually
 
@@ -122,13 +121,40 @@ async def test_a_raising_sink_closes_only_its_socket_with_1011(caplog):
     assert caplog.text.count("handling an audio message failed") == 1
 
 
+class Transport:
+    """What write_unsent asks of uvloop's transport, recording the one write a tick."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class Link(AudioLink):
+    """An AudioLink without a loop: its tick's frames are written when the test says."""
+
+    transport = Transport()
+
+
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 960, 65535, 65536, 70000])
 def test_audio_frames_are_the_bytes_websockets_would_write(length):
     protocol = ServerProtocol()
     protocol.state = State.OPEN
     data = bytes(range(256)) * (length // 256) + bytes(length % 256)
     protocol.send_binary(data)
-    assert binary_frame_header(length) + data == b"".join(protocol.data_to_send())
+    protocol.send_binary(data[::-1])
+    link = Link()
+    link.transport = Transport()
+    link.send_audio(data)
+    link.send_audio(data[::-1])
+    assert link.unsent_frames == 2
+    link.write_unsent()  # one write for the tick's two frames
+    assert link.transport.written == [b"".join(protocol.data_to_send())]
+    assert link.unsent_frames == 0
 
 
 async def test_audio_sent_inline_reaches_the_client_whole_and_in_order():
@@ -371,7 +397,7 @@ async def test_oversized_and_unmasked_frames_are_refused_as_websockets_refuses_t
         for bad in (
             lambda ws: masked_frames(ws, bytes(1001)),
             # unmasked, then a good frame: read as masked, it would run into the good one
-            lambda ws: binary_frame_header(10) + bytes(10) + masked_frames(ws, b"\x01\x00"),
+            lambda ws: bytes((0x82, 10)) + bytes(10) + masked_frames(ws, b"\x01\x00"),
         ):
             async with connect(f"ws://127.0.0.1:{port}") as ws:
                 await sink_in_place(ws, recorder)
