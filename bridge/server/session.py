@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from websockets.protocol import State
 
 from bridge.audio.echo_guard import EchoGuard
 from bridge.audio.framer import frame_samples, frames_of
@@ -632,27 +631,26 @@ class Session:
         return self._send
 
     def _sender(self, link: Link) -> Send:
-        """A synchronous frame writer (BotConnection.send_audio): no task, no drain (the
-        backlog bound stands in for flow control)."""
+        """A synchronous frame writer (BotConnection.send_speech: send_audio once the socket
+        is open and its backlog under the bound): no task, no drain (the backlog bound
+        stands in for flow control)."""
         connection = link.connection
-        protocol, transport = connection.protocol, connection.transport
-        backlog_limit = self.config.playback_backlog_bytes
+        send_speech, backlog_limit = connection.send_speech, self.config.playback_backlog_bytes
         connection.audio_lost = self._frames_lost
         if self._loopback:
             connection.audio_written = self._measure_latency
 
         def send(data: bytes) -> None:
-            if protocol.state is not State.OPEN or transport.is_closing():
+            refused = send_speech(data, backlog_limit)  # 1: not open, 2: the backlog is full
+            if refused == 1:
                 self._frames_lost(1)
-            elif transport.get_write_buffer_size() > backlog_limit:
+            elif refused:
                 self._count_drop(
                     "playback_backlog",
                     "the bot is not reading its socket; frames of speech are dropped until it does",
                 )
-            else:
-                connection.send_audio(data)
-                if self._loopback:
-                    self._note_arrival(len(data) // 2)
+            elif self._loopback:
+                self._note_arrival(len(data) // 2)
 
         return send
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <structmember.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define FINAL_BINARY 0x82 /* FIN, no reserved bit, opcode 2 */
@@ -106,7 +107,7 @@ typedef struct {
 static PyTypeObject TickCoreType, AudioLinkType;
 static PyObject *S_TO_PARSER, *S_PARSER_WAITS, *S_WAKE_AFTER, *S_SINK_FAILED, *S_AUDIO_SINK,
     *S_WANTED, *S_WRITE_UNSENT, *S_HEARD_AT, *S_AWAIT_WRITE, *S_CALL_SOON, *S_RUN, *S_PROTOCOL,
-    *S_STATE, *S_TRANSPORT, *S_IS_CLOSING, *S_WRITE, *OPEN;
+    *S_STATE, *S_TRANSPORT, *S_IS_CLOSING, *S_WRITE, *S_BUFFER_SIZE, *OPEN;
 
 static double monotonic(void) {
     struct timespec now;
@@ -497,6 +498,53 @@ static PyObject *AudioLink_send_audio(AudioLink *l, PyObject *data) {
     Py_RETURN_NONE;
 }
 
+/* 1 when websockets' protocol is OPEN and the transport is not closing, 0 if not, -1. */
+static int link_open(AudioLink *l, PyObject **transport) {
+    PyObject *protocol = PyObject_GetAttr((PyObject *)l, S_PROTOCOL);
+    PyObject *state = protocol == NULL ? NULL : PyObject_GetAttr(protocol, S_STATE);
+    Py_XDECREF(protocol);
+    if (state == NULL)
+        return -1;
+    Py_DECREF(state);
+    if ((*transport = PyObject_GetAttr((PyObject *)l, S_TRANSPORT)) == NULL)
+        return -1;
+    if (state != OPEN)
+        return 0;
+    PyObject *closing = PyObject_CallMethodNoArgs(*transport, S_IS_CLOSING);
+    int yes = closing == NULL ? -1 : PyObject_IsTrue(closing);
+    Py_XDECREF(closing);
+    return yes < 0 ? -1 : !yes;
+}
+
+/* send_speech(data, backlog_limit): send_audio's, unless the socket is not open (1) or
+ * the transport holds more than backlog_limit bytes unwritten (2); 0 when queued. */
+static PyObject *AudioLink_send_speech(AudioLink *l, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "send_speech(data, backlog_limit) takes 2 arguments");
+    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *transport = NULL;
+    int open = link_open(l, &transport);
+    long refused = open < 0 ? -1 : !open;
+    if (open == 1) {
+        PyObject *size = PyObject_CallMethodNoArgs(transport, S_BUFFER_SIZE);
+        Py_ssize_t held = size == NULL ? -1 : PyLong_AsSsize_t(size);
+        Py_XDECREF(size);
+        refused = held == -1 && PyErr_Occurred() ? -1 : held > limit ? 2 : 0;
+    }
+    Py_XDECREF(transport);
+    if (refused < 0)
+        return NULL;
+    if (refused == 0) {
+        PyObject *queued = AudioLink_send_audio(l, args[0]);
+        if (queued == NULL)
+            return NULL;
+        Py_DECREF(queued);
+    }
+    return PyLong_FromLong(refused);
+}
+
 static int call_hook(PyObject *hook, PyObject *arg) {
     if (hook == NULL || hook == Py_None)
         return 0;
@@ -600,6 +648,9 @@ static PyMethodDef AudioLink_methods[] = {
      "data_received(data): a read; its whole audio frames to the batch, the rest to _to_parser"},
     {"send_audio", (PyCFunction)AudioLink_send_audio, METH_O,
      "send_audio(data): one binary message, written at the end of this tick"},
+    {"send_speech", (PyCFunction)(void (*)(void))AudioLink_send_speech, METH_FASTCALL,
+     "send_speech(data, backlog_limit): send_audio(data) if the socket is open (else 1) and "
+     "its transport holds at most backlog_limit bytes (else 2); 0 when queued"},
     {"write_unsent", (PyCFunction)AudioLink_write_unsent, METH_NOARGS,
      "write_unsent(): this tick's frames of speech in one write"},
     {NULL},
@@ -627,6 +678,7 @@ static int intern_names(void) {
         {&S_HEARD_AT, "heard_at"}, {&S_AWAIT_WRITE, "await_write"}, {&S_CALL_SOON, "call_soon"},
         {&S_RUN, "run"}, {&S_PROTOCOL, "protocol"}, {&S_STATE, "_state"},
         {&S_TRANSPORT, "transport"}, {&S_IS_CLOSING, "is_closing"}, {&S_WRITE, "write"},
+        {&S_BUFFER_SIZE, "get_write_buffer_size"},
     };
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (*names[i].name == NULL &&
@@ -643,6 +695,23 @@ static int find_open(void) {
     Py_XDECREF(state);
     Py_XDECREF(module);
     return OPEN == NULL ? -1 : 0;
+}
+
+/* set_low_water(fd, mark): the socket's SO_RCVLOWAT, by the system call itself. uvloop's
+ * transport hands out a stand-in socket whose setsockopt builds a Python socket object
+ * each call (4 % of the server at 300 sessions of 10 ms, where the mark moves often). */
+static PyObject *set_low_water(PyObject *unused, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "set_low_water(fd, mark) takes 2 arguments");
+    long fd = PyLong_AsLong(args[0]), value = PyLong_AsLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT32_MAX || value < 0 || value > INT32_MAX)
+        return PyErr_Format(PyExc_ValueError, "no socket %ld or mark %ld", fd, value);
+    int mark = (int)value;
+    if (setsockopt((int)fd, SOL_SOCKET, SO_RCVLOWAT, &mark, sizeof mark) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
 }
 
 /* audio_frames(data, max_size) -> (payloads, taken) */
@@ -680,6 +749,8 @@ static PyObject *audio_frames(PyObject *unused, PyObject *const *args, Py_ssize_
 }
 
 static PyMethodDef module_methods[] = {
+    {"set_low_water", (PyCFunction)(void (*)(void))set_low_water, METH_FASTCALL,
+     "set_low_water(fd, mark): set the socket's receive low-water mark (SO_RCVLOWAT)"},
     {"audio_frames", (PyCFunction)(void (*)(void))audio_frames, METH_FASTCALL,
      "audio_frames(data, max_size): the unmasked payloads of the whole, masked, final\n"
      "binary frames of at most max_size bytes at the front of data, and the bytes taken"},

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import sys
 import time
 import weakref
@@ -53,7 +52,7 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
 
-from bridge.wire._frames import AudioLink, TickCore
+from bridge.wire._frames import AudioLink, TickCore, set_low_water
 from bridge.wire.protocol import CloseCode
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,8 @@ class BotConnection(AudioLink, ServerConnection):
         self._batch = TickBatch.of(self.loop)
         limits = (self.protocol.max_message_size, self.protocol.max_fragment_size)
         self._max_message = min((n for n in limits if n is not None), default=sys.maxsize)
-        self._socket = transport.get_extra_info("socket")  # for its low-water mark
+        sock = transport.get_extra_info("socket")
+        self._fd: int | None = None if sock is None else sock.fileno()  # for its low-water mark
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._batch.forget(self)
@@ -173,13 +173,13 @@ class BotConnection(AudioLink, ServerConnection):
         self._set_low_water(1)
 
     def _set_low_water(self, mark: int) -> None:
-        if mark == self.low_water or self._socket is None or self.transport.is_closing():
+        if mark == self.low_water or self._fd is None or self.transport.is_closing():
             return  # a closing socket is forgotten once lost
         try:
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
+            set_low_water(self._fd, mark)
         except OSError as exc:  # a socket that has none: read every message, as before
             log.info("no receive low-water mark on this socket (%s): every read wakes", exc)
-            self._socket = None
+            self._fd = None
             return
         self.low_water = mark
         if mark > 1:

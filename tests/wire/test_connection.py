@@ -122,13 +122,18 @@ async def test_a_raising_sink_closes_only_its_socket_with_1011(caplog):
 
 
 class Transport:
-    """What write_unsent asks of uvloop's transport, recording the one write a tick."""
+    """What write_unsent and send_speech ask of uvloop's transport, recording the writes."""
 
     def __init__(self) -> None:
         self.written: list[bytes] = []
+        self.closing = False
+        self.buffered = 0
 
     def is_closing(self) -> bool:
-        return False
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
@@ -137,7 +142,27 @@ class Transport:
 class Link(AudioLink):
     """An AudioLink without a loop: its tick's frames are written when the test says."""
 
-    transport = Transport()
+    def __init__(self) -> None:
+        self.transport = Transport()
+        self.protocol = ServerProtocol()
+        self.protocol.state = State.OPEN
+
+
+def test_speech_is_queued_only_while_the_socket_is_open_and_its_backlog_under_the_bound():
+    link = Link()
+    assert link.send_speech(b"\x01\x00", 100) == 0 and link.unsent_frames == 1
+    link.transport.buffered = 101  # the bot is not reading: over the bound
+    assert link.send_speech(b"\x02\x00", 100) == 2 and link.unsent_frames == 1
+    link.transport.buffered = 100
+    assert link.send_speech(b"\x03\x00", 100) == 0 and link.unsent_frames == 2
+    link.protocol.state = State.CLOSING  # websockets is closing it: nothing more goes
+    assert link.send_speech(b"\x04\x00", 100) == 1
+    link.protocol.state = State.OPEN
+    link.transport.closing = True
+    assert link.send_speech(b"\x05\x00", 100) == 1 and link.unsent_frames == 2
+    link.transport.closing = False
+    link.write_unsent()
+    assert link.transport.written == [b"\x82\x02\x01\x00\x82\x02\x03\x00"]
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 960, 65535, 65536, 70000])
@@ -148,7 +173,6 @@ def test_audio_frames_are_the_bytes_websockets_would_write(length):
     protocol.send_binary(data)
     protocol.send_binary(data[::-1])
     link = Link()
-    link.transport = Transport()
     link.send_audio(data)
     link.send_audio(data[::-1])
     assert link.unsent_frames == 2
