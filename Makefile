@@ -14,7 +14,7 @@ setup: system-packages $(VENV)/.installed
 # (tests/test_docs.py runs them); haproxy, nginx and openssl for the load-balancer and
 # TLS-proxy tests (run by the tests, never as services); gcc and python3-dev build the
 # VAD's and the input pipeline's compiled core (bridge/audio/_vadcore.c), the pacer's clock
-# (bridge/audio/_pacer.c), the audio frames' parser (bridge/wire/_frames.c) and the
+# (bridge/audio/_pacer.c), the audio frames' parser and path (bridge/wire/_frames.c) and the
 # responders' hook dispatch (bridge/server/_dispatch.c) at pip install. Installed when run
 # as root.
 system-packages:

@@ -1,4 +1,5 @@
-/* A bot's audio frames, parsed and unmasked, compiled (RFC 6455, section 5.2).
+/* A bot's audio frames, parsed and unmasked, compiled (RFC 6455, section 5.2), and the
+ * path they take: a bot socket's reads (AudioLink) and its loop's tick batch (TickCore).
  *
  * bridge/wire/connection.py hands each read of an audio socket here while websockets'
  * parser waits between frames. audio_frames takes only the whole, masked, final binary
