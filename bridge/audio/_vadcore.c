@@ -22,6 +22,8 @@
 #include <string.h>
 #include <structmember.h>
 
+#include "../_calls.h"
+
 enum { UNVOICED = 0, VOICED = 1, PENDING = 2 };
 
 #define MAX_FRAME 480 /* 30 ms at 16 kHz: more than any VAD frame (8 kHz) */
@@ -916,14 +918,6 @@ static int hear_samples(InputCore *p, PyObject *chunk, PyObject *array, const in
         done = route_block(p, PyList_GET_ITEM(p->routes, i), chunk, &array, s, n, out);
     Py_XDECREF(array);
     return done;
-}
-
-static int call_hook(PyObject *hook, PyObject *arg) {
-    if (!GIVEN(hook))
-        return 0;
-    PyObject *done = arg == NULL ? PyObject_CallNoArgs(hook) : PyObject_CallOneArg(hook, arg);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
 }
 
 /* A chunk received at read_at (a float): the hooks around hearing it, in the session's order. */

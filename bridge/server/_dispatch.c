@@ -10,6 +10,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "../_calls.h"
+
 typedef struct {
     PyObject_HEAD
     PyObject *hooks;  /* the hooks delivered at all (a frozenset of names) */
@@ -19,28 +21,6 @@ typedef struct {
 } Dispatch;
 
 static PyObject *ENQUEUE, *REPORT; /* "_enqueue", "_report" */
-
-/* The hook raised: hand it to self._report(hook) as the exception being handled (so its
- * log.exception shows it), unless it is not an Exception (cancellation, exit). */
-static int report(Dispatch *d, PyObject *hook) {
-    if (!PyErr_ExceptionMatches(PyExc_Exception))
-        return -1;
-    PyObject *type, *raised, *traceback;
-    PyErr_Fetch(&type, &raised, &traceback);
-    PyErr_NormalizeException(&type, &raised, &traceback);
-    if (traceback != NULL)
-        PyException_SetTraceback(raised, traceback);
-    PyObject *before = PyErr_GetHandledException();
-    PyErr_SetHandledException(raised);
-    PyObject *done = PyObject_CallMethodOneArg((PyObject *)d, REPORT, hook);
-    PyErr_SetHandledException(before);
-    Py_XDECREF(before);
-    Py_XDECREF(type);
-    Py_XDECREF(raised);
-    Py_XDECREF(traceback);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
-}
 
 static PyObject *Dispatch_offer(Dispatch *d, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1)
@@ -58,7 +38,7 @@ static PyObject *Dispatch_offer(Dispatch *d, PyObject *const *args, Py_ssize_t n
         PyObject *done = PyObject_Vectorcall(call, args + 1, nargs - 1, NULL);
         Py_DECREF(call);
         d->busy = 0;
-        if (done == NULL && report(d, hook) < 0)
+        if (done == NULL && call_handling((PyObject *)d, REPORT, hook) < 0) /* logged */
             return NULL;
         Py_XDECREF(done);
         return Py_NewRef(Py_True);

@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "../_calls.h"
+
 #define FINAL_BINARY 0x82 /* FIN, no reserved bit, opcode 2 */
 #define MASKED 0x80
 
@@ -175,28 +177,6 @@ static int batch_write(TickCore *b) {
     return 0;
 }
 
-/* The sink raised (an Exception: a bug): the socket's sink_failed() closes it, with the
- * exception as the one being handled (it logs it). Anything else goes on up. */
-static int sink_failed(PyObject *connection) {
-    if (!PyErr_ExceptionMatches(PyExc_Exception))
-        return -1;
-    PyObject *type, *raised, *traceback;
-    PyErr_Fetch(&type, &raised, &traceback);
-    PyErr_NormalizeException(&type, &raised, &traceback);
-    if (traceback != NULL)
-        PyException_SetTraceback(raised, traceback);
-    PyObject *before = PyErr_GetHandledException();
-    PyErr_SetHandledException(raised);
-    PyObject *done = PyObject_CallMethodNoArgs(connection, S_SINK_FAILED);
-    PyErr_SetHandledException(before);
-    Py_XDECREF(before);
-    Py_XDECREF(type);
-    Py_XDECREF(raised);
-    Py_XDECREF(traceback);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
-}
-
 /* The sink's wish (its return: None or an int) against what the socket was told last. */
 static int tell_wanted(PyObject *connection, PyObject *result) {
     long wanted = result == Py_None ? 0 : PyLong_AsLong(result);
@@ -236,7 +216,7 @@ static int hear_one(PyObject *entry) {
     PyObject *result = PyObject_Vectorcall(sink, args, 2, NULL);
     Py_DECREF(sink);
     if (result == NULL)
-        return sink_failed(connection);
+        return call_handling(connection, S_SINK_FAILED, NULL); /* a bug: it closes the socket */
     int done = tell_wanted(connection, result);
     Py_DECREF(result);
     return done;
@@ -544,14 +524,6 @@ static PyObject *AudioLink_send_speech(AudioLink *l, PyObject *const *args, Py_s
         Py_DECREF(queued);
     }
     return PyLong_FromLong(refused);
-}
-
-static int call_hook(PyObject *hook, PyObject *arg) {
-    if (hook == NULL || hook == Py_None)
-        return 0;
-    PyObject *done = arg == NULL ? PyObject_CallNoArgs(hook) : PyObject_CallOneArg(hook, arg);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
 }
 
 /* This tick's frames of speech in one write; a closed socket loses them (audio_lost). */
