@@ -27,7 +27,7 @@ system-packages:
 # The venv module is a separate Debian package (python3-venv): named when it is missing,
 # installed when run as root (ROOT= on the command line acts as a user would).
 ROOT ?= $(shell [ "$$(id -u)" = 0 ] && echo yes)
-$(VENV)/.installed: pyproject.toml $(wildcard bridge/*/*.c) bridge/_calls.h
+$(VENV)/.installed: pyproject.toml $(wildcard bridge/*/*.c bridge/*.h bridge/*/*.h)
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  if [ -n "$(ROOT)" ] && command -v apt-get >/dev/null; then \
 	    echo "$(PYTHON) -m venv failed: installing python3-venv"; \

@@ -10,17 +10,7 @@
 #include <Python.h>
 #include <structmember.h>
 
-typedef struct {
-    PyObject_HEAD
-    int sample_rate;
-    double lead;       /* seconds sent ahead of the bot's playhead, at most */
-    double slack;      /* how early a due frame may go */
-    double origin;     /* clock time at which the current run of audio began playing */
-    long long samples; /* samples sent since origin */
-    double play_end;   /* clock time at which the audio sent so far finishes playing */
-    int streaming;     /* a stream is open: running dry now is an underrun */
-    long long underruns, pauses, samples_sent;
-} Pacer;
+#include "_pacer.h"
 
 static int Pacer_init(Pacer *p, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"sample_rate", "lead_ms", "frame", "early_s", NULL};
@@ -50,18 +40,12 @@ static int numbers(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t n, const 
     return -1;
 }
 
-static double lead_at(const Pacer *p, double now) {
-    return p->play_end > now ? p->play_end - now : 0.0;
-}
-
-static double later(double a, double b) { return a > b ? a : b; }
-
 static PyObject *Pacer_lead_at(Pacer *p, PyObject *const *args, Py_ssize_t nargs) {
     double now;
     if (numbers(args, nargs, 1, "lead_at") < 0 || ((now = PyFloat_AsDouble(args[0])) == -1.0 &&
                                                    PyErr_Occurred()))
         return NULL;
-    return PyFloat_FromDouble(lead_at(p, now));
+    return PyFloat_FromDouble(pacer_lead_at(p, now));
 }
 
 static int now_and_count(PyObject *const *args, Py_ssize_t nargs, const char *name, double *now,
@@ -80,8 +64,7 @@ static PyObject *Pacer_send_at(Pacer *p, PyObject *const *args, Py_ssize_t nargs
     long long samples;
     if (now_and_count(args, nargs, "send_at", &now, &samples) < 0)
         return NULL;
-    double due = later(p->play_end, now) + (double)samples / p->sample_rate - p->lead;
-    return PyFloat_FromDouble(due <= now + p->slack ? now : due);
+    return PyFloat_FromDouble(pacer_send_at(p, now, samples));
 }
 
 static PyObject *Pacer_frames_due(Pacer *p, PyObject *const *args, Py_ssize_t nargs) {
@@ -93,17 +76,14 @@ static PyObject *Pacer_frames_due(Pacer *p, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_ValueError, "a frame has samples");
         return NULL;
     }
-    double slack = later(p->slack, (double)frame / p->sample_rate / 2);
-    double room = now + slack + p->lead - later(p->play_end, now);
-    long long frames = (long long)(room * p->sample_rate) / frame; /* 0 or less: one */
-    return PyLong_FromLongLong(frames > 1 ? frames : 1);
+    return PyLong_FromLongLong(pacer_frames_due(p, now, frame));
 }
 
 static PyObject *Pacer_allowed_at(Pacer *p, PyObject *frame) {
     long long n = PyLong_AsLongLong(frame);
     if (n == -1 && PyErr_Occurred())
         return NULL;
-    return PyFloat_FromDouble(p->play_end + (double)n / p->sample_rate - p->lead);
+    return PyFloat_FromDouble(pacer_allowed_at(p, n));
 }
 
 static PyObject *Pacer_sent(Pacer *p, PyObject *const *args, Py_ssize_t nargs) {
@@ -111,16 +91,7 @@ static PyObject *Pacer_sent(Pacer *p, PyObject *const *args, Py_ssize_t nargs) {
     long long samples;
     if (now_and_count(args, nargs, "sent", &now, &samples) < 0)
         return NULL;
-    if (p->play_end < now) {
-        if (p->streaming && p->samples)
-            p->underruns++;
-        p->origin = now;
-        p->samples = 0;
-    }
-    p->samples += samples;
-    p->play_end = p->origin + (double)p->samples / p->sample_rate;
-    p->samples_sent += samples;
-    p->streaming = 1;
+    pacer_sent(p, now, samples);
     Py_RETURN_NONE;
 }
 
@@ -130,7 +101,7 @@ static PyObject *Pacer_pause(Pacer *p, PyObject *now_arg) {
         return NULL;
     p->streaming = 0;
     p->pauses++;
-    return PyFloat_FromDouble(lead_at(p, now));
+    return PyFloat_FromDouble(pacer_lead_at(p, now));
 }
 
 static PyObject *Pacer_end_stream(Pacer *p, PyObject *unused) {

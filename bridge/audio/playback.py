@@ -34,17 +34,17 @@ class PlaybackQueue:
     """Bot-rate samples of consecutive utterances in one ring; reads attribute them in order."""
 
     def __init__(self, capacity: int) -> None:
-        self._ring = RingBuffer(capacity)
+        self.ring = RingBuffer(capacity)  # read its `available`; write through the queue
         self._utterances: deque[QueuedUtterance] = deque()
         self._next_id = 1
 
     @property
     def free(self) -> int:
-        return self._ring.free
+        return self.ring.free
 
     @property
     def available(self) -> int:
-        return self._ring.available
+        return self.ring.available
 
     @property
     def idle(self) -> bool:
@@ -68,7 +68,7 @@ class PlaybackQueue:
         last = self._utterances[-1] if self._utterances else None
         if last is None or last.id != utterance_id or last.complete:
             return 0  # the utterance was cleared by barge-in or already closed
-        n = self._ring.write(samples[: self._ring.free])
+        n = self.ring.write(samples[: self.ring.free])
         last.queued += n
         return n
 
@@ -91,7 +91,7 @@ class PlaybackQueue:
 
     def read(self, out: np.ndarray) -> tuple[int, list[PlaybackReport]]:
         """Fill out with the next samples; returns the count and reports of finished utterances."""
-        n = self._ring.read_into(out)
+        n = self.ring.read_into(out)
         remaining = n
         for utterance in self._utterances:
             take = min(remaining, utterance.queued - utterance.sent)
@@ -103,7 +103,7 @@ class PlaybackQueue:
 
     def clear(self) -> list[PlaybackReport]:
         """Barge-in: drop all queued audio; returns a report for every utterance cut short."""
-        self._ring.clear()
+        self.ring.clear()
         reports = [
             PlaybackReport(u.id, u.sent, u.queued - u.sent, interrupted=True)
             for u in self._utterances

@@ -25,6 +25,7 @@ from bridge.audio.pacer import OutputPacer
 from bridge.audio.playback import PlaybackQueue, PlaybackReport
 from bridge.audio.resample import Quality, StreamResampler
 from bridge.codecs.pcm import to_s16
+from bridge.server._playout import PlayoutCore
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,14 @@ class SpeechStream:
             self._playout.end_stream(self)
 
 
-class Playout:
+class Playout(PlayoutCore):
     """Queues, resamples and paces a session's outgoing speech; interrupt() is barge-in,
-    pause() and resume() hold it where it is (speech goes on being queued meanwhile)."""
+    pause() and resume() hold it where it is (speech goes on being queued meanwhile).
+
+    A PlayoutCore (bridge/server/_playout.c): put(), delay() and _send_message() are C's
+    own, and so are the attributes the pass-through reads (paused, _running, _pumping,
+    _awaiting_sink, _timer, the pacer, the frame and message sizes, samples_out).
+    """
 
     def __init__(
         self,
@@ -121,6 +127,7 @@ class Playout:
         self._running = False  # run() is on: frames go out
         self._timer: asyncio.TimerHandle | None = None  # armed for the next frame due
         self._sink_wanted = asyncio.Event()  # a frame is ready and there is no sink: run() waits
+        self._awaiting_sink = False  # the event is set (read by the C pass-through)
         self._pumping = False
         self._space_freed = asyncio.Event()
         self._by_id: dict[int, Utterance] = {}
@@ -136,7 +143,9 @@ class Playout:
         self.frame_size = frame = frame_samples(sample_rate, frame_ms)
         self.pacer = OutputPacer(sample_rate, lead_ms, frame)
         self.queue = PlaybackQueue(int(sample_rate * capacity_s))
+        self._ring = self.queue.ring
         self._message = np.zeros(max(1, sample_rate * message_ms // 1000 // frame) * frame, "<i2")
+        self._message_samples = len(self._message)
         # a message waits to hold this many frames, while a frame of lead is left at the bot
         self._min_frames = max(1, int(min(self._min_message_ms, lead_ms - frame_ms) // frame_ms))
         self._prebuffer = max(frame, int(sample_rate * prebuffer_ms / 1000))
@@ -186,12 +195,6 @@ class Playout:
         """A stream (SpeechStream) is open: speech queued now waits until it is closed."""
         return bool(self._streams)
 
-    def delay(self) -> float:
-        """Seconds a frame queued now would wait to be sent: the queue, and the lead if full."""
-        frame = self.frame_size / self.sample_rate
-        ahead = self.queue.available / self.sample_rate + self.pacer.lead_at(self._clock())
-        return max(0.0, ahead + frame - self.pacer.lead)
-
     def speak(self, audio: AudioSource, sample_rate: int | None = None) -> Utterance:
         """Queue audio at sample_rate (default: the bot's); returns at once with its Utterance."""
         self._check_pending()
@@ -214,36 +217,12 @@ class Playout:
         self._streams.add(stream)
         return stream
 
-    def put(self, utterance_id: int, samples: np.ndarray) -> int:
-        """Queue samples of an open utterance now; returns how many did not fit (dropped)."""
-        if self._passes_through(utterance_id, samples):
-            return 0
+    def _queue(self, utterance_id: int, samples: np.ndarray) -> int:
+        """put()'s way when the samples cannot pass through (something is queued, the lead
+        is full, a timer is armed...): queue them; returns how many did not fit."""
         taken = self.queue.write(utterance_id, samples)
         self._wake()
         return len(samples) - taken
-
-    def _passes_through(self, utterance_id: int, samples: np.ndarray) -> bool:
-        """Send samples on at once, not through the queue's ring, when _pump would send them
-        all now in one message: nothing queued, whole frames of a message at most, the lead
-        room for every frame (and the prebuffer, if the bot has run dry). A live echo's path."""
-        n, frame = len(samples), self.frame_size
-        if not n or n % frame or n > len(self._message) or self.queue.available:
-            return False
-        if self.paused or not self._running or self._pumping or self._timer is not None:
-            return False
-        if self._sink_wanted.is_set():  # run() has yet to see the sink back
-            return False
-        now, pacer = self._clock(), self.pacer
-        if n < self._prebuffer and pacer.lead_at(now) == 0:
-            return False
-        if pacer.send_at(now, min(self._min_frames, n // frame) * frame) > now:
-            return False
-        if pacer.frames_due(now, frame) * frame < n or (send := self._sink()) is None:
-            return False
-        if not self.queue.pass_through(utterance_id, n):
-            return False
-        self._send_message(send, now, samples)
-        return True
 
     def end_stream(self, stream: SpeechStream) -> None:
         """Close a stream's utterance (what is queued still plays) and let later speech in."""
@@ -293,6 +272,7 @@ class Playout:
         try:
             while True:
                 self._sink_wanted.clear()
+                self._awaiting_sink = False
                 self._wake()
                 await self._sink_wanted.wait()
                 await sink_ready.wait()
@@ -303,11 +283,12 @@ class Playout:
     def _wake(self) -> None:
         """Audio was queued, or sending may go on: send what is due now, and arm the timer
         for what comes due later (unless a timer or the wait for a sink is on already)."""
-        if self._running and not (self._pumping or self._timer or self._sink_wanted.is_set()):
+        if self._running and not (self._pumping or self._timer or self._awaiting_sink):
             self._after(self._pump(self._clock()))
 
     def _after(self, wait: Wait | float) -> None:
         if wait is Wait.SINK:
+            self._awaiting_sink = True
             self._sink_wanted.set()  # run() waits for a sink, then wakes this again
         elif wait is not Wait.AUDIO:  # a frame is due at `wait`
             self._timer = asyncio.get_running_loop().call_later(wait - self._clock(), self._due)
@@ -357,16 +338,6 @@ class Playout:
         self._send_message(send, now, message[:n])
         for report in reports:
             self._settle(report)
-
-    def _send_message(self, send: Send, now: float, message: np.ndarray) -> None:
-        """Write one message of speech now and account it: the pacer's clock, the samples
-        out, on_sent (given a view: copy to keep)."""
-        self.allowed_at = min(now, self.pacer.allowed_at(self.frame_size))
-        send(message.tobytes())
-        self.pacer.sent(now, len(message))
-        self.samples_out += len(message)
-        if self.on_sent is not None:
-            self.on_sent(message)
 
     def release(self) -> None:
         """Its session has ended: forget the session's callbacks (they made a cycle)."""

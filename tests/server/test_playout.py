@@ -311,3 +311,56 @@ async def test_a_live_streams_chunks_due_at_once_go_as_they_are_and_are_all_acco
     assert np.array_equal(sink.samples(), np.concatenate([first, second, third]))
     assert playout.samples_out == 6 * FRAME
     task.cancel()
+
+
+async def test_delay_is_the_queue_and_the_lead_beyond_what_the_lead_holds(playing):
+    playout, sink = playing
+    stream = await playout.open_stream()
+    await asyncio.sleep(0)
+    assert playout.delay() == 0.0  # nothing sent: a frame would go at once
+    stream.write(constant(1, 0.04))  # the whole 40 ms lead, sent at once
+    assert len(sink.received) == 2 * 2 * FRAME
+    stream.write(constant(2, 0.06))  # queued behind it
+    # 60 ms queued, plus a frame, beyond the ~40 ms the lead still holds
+    assert playout.delay() == pytest.approx(0.06 + 0.02, abs=0.003)
+    stream.close()
+
+
+async def test_strided_and_float_audio_is_queued_and_plays_intact(playing):
+    playout, sink = playing
+    stream = await playout.open_stream()
+    await asyncio.sleep(0)
+    strided = np.repeat(np.arange(FRAME, dtype=np.int16), 2)[::2]  # a view, not contiguous
+    assert not strided.flags.c_contiguous
+    assert stream.write(strided) == 0
+    assert stream.write(np.full(FRAME, 0.5, dtype=np.float32)) == 0
+    stream.close()
+    report = await asyncio.wait_for(stream.utterance, 2)
+    assert report.sent == 2 * FRAME
+    heard = sink.samples()
+    assert heard[:FRAME].tolist() == list(range(FRAME))
+    assert heard[FRAME:].tolist() == [16384] * FRAME
+
+
+async def test_a_failing_send_reaches_the_writer_and_nothing_counts_as_sent():
+    playout = Playout(RATE, 20, lead_ms=40, capacity_s=0.2, max_pending=4)
+
+    def broken(data: bytes) -> None:
+        raise ConnectionError("the socket is gone")
+
+    ready = asyncio.Event()
+    ready.set()
+    task = asyncio.create_task(playout.run(lambda: broken, ready))
+    stream = await playout.open_stream()
+    await asyncio.sleep(0)
+    with pytest.raises(ConnectionError, match="the socket is gone"):
+        stream.write(constant(1, 0.02))
+    assert playout.samples_out == 0 and playout.pacer.samples_sent == 0
+    task.cancel()
+
+
+def test_a_playouts_pacer_must_be_a_pacer():
+    playout = Playout(RATE, 20, lead_ms=40, capacity_s=0.2, max_pending=4)
+    with pytest.raises(TypeError, match="Pacer"):
+        playout.pacer = object()
+    assert playout.pacer.sample_rate == RATE

@@ -1,0 +1,319 @@
+/* A playout's pass-through and send, compiled (bridge/server/playout.py's Playout is a
+ * PlayoutCore).
+ *
+ * A live stream (an echo, a speech-to-speech model's audio) puts a chunk's frames in as
+ * they come, and most go straight out: nothing queued, the lead has room. Deciding that
+ * took some ten attribute reads and four pacer calls, then the send's accounting, each a
+ * Python frame, a chunk. Here it is one C call, with the pacer's clock read in place. What
+ * is rare (audio that must queue) stays in Python: the subclass's _queue(utterance_id,
+ * samples); so do the sink (`_sink()`, the socket's send) and the queue's own accounting
+ * (`queue.pass_through`), which are called from here.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include "../audio/_pacer.h"
+
+typedef struct {
+    PyObject_HEAD
+    Pacer *pacer;          /* the pacer's clock (an OutputPacer) */
+    PyObject *clock;       /* () -> float: the monotonic clock */
+    PyObject *sink;        /* () -> the current send, or None */
+    PyObject *queue;       /* the PlaybackQueue */
+    PyObject *ring;        /* its ring: `available` says whether anything waits */
+    PyObject *on_sent;     /* called with each message once sent, or None */
+    PyObject *timer;       /* the timer armed for the next frame due, or None */
+    char paused, running, pumping, awaiting_sink;
+    Py_ssize_t frame_size, prebuffer, min_frames, message_samples;
+    long long samples_out;
+    double allowed_at;     /* when the pacer let the last message go */
+} PlayoutCore;
+
+static PyTypeObject *PacerType;
+static PyObject *AVAILABLE, *PASS_THROUGH, *QUEUE; /* interned names */
+
+static int now_of(PlayoutCore *o, double *now) {
+    PyObject *t = o->clock == NULL ? NULL : PyObject_CallNoArgs(o->clock);
+    if (t == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "the playout has no clock");
+        return -1;
+    }
+    *now = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Samples waiting in the queue's ring; -1 with an exception set. */
+static Py_ssize_t queued(PlayoutCore *o) {
+    if (o->ring == NULL)
+        return 0;
+    PyObject *n = PyObject_GetAttr(o->ring, AVAILABLE);
+    if (n == NULL)
+        return -1;
+    Py_ssize_t count = PyLong_AsSsize_t(n);
+    Py_DECREF(n);
+    return count;
+}
+
+static int has_pacer(PlayoutCore *o) {
+    if (o->pacer != NULL)
+        return 1;
+    PyErr_SetString(PyExc_RuntimeError, "the playout has no pacer");
+    return 0;
+}
+
+/* Write one message now and account it: the pacer's clock, the samples out, on_sent. */
+static int send_message(PlayoutCore *o, PyObject *send, double now, PyObject *message,
+                        const Py_buffer *view) {
+    Pacer *p = o->pacer;
+    double allowed = pacer_allowed_at(p, o->frame_size);
+    o->allowed_at = now < allowed ? now : allowed;
+    PyObject *data = PyBytes_FromStringAndSize(view->buf, view->len);
+    if (data == NULL)
+        return -1;
+    PyObject *done = PyObject_CallOneArg(send, data);
+    Py_DECREF(data);
+    if (done == NULL)
+        return -1;
+    Py_DECREF(done);
+    long long n = view->len / 2;
+    pacer_sent(p, now, n);
+    o->samples_out += n;
+    if (o->on_sent == NULL || o->on_sent == Py_None)
+        return 0;
+    done = PyObject_CallOneArg(o->on_sent, message);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* Whether put() may send n samples on at once, as _pump would in one message; 1 with
+ * *send (a new reference) and *now set, 0 if not, -1 on an error. */
+static int passes_through(PlayoutCore *o, PyObject *utterance_id, Py_ssize_t n,
+                          PyObject **send, double *now) {
+    Py_ssize_t frame = o->frame_size;
+    if (!n || frame <= 0 || n % frame || n > o->message_samples)
+        return 0;
+    if (o->paused || !o->running || o->pumping || o->awaiting_sink ||
+        (o->timer != NULL && o->timer != Py_None))
+        return 0;
+    Py_ssize_t waiting = queued(o);
+    if (waiting != 0)
+        return waiting < 0 ? -1 : 0;
+    if (!has_pacer(o) || now_of(o, now) < 0)
+        return -1;
+    Pacer *p = o->pacer;
+    if (n < o->prebuffer && pacer_lead_at(p, *now) == 0)
+        return 0; /* the bot ran dry: the prebuffer queues first */
+    Py_ssize_t first = n / frame < o->min_frames ? n / frame : o->min_frames;
+    if (pacer_send_at(p, *now, (long long)first * frame) > *now)
+        return 0;
+    if (pacer_frames_due(p, *now, frame) * frame < n)
+        return 0;
+    *send = o->sink == NULL ? Py_NewRef(Py_None) : PyObject_CallNoArgs(o->sink);
+    if (*send == NULL)
+        return -1;
+    if (*send == Py_None) {
+        Py_CLEAR(*send);
+        return 0;
+    }
+    PyObject *count = PyLong_FromSsize_t(n);
+    PyObject *args[] = {o->queue, utterance_id, count};
+    PyObject *taken = count == NULL ? NULL : PyObject_VectorcallMethod(PASS_THROUGH, args, 3, NULL);
+    Py_XDECREF(count);
+    int ok = taken == NULL ? -1 : PyObject_IsTrue(taken);
+    Py_XDECREF(taken);
+    if (ok <= 0)
+        Py_CLEAR(*send);
+    return ok;
+}
+
+static PyObject *PlayoutCore_put(PlayoutCore *o, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "put(utterance_id, samples) takes 2 arguments");
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        PyErr_Clear(); /* not a plain s16 block: the queue takes any array */
+    else if (view.itemsize != 2 || view.ndim != 1)
+        PyBuffer_Release(&view);
+    else {
+        PyObject *send = NULL;
+        double now = 0.0;
+        int through = passes_through(o, args[0], view.len / 2, &send, &now);
+        if (through > 0) {
+            int sent = send_message(o, send, now, args[1], &view);
+            Py_DECREF(send);
+            PyBuffer_Release(&view);
+            return sent < 0 ? NULL : PyLong_FromLong(0);
+        }
+        PyBuffer_Release(&view);
+        if (through < 0)
+            return NULL;
+    }
+    PyObject *call[] = {(PyObject *)o, args[0], args[1]};
+    return PyObject_VectorcallMethod(QUEUE, call, 3, NULL);
+}
+
+static PyObject *PlayoutCore_send_message(PlayoutCore *o, PyObject *const *args,
+                                          Py_ssize_t nargs) {
+    if (nargs != 3)
+        return PyErr_Format(PyExc_TypeError, "_send_message(send, now, message) takes 3 arguments");
+    double now = PyFloat_AsDouble(args[1]);
+    if ((now == -1.0 && PyErr_Occurred()) || !has_pacer(o))
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[2], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (view.itemsize != 2 || view.ndim != 1) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_TypeError, "a message is a 1-D block of s16 samples");
+    }
+    int sent = send_message(o, args[0], now, args[2], &view);
+    PyBuffer_Release(&view);
+    if (sent < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *PlayoutCore_delay(PlayoutCore *o, PyObject *unused) {
+    double now;
+    Py_ssize_t waiting = queued(o);
+    if (waiting < 0 || !has_pacer(o) || now_of(o, &now) < 0)
+        return NULL;
+    Pacer *p = o->pacer;
+    double ahead = (double)(waiting + o->frame_size) / p->sample_rate + pacer_lead_at(p, now);
+    return PyFloat_FromDouble(pacer_later(0.0, ahead - p->lead));
+}
+
+static PyObject *PlayoutCore_get_pacer(PlayoutCore *o, void *unused) {
+    return o->pacer == NULL ? Py_NewRef(Py_None) : Py_NewRef((PyObject *)o->pacer);
+}
+
+static int PlayoutCore_set_pacer(PlayoutCore *o, PyObject *value, void *unused) {
+    if (value == NULL || !PyObject_TypeCheck(value, PacerType)) {
+        PyErr_SetString(PyExc_TypeError, "a playout's pacer is a bridge.audio._pacer.Pacer");
+        return -1;
+    }
+    Py_XSETREF(o->pacer, (Pacer *)Py_NewRef(value));
+    return 0;
+}
+
+static int PlayoutCore_traverse(PlayoutCore *o, visitproc visit, void *arg) {
+    Py_VISIT(o->pacer);
+    Py_VISIT(o->clock);
+    Py_VISIT(o->sink);
+    Py_VISIT(o->queue);
+    Py_VISIT(o->ring);
+    Py_VISIT(o->on_sent);
+    Py_VISIT(o->timer);
+    return 0;
+}
+
+static int PlayoutCore_clear(PlayoutCore *o) {
+    Py_CLEAR(o->pacer);
+    Py_CLEAR(o->clock);
+    Py_CLEAR(o->sink);
+    Py_CLEAR(o->queue);
+    Py_CLEAR(o->ring);
+    Py_CLEAR(o->on_sent);
+    Py_CLEAR(o->timer);
+    return 0;
+}
+
+static void PlayoutCore_dealloc(PlayoutCore *o) {
+    PyObject_GC_UnTrack(o);
+    PlayoutCore_clear(o);
+    Py_TYPE(o)->tp_free((PyObject *)o);
+}
+
+static PyMemberDef PlayoutCore_members[] = {
+    {"_clock", T_OBJECT, offsetof(PlayoutCore, clock), 0, "() -> float: the monotonic clock"},
+    {"_sink", T_OBJECT, offsetof(PlayoutCore, sink), 0, "() -> the current send, or None"},
+    {"queue", T_OBJECT, offsetof(PlayoutCore, queue), 0, "the PlaybackQueue"},
+    {"_ring", T_OBJECT, offsetof(PlayoutCore, ring), 0, "the queue's ring (its `available`)"},
+    {"on_sent", T_OBJECT, offsetof(PlayoutCore, on_sent), 0, "called with each message sent"},
+    {"_timer", T_OBJECT, offsetof(PlayoutCore, timer), 0, "the timer armed, or None"},
+    {"paused", T_BOOL, offsetof(PlayoutCore, paused), 0, "pause() holds the speech"},
+    {"_running", T_BOOL, offsetof(PlayoutCore, running), 0, "run() is on: frames go out"},
+    {"_pumping", T_BOOL, offsetof(PlayoutCore, pumping), 0, "_pump is sending"},
+    {"_awaiting_sink", T_BOOL, offsetof(PlayoutCore, awaiting_sink), 0,
+     "a frame is ready and there is no sink: run() waits for one"},
+    {"frame_size", T_PYSSIZET, offsetof(PlayoutCore, frame_size), 0, "samples a frame"},
+    {"_prebuffer", T_PYSSIZET, offsetof(PlayoutCore, prebuffer), 0,
+     "samples queued before a start"},
+    {"_min_frames", T_PYSSIZET, offsetof(PlayoutCore, min_frames), 0,
+     "frames a queued message waits to hold"},
+    {"_message_samples", T_PYSSIZET, offsetof(PlayoutCore, message_samples), 0,
+     "samples a message holds at most"},
+    {"samples_out", T_LONGLONG, offsetof(PlayoutCore, samples_out), 0,
+     "samples sent at the current rate"},
+    {"allowed_at", T_DOUBLE, offsetof(PlayoutCore, allowed_at), 0,
+     "when the pacer let the last message go"},
+    {NULL},
+};
+
+static PyGetSetDef PlayoutCore_getset[] = {
+    {"pacer", (getter)PlayoutCore_get_pacer, (setter)PlayoutCore_set_pacer,
+     "the pacer's clock (an OutputPacer)", NULL},
+    {NULL},
+};
+
+static PyMethodDef PlayoutCore_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))PlayoutCore_put, METH_FASTCALL,
+     "put(utterance_id, samples): send them on at once when _pump would send them all now in "
+     "one message, else queue them (_queue); returns how many did not fit (dropped)."},
+    {"_send_message", (PyCFunction)(void (*)(void))PlayoutCore_send_message, METH_FASTCALL,
+     "_send_message(send, now, message): write one message and account it (on_sent gets "
+     "the message itself: copy to keep)."},
+    {"delay", (PyCFunction)PlayoutCore_delay, METH_NOARGS,
+     "delay(): seconds a frame queued now would wait to be sent: the queue, and the lead if "
+     "full."},
+    {NULL},
+};
+
+static PyTypeObject PlayoutCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.server._playout.PlayoutCore",
+    .tp_basicsize = sizeof(PlayoutCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A playout's pass-through and send (bridge/server/playout.py sets it up).",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)PlayoutCore_dealloc,
+    .tp_traverse = (traverseproc)PlayoutCore_traverse,
+    .tp_clear = (inquiry)PlayoutCore_clear,
+    .tp_methods = PlayoutCore_methods,
+    .tp_members = PlayoutCore_members,
+    .tp_getset = PlayoutCore_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_playout", "A playout's pass-through and send, compiled.", -1, NULL,
+};
+
+static int intern(PyObject **name, const char *text) {
+    return *name != NULL || (*name = PyUnicode_InternFromString(text)) != NULL ? 0 : -1;
+}
+
+PyMODINIT_FUNC PyInit__playout(void) {
+    if (PacerType == NULL) {
+        PyObject *pacer = PyImport_ImportModule("bridge.audio._pacer");
+        if (pacer == NULL)
+            return NULL;
+        PacerType = (PyTypeObject *)PyObject_GetAttrString(pacer, "Pacer");
+        Py_DECREF(pacer);
+        if (PacerType == NULL)
+            return NULL;
+        if (!PyType_Check(PacerType)) {
+            Py_CLEAR(PacerType);
+            return PyErr_Format(PyExc_TypeError, "bridge.audio._pacer.Pacer is not a type");
+        }
+    }
+    if (intern(&AVAILABLE, "available") < 0 || intern(&PASS_THROUGH, "pass_through") < 0 ||
+        intern(&QUEUE, "_queue") < 0 || PyType_Ready(&PlayoutCoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddObjectRef(m, "PlayoutCore", (PyObject *)&PlayoutCoreType) < 0)
+        Py_CLEAR(m);
+    return m;
+}
