@@ -58,6 +58,18 @@ static Py_ssize_t queued(PlayoutCore *o) {
     return count;
 }
 
+/* One dimension of little-endian s16 samples: what a message holds ('h' alone, '@h' and
+ * '=h' are the machine's own order). */
+static int s16_block(const Py_buffer *view) {
+    const char *f = view->format == NULL ? "B" : view->format;
+    int little = PY_LITTLE_ENDIAN;
+    if (*f == '<' || *f == '>' || *f == '!')
+        little = *f == '<';
+    if (*f == '<' || *f == '>' || *f == '!' || *f == '=' || *f == '@')
+        f++;
+    return little && view->ndim == 1 && view->itemsize == 2 && strcmp(f, "h") == 0;
+}
+
 static int has_pacer(PlayoutCore *o) {
     if (o->pacer != NULL)
         return 1;
@@ -136,7 +148,7 @@ static PyObject *PlayoutCore_put(PlayoutCore *o, PyObject *const *args, Py_ssize
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         PyErr_Clear(); /* not a plain s16 block: the queue takes any array */
-    else if (view.itemsize != 2 || view.ndim != 1)
+    else if (!s16_block(&view))
         PyBuffer_Release(&view);
     else {
         PyObject *send = NULL;
@@ -166,7 +178,7 @@ static PyObject *PlayoutCore_send_message(PlayoutCore *o, PyObject *const *args,
     Py_buffer view;
     if (PyObject_GetBuffer(args[2], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         return NULL;
-    if (view.itemsize != 2 || view.ndim != 1) {
+    if (!s16_block(&view)) {
         PyBuffer_Release(&view);
         return PyErr_Format(PyExc_TypeError, "a message is a 1-D block of s16 samples");
     }
@@ -185,6 +197,18 @@ static PyObject *PlayoutCore_delay(PlayoutCore *o, PyObject *unused) {
     Pacer *p = o->pacer;
     double ahead = (double)(waiting + o->frame_size) / p->sample_rate + pacer_lead_at(p, now);
     return PyFloat_FromDouble(pacer_later(0.0, ahead - p->lead));
+}
+
+/* Whether obj is one plain block of s16le samples (put() would send it as it is). */
+static int is_s16_block(PyObject *obj) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    int block = s16_block(&view);
+    PyBuffer_Release(&view);
+    return block;
 }
 
 static PyObject *PlayoutCore_get_pacer(PlayoutCore *o, void *unused) {
@@ -287,6 +311,73 @@ static PyTypeObject PlayoutCoreType = {
     .tp_getset = PlayoutCore_getset,
 };
 
+/* A live stream's writes: SpeechStream is a StreamCore. A block of s16 samples at the
+ * bot's rate goes to its playout's put() from here; anything else (bytes, floats, another
+ * rate, a closed stream) to the subclass's _write. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *playout;      /* the Playout */
+    PyObject *utterance_id; /* its utterance's id in the queue */
+    char closed, resamples;
+} StreamCore;
+
+static PyObject *WRITE; /* "_write" */
+
+static PyObject *StreamCore_write(StreamCore *s, PyObject *audio) {
+    if (!s->closed && !s->resamples && s->playout != NULL && s->utterance_id != NULL &&
+        PyObject_TypeCheck(s->playout, &PlayoutCoreType) && is_s16_block(audio)) {
+        PyObject *args[] = {s->utterance_id, audio};
+        return PlayoutCore_put((PlayoutCore *)s->playout, args, 2);
+    }
+    return PyObject_CallMethodOneArg((PyObject *)s, WRITE, audio);
+}
+
+static int StreamCore_traverse(StreamCore *s, visitproc visit, void *arg) {
+    Py_VISIT(s->playout);
+    Py_VISIT(s->utterance_id);
+    return 0;
+}
+
+static int StreamCore_clear(StreamCore *s) {
+    Py_CLEAR(s->playout);
+    Py_CLEAR(s->utterance_id);
+    return 0;
+}
+
+static void StreamCore_dealloc(StreamCore *s) {
+    PyObject_GC_UnTrack(s);
+    StreamCore_clear(s);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyMemberDef StreamCore_members[] = {
+    {"_playout", T_OBJECT, offsetof(StreamCore, playout), 0, "the Playout written to"},
+    {"_utterance_id", T_OBJECT, offsetof(StreamCore, utterance_id), 0, "its utterance's id"},
+    {"closed", T_BOOL, offsetof(StreamCore, closed), 0, "ended: writes queue nothing"},
+    {"_resamples", T_BOOL, offsetof(StreamCore, resamples), 0, "written at another rate"},
+    {NULL},
+};
+
+static PyMethodDef StreamCore_methods[] = {
+    {"write", (PyCFunction)StreamCore_write, METH_O,
+     "write(audio): queue audio at the stream's rate; returns the samples (at the bot's rate) "
+     "that did not fit in the playback queue and were dropped: the caller counts them."},
+    {NULL},
+};
+
+static PyTypeObject StreamCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.server._playout.StreamCore",
+    .tp_basicsize = sizeof(StreamCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A live stream's writes (bridge/server/playout.py's SpeechStream sets it up).",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)StreamCore_dealloc,
+    .tp_traverse = (traverseproc)StreamCore_traverse,
+    .tp_clear = (inquiry)StreamCore_clear,
+    .tp_methods = StreamCore_methods,
+    .tp_members = StreamCore_members,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_playout", "A playout's pass-through and send, compiled.", -1, NULL,
 };
@@ -310,10 +401,13 @@ PyMODINIT_FUNC PyInit__playout(void) {
         }
     }
     if (intern(&AVAILABLE, "available") < 0 || intern(&PASS_THROUGH, "pass_through") < 0 ||
-        intern(&QUEUE, "_queue") < 0 || PyType_Ready(&PlayoutCoreType) < 0)
+        intern(&QUEUE, "_queue") < 0 || intern(&WRITE, "_write") < 0 ||
+        PyType_Ready(&PlayoutCoreType) < 0 || PyType_Ready(&StreamCoreType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddObjectRef(m, "PlayoutCore", (PyObject *)&PlayoutCoreType) < 0)
+    if (m != NULL &&
+        (PyModule_AddObjectRef(m, "PlayoutCore", (PyObject *)&PlayoutCoreType) < 0 ||
+         PyModule_AddObjectRef(m, "StreamCore", (PyObject *)&StreamCoreType) < 0))
         Py_CLEAR(m);
     return m;
 }

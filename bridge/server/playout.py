@@ -25,7 +25,7 @@ from bridge.audio.pacer import OutputPacer
 from bridge.audio.playback import PlaybackQueue, PlaybackReport
 from bridge.audio.resample import Quality, StreamResampler
 from bridge.codecs.pcm import to_s16
-from bridge.server._playout import PlayoutCore
+from bridge.server._playout import PlayoutCore, StreamCore
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +61,25 @@ class Utterance:
             self.report.set_result(report)
 
 
-class SpeechStream:
+class SpeechStream(StreamCore):
     """Speech written chunk by chunk from plain code, with no task or await per chunk.
 
     For live audio: write() queues what fits at once, close() ends the utterance. An
-    interrupt (barge-in) ends the stream: later writes queue nothing.
+    interrupt (barge-in) ends the stream: later writes queue nothing. A StreamCore
+    (bridge/server/_playout.c): write() hands a block of s16 samples at the bot's rate to
+    the playout's put() itself, and anything else to _write.
     """
 
     def __init__(self, playout: Playout, utterance: Utterance, rate: int) -> None:
         self.utterance = utterance
+        self._utterance_id = utterance.id
         self.closed = False
         self._playout = playout
         self._resampler = StreamResampler(rate, playout.sample_rate, playout.quality)
         self._resamples = rate != playout.sample_rate  # else write() skips its identity call
 
-    def write(self, audio: AudioChunk) -> int:
-        """Queue audio at the stream's rate; returns the samples (at the bot's rate) that did
-        not fit in the playback queue and were dropped: the caller counts them."""
+    def _write(self, audio: AudioChunk) -> int:
+        """write() for audio that needs converting or resampling, or a closed stream."""
         samples = to_s16(audio)
         if self._resamples:
             samples = self._resampler.process(samples)

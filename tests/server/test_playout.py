@@ -334,12 +334,14 @@ async def test_strided_and_float_audio_is_queued_and_plays_intact(playing):
     assert not strided.flags.c_contiguous
     assert stream.write(strided) == 0
     assert stream.write(np.full(FRAME, 0.5, dtype=np.float32)) == 0
+    assert stream.write(np.full(FRAME, -7, dtype="<i2").tobytes()) == 0  # s16le bytes
     stream.close()
     report = await asyncio.wait_for(stream.utterance, 2)
-    assert report.sent == 2 * FRAME
+    assert report.sent == 3 * FRAME
     heard = sink.samples()
     assert heard[:FRAME].tolist() == list(range(FRAME))
-    assert heard[FRAME:].tolist() == [16384] * FRAME
+    assert heard[FRAME : 2 * FRAME].tolist() == [16384] * FRAME
+    assert heard[2 * FRAME :].tolist() == [-7] * FRAME
 
 
 async def test_a_failing_send_reaches_the_writer_and_nothing_counts_as_sent():
@@ -364,3 +366,18 @@ def test_a_playouts_pacer_must_be_a_pacer():
     with pytest.raises(TypeError, match="Pacer"):
         playout.pacer = object()
     assert playout.pacer.sample_rate == RATE
+
+
+async def test_only_little_endian_s16_passes_through_and_other_two_byte_arrays_are_refused(
+    playing,
+):
+    playout, sink = playing
+    stream = await playout.open_stream()
+    await asyncio.sleep(0)
+    big = np.arange(FRAME, dtype=">i2")  # s16, but big-endian: queued, sent as s16le
+    assert playout.put(stream.utterance.id, big) == 0
+    await sent_at_least(sink, FRAME)
+    assert sink.samples()[:FRAME].tolist() == list(range(FRAME))
+    with pytest.raises(TypeError, match="s16"):
+        playout._send_message(sink.send, time.monotonic(), np.zeros(FRAME, np.float16))
+    stream.close()
