@@ -378,6 +378,325 @@ static PyTypeObject StreamCoreType = {
     .tp_members = StreamCore_members,
 };
 
+/* The added latency of a loopback (a live echo): output sample j is input sample j plus
+ * what the loopback dropped, so each message sent is timed from the read of the chunk
+ * that brought its first sample (or from when the pacer let it go, if it held it for the
+ * lead), until the socket's write: what the bridge adds, not what pacing means to add.
+ * Session.latency_probe is one; the arrivals and the messages awaiting their write are
+ * rings of a bound named at construction (the oldest is forgotten when one is full). */
+typedef struct {
+    long long index; /* input samples heard up to the end of the chunk */
+    double read_at;  /* when its read came */
+} Arrival;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *playout; /* the PlayoutCore whose sends are timed */
+    PyObject *clock;
+    PyObject *bounds;  /* the histogram's upper bounds (a tuple of floats, ascending) */
+    double *bound;
+    long long *counts; /* observations at or under each bound, one bucket above the last */
+    Py_ssize_t buckets;
+    double sum;
+    long long count;
+    long long dropped; /* input samples the loopback dropped */
+    Arrival *arrivals;
+    double *unwritten; /* when each message sent and not yet written could go */
+    Py_ssize_t kept, first_arrival, arrivals_len, first_unwritten, unwritten_len;
+} LatencyProbe;
+
+
+static int LatencyProbe_init(LatencyProbe *l, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"playout", "bounds", "kept", "clock", NULL};
+    PyObject *playout, *bounds, *clock;
+    Py_ssize_t kept;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OnO", names, &PlayoutCoreType, &playout,
+                                     &bounds, &kept, &clock))
+        return -1;
+    if (kept <= 0)
+        return PyErr_SetString(PyExc_ValueError, "kept must be positive"), -1;
+    PyObject *tuple = PySequence_Tuple(bounds);
+    if (tuple == NULL)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    PyMem_Free(l->bound);
+    PyMem_Free(l->counts);
+    PyMem_Free(l->arrivals);
+    PyMem_Free(l->unwritten);
+    l->bound = PyMem_Calloc(n ? n : 1, sizeof *l->bound);
+    l->counts = PyMem_Calloc(n + 1, sizeof *l->counts);
+    l->arrivals = PyMem_Calloc(kept, sizeof *l->arrivals);
+    l->unwritten = PyMem_Calloc(kept, sizeof *l->unwritten);
+    if (!l->bound || !l->counts || !l->arrivals || !l->unwritten) {
+        Py_DECREF(tuple);
+        return PyErr_NoMemory(), -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        l->bound[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(tuple, i));
+        if (l->bound[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(tuple);
+            return -1;
+        }
+    }
+    Py_XSETREF(l->bounds, tuple);
+    Py_XSETREF(l->playout, Py_NewRef(playout));
+    Py_XSETREF(l->clock, Py_NewRef(clock));
+    l->buckets = n + 1;
+    l->kept = kept;
+    l->sum = 0.0;
+    l->count = l->dropped = 0;
+    l->first_arrival = l->arrivals_len = l->first_unwritten = l->unwritten_len = 0;
+    return 0;
+}
+
+static PyObject *LatencyProbe_arrived(LatencyProbe *l, PyObject *arrival) {
+    long long index;
+    double read_at;
+    if (!PyArg_ParseTuple(arrival, "Ld", &index, &read_at))
+        return NULL;
+    if (l->arrivals_len == l->kept) { /* the oldest is forgotten */
+        l->first_arrival = (l->first_arrival + 1) % l->kept;
+        l->arrivals_len--;
+    }
+    Arrival *slot = &l->arrivals[(l->first_arrival + l->arrivals_len++) % l->kept];
+    slot->index = index;
+    slot->read_at = read_at;
+    Py_RETURN_NONE;
+}
+
+/* A message of `samples` is being sent (before the playout counts it). */
+static void probe_sent(LatencyProbe *l, long long samples) {
+    PlayoutCore *o = (PlayoutCore *)l->playout;
+    long long sent = o->samples_out + samples + l->dropped;
+    while (l->arrivals_len && l->arrivals[l->first_arrival].index < sent) {
+        l->first_arrival = (l->first_arrival + 1) % l->kept;
+        l->arrivals_len--;
+    }
+    if (!l->arrivals_len)
+        return;
+    double read_at = l->arrivals[l->first_arrival].read_at;
+    if (l->unwritten_len == l->kept) {
+        l->first_unwritten = (l->first_unwritten + 1) % l->kept;
+        l->unwritten_len--;
+    }
+    l->unwritten[(l->first_unwritten + l->unwritten_len++) % l->kept] =
+        pacer_later(read_at, o->allowed_at);
+}
+
+static PyObject *LatencyProbe_sent(LatencyProbe *l, PyObject *samples) {
+    long long n = PyLong_AsLongLong(samples);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    probe_sent(l, n);
+    Py_RETURN_NONE;
+}
+
+static void observe(LatencyProbe *l, double value) {
+    Py_ssize_t i = 0;
+    while (i < l->buckets - 1 && l->bound[i] < value) /* bisect_left */
+        i++;
+    l->counts[i]++;
+    l->sum += value;
+    l->count++;
+}
+
+static PyObject *LatencyProbe_written(LatencyProbe *l, PyObject *unused) {
+    if (!l->unwritten_len)
+        Py_RETURN_NONE;
+    PyObject *t = PyObject_CallNoArgs(l->clock);
+    double now = t == NULL ? -1.0 : PyFloat_AsDouble(t);
+    Py_XDECREF(t);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    for (Py_ssize_t i = 0; i < l->unwritten_len; i++)
+        observe(l, now - l->unwritten[(l->first_unwritten + i) % l->kept]);
+    l->first_unwritten = l->unwritten_len = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *LatencyProbe_lost(LatencyProbe *l, PyObject *unused) {
+    l->first_unwritten = l->unwritten_len = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *LatencyProbe_clear(LatencyProbe *l, PyObject *unused) {
+    l->first_arrival = l->arrivals_len = l->first_unwritten = l->unwritten_len = 0;
+    l->dropped = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *LatencyProbe_counts(LatencyProbe *l, void *unused) {
+    PyObject *counts = PyList_New(l->buckets);
+    for (Py_ssize_t i = 0; counts != NULL && i < l->buckets; i++) {
+        PyObject *n = PyLong_FromLongLong(l->counts[i]);
+        if (n == NULL)
+            Py_CLEAR(counts);
+        else
+            PyList_SET_ITEM(counts, i, n);
+    }
+    return counts;
+}
+
+static int LatencyProbe_traverse(LatencyProbe *l, visitproc visit, void *arg) {
+    Py_VISIT(l->playout);
+    Py_VISIT(l->clock);
+    Py_VISIT(l->bounds);
+    return 0;
+}
+
+static int LatencyProbe_clear_refs(LatencyProbe *l) {
+    Py_CLEAR(l->playout);
+    Py_CLEAR(l->clock);
+    Py_CLEAR(l->bounds);
+    return 0;
+}
+
+static void LatencyProbe_dealloc(LatencyProbe *l) {
+    PyObject_GC_UnTrack(l);
+    LatencyProbe_clear_refs(l);
+    PyMem_Free(l->bound);
+    PyMem_Free(l->counts);
+    PyMem_Free(l->arrivals);
+    PyMem_Free(l->unwritten);
+    Py_TYPE(l)->tp_free((PyObject *)l);
+}
+
+static PyMemberDef LatencyProbe_members[] = {
+    {"dropped", T_LONGLONG, offsetof(LatencyProbe, dropped), 0,
+     "input samples the loopback dropped (output j is input j + this)"},
+    {"bounds", T_OBJECT, offsetof(LatencyProbe, bounds), READONLY, "the histogram's bounds"},
+    {"sum", T_DOUBLE, offsetof(LatencyProbe, sum), READONLY, "seconds observed, summed"},
+    {"count", T_LONGLONG, offsetof(LatencyProbe, count), READONLY, "messages timed"},
+    {NULL},
+};
+
+static PyGetSetDef LatencyProbe_getset[] = {
+    {"counts", (getter)LatencyProbe_counts, NULL,
+     "observations at or under each bound, and above the last (a new list)", NULL},
+    {NULL},
+};
+
+static PyMethodDef LatencyProbe_methods[] = {
+    {"arrived", (PyCFunction)LatencyProbe_arrived, METH_O,
+     "arrived((index, read_at)): a chunk ending at input sample index was read at read_at"},
+    {"sent", (PyCFunction)LatencyProbe_sent, METH_O,
+     "sent(samples): a message is being sent (before the playout counts it): time it"},
+    {"written", (PyCFunction)LatencyProbe_written, METH_NOARGS,
+     "written(): the socket wrote what was sent: observe each message's latency"},
+    {"lost", (PyCFunction)LatencyProbe_lost, METH_NOARGS,
+     "lost(): what was sent will never be written: nothing to time"},
+    {"clear", (PyCFunction)LatencyProbe_clear, METH_NOARGS,
+     "clear(): the stream starts again (a new rate): forget arrivals, sends and drops"},
+    {NULL},
+};
+
+static PyTypeObject LatencyProbeType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.server._playout.LatencyProbe",
+    .tp_basicsize = sizeof(LatencyProbe),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "LatencyProbe(playout, bounds, kept, clock): a loopback's added latency, timed.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)LatencyProbe_init,
+    .tp_dealloc = (destructor)LatencyProbe_dealloc,
+    .tp_traverse = (traverseproc)LatencyProbe_traverse,
+    .tp_clear = (inquiry)LatencyProbe_clear_refs,
+    .tp_methods = LatencyProbe_methods,
+    .tp_members = LatencyProbe_members,
+    .tp_getset = LatencyProbe_getset,
+};
+
+/* A session's send of speech: the socket's send_speech(data, limit), which queues the
+ * frame (0), or refuses it (1: not open, 2: its backlog is full), handed to `refused`;
+ * a frame queued is timed by the probe, if the session has one. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *write, *limit, *refused, *probe;
+    vectorcallfunc vectorcall;
+} SpeechSender;
+
+static PyObject *SpeechSender_call(SpeechSender *s, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL)
+        return PyErr_Format(PyExc_TypeError, "a send takes one argument: the message's bytes");
+    Py_ssize_t size = PyBytes_Check(args[0]) ? PyBytes_GET_SIZE(args[0]) : PyObject_Length(args[0]);
+    if (size < 0)
+        return NULL;
+    PyObject *call[] = {args[0], s->limit};
+    PyObject *result = PyObject_Vectorcall(s->write, call, 2, NULL);
+    if (result == NULL)
+        return NULL;
+    long code = PyLong_AsLong(result);
+    if (code == -1 && PyErr_Occurred()) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    if (code)
+        Py_SETREF(result, PyObject_CallOneArg(s->refused, result));
+    else {
+        Py_SETREF(result, Py_NewRef(Py_None));
+        if (s->probe != Py_None)
+            probe_sent((LatencyProbe *)s->probe, size / 2);
+    }
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+}
+
+static PyObject *SpeechSender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"write", "limit", "refused", "probe", NULL};
+    PyObject *write, *limit, *refused, *probe;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO", names, &write, &limit, &refused,
+                                     &probe))
+        return NULL;
+    if (probe != Py_None && !PyObject_TypeCheck(probe, &LatencyProbeType))
+        return PyErr_Format(PyExc_TypeError, "probe is a LatencyProbe or None");
+    SpeechSender *s = (SpeechSender *)type->tp_alloc(type, 0);
+    if (s == NULL)
+        return NULL;
+    s->write = Py_NewRef(write);
+    s->limit = Py_NewRef(limit);
+    s->refused = Py_NewRef(refused);
+    s->probe = Py_NewRef(probe);
+    s->vectorcall = (vectorcallfunc)SpeechSender_call;
+    return (PyObject *)s;
+}
+
+static int SpeechSender_traverse(SpeechSender *s, visitproc visit, void *arg) {
+    Py_VISIT(s->write);
+    Py_VISIT(s->limit);
+    Py_VISIT(s->refused);
+    Py_VISIT(s->probe);
+    return 0;
+}
+
+static int SpeechSender_clear(SpeechSender *s) {
+    Py_CLEAR(s->write);
+    Py_CLEAR(s->limit);
+    Py_CLEAR(s->refused);
+    Py_CLEAR(s->probe);
+    return 0;
+}
+
+static void SpeechSender_dealloc(SpeechSender *s) {
+    PyObject_GC_UnTrack(s);
+    SpeechSender_clear(s);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyTypeObject SpeechSenderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.server._playout.SpeechSender",
+    .tp_basicsize = sizeof(SpeechSender),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "SpeechSender(write, limit, refused, probe): send(data) writes a frame of speech.",
+    .tp_new = SpeechSender_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(SpeechSender, vectorcall),
+    .tp_dealloc = (destructor)SpeechSender_dealloc,
+    .tp_traverse = (traverseproc)SpeechSender_traverse,
+    .tp_clear = (inquiry)SpeechSender_clear,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_playout", "A playout's pass-through and send, compiled.", -1, NULL,
 };
@@ -402,12 +721,15 @@ PyMODINIT_FUNC PyInit__playout(void) {
     }
     if (intern(&AVAILABLE, "available") < 0 || intern(&PASS_THROUGH, "pass_through") < 0 ||
         intern(&QUEUE, "_queue") < 0 || intern(&WRITE, "_write") < 0 ||
-        PyType_Ready(&PlayoutCoreType) < 0 || PyType_Ready(&StreamCoreType) < 0)
+        PyType_Ready(&PlayoutCoreType) < 0 || PyType_Ready(&StreamCoreType) < 0 ||
+        PyType_Ready(&LatencyProbeType) < 0 || PyType_Ready(&SpeechSenderType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL &&
         (PyModule_AddObjectRef(m, "PlayoutCore", (PyObject *)&PlayoutCoreType) < 0 ||
-         PyModule_AddObjectRef(m, "StreamCore", (PyObject *)&StreamCoreType) < 0))
+         PyModule_AddObjectRef(m, "StreamCore", (PyObject *)&StreamCoreType) < 0 ||
+         PyModule_AddObjectRef(m, "LatencyProbe", (PyObject *)&LatencyProbeType) < 0 ||
+         PyModule_AddObjectRef(m, "SpeechSender", (PyObject *)&SpeechSenderType) < 0))
         Py_CLEAR(m);
     return m;
 }

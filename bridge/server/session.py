@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -29,6 +29,7 @@ from bridge.audio.vad import VoiceActivityDetector
 from bridge.config import BridgeConfig
 from bridge.logs import counted
 from bridge.responder import Responder, SessionHandle, SessionInfo
+from bridge.server._playout import LatencyProbe, SpeechSender
 from bridge.server.events import Event, EventHub
 from bridge.server.floor import Floor, floor_settings
 from bridge.server.histogram import LATENCY_BUCKETS_S, Histogram
@@ -136,11 +137,11 @@ class Session:
         # each runner hearing audio, its rate and its frame at that rate (0: it takes blocks)
         self._listeners: list[tuple[ResponderRunner, int, int]] = []
         self._hears_bot: list[ResponderRunner] = []
-        self.added_latency = Histogram(LATENCY_BUCKETS_S)
         self._loopback = False
-        self._arrivals: deque[tuple[int, float]] = deque(maxlen=ARRIVALS_KEPT)
-        self._unwritten: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # their frames' reads
-        self._loopback_dropped = 0  # input samples a loopback dropped: output j is input j + this
+        # a loopback's added latency, timed in C (bridge/server/_playout.c)
+        self.latency_probe = LatencyProbe(
+            self.playout, LATENCY_BUCKETS_S, ARRIVALS_KEPT, time.monotonic
+        )
         self.pipeline = self._new_pipeline()
         self.events.listen(self._tell_responders)
         self._playout_task: asyncio.Task[None] | None = asyncio.create_task(
@@ -214,7 +215,7 @@ class Session:
         pipeline.on_event, pipeline.on_tick = self.floor.hear, self.floor.tick
         pipeline.on_larger_chunk, pipeline.on_odd = self._larger_chunk, self._odd_chunk
         pipeline.on_signal = self._signal if self.phase == "connected" else None
-        pipeline.on_arrival = self._arrivals.append if self._loopback else None
+        pipeline.on_arrival = self.latency_probe.arrived if self._loopback else None
         pipeline.bytes_in = self.stats.bytes_in  # goes on from the last pipeline's
         self.stats.input = pipeline
         return pipeline
@@ -249,9 +250,7 @@ class Session:
         for link in self.links.values():  # the source socket hands its audio to the new one
             if link.source and link.connection.audio_sink is not None:
                 link.connection.audio_sink = self.audio_sink
-        self._arrivals.clear()
-        self._unwritten.clear()
-        self._loopback_dropped = 0
+        self.latency_probe.clear()
         self.info.user_speaking = False
         self.events.publish("rate_changed", from_rate=old, to_rate=sample_rate)
 
@@ -548,25 +547,14 @@ class Session:
         for runner in self._hears_bot:
             runner.offer("bot_audio", message.copy(), self.pipeline.samples_in)
 
-    def _note_arrival(self, samples: int) -> None:
-        """A loopback's output sample j is input sample j: keep when the message just sent
-        could go (its chunk's read, or later if the pacer held it for the lead) until it is
-        written: what the bridge adds, not what pacing means to add."""
-        # While a dropped stretch's backlog drains, its frames are timed against later
-        # arrivals (at most the dropped length later); exact again once it has played.
-        sent = self.playout.samples_out + samples + self._loopback_dropped
-        arrivals = self._arrivals
-        while arrivals and arrivals[0][0] < sent:
-            arrivals.popleft()
-        if arrivals:
-            self._unwritten.append(max(arrivals[0][1], self.playout.allowed_at))
-
-    def _measure_latency(self) -> None:
-        """Time each frame just written from the read of its chunk."""
-        now = time.monotonic()
-        for read_at in self._unwritten:
-            self.added_latency.observe(now - read_at)
-        self._unwritten.clear()
+    @property
+    def added_latency(self) -> Histogram:
+        """What the bridge added to a loopback's audio, from the read of each chunk to the
+        write of its echo (less what the pacer held it for the lead on purpose)."""
+        probe = self.latency_probe
+        histogram = Histogram(probe.bounds)
+        histogram.counts, histogram.sum, histogram.count = probe.counts, probe.sum, probe.count
+        return histogram
 
     def _utterance_finished(self, report: PlaybackReport) -> None:
         ms = 1000 / self.sample_rate
@@ -593,7 +581,7 @@ class Session:
     def _responder_dropped(self, reason: str, samples: int) -> None:
         self._count_drop(reason, "a responder dropped input audio")
         if self._loopback:
-            self._loopback_dropped += samples
+            self.latency_probe.dropped += samples
 
     def _refuse(self, exc: ProtocolError) -> None:
         self._count_drop(exc.reason, exc.detail)
@@ -633,29 +621,27 @@ class Session:
     def _sender(self, link: Link) -> Send:
         """A synchronous frame writer (BotConnection.send_speech: send_audio once the socket
         is open and its backlog under the bound): no task, no drain (the backlog bound
-        stands in for flow control)."""
+        stands in for flow control). A loopback's frames are timed by the latency probe."""
         connection = link.connection
-        send_speech, backlog_limit = connection.send_speech, self.config.playback_backlog_bytes
         connection.audio_lost = self._frames_lost
-        if self._loopback:
-            connection.audio_written = self._measure_latency
+        probe = self.latency_probe if self._loopback else None
+        if probe is not None:
+            connection.audio_written = probe.written
+        limit = self.config.playback_backlog_bytes
+        return SpeechSender(connection.send_speech, limit, self._speech_refused, probe)
 
-        def send(data: bytes) -> None:
-            refused = send_speech(data, backlog_limit)  # 1: not open, 2: the backlog is full
-            if refused == 1:
-                self._frames_lost(1)
-            elif refused:
-                self._count_drop(
-                    "playback_backlog",
-                    "the bot is not reading its socket; frames of speech are dropped until it does",
-                )
-            elif self._loopback:
-                self._note_arrival(len(data) // 2)
-
-        return send
+    def _speech_refused(self, code: int) -> None:
+        """send_speech refused a frame: 1, the socket is not open; 2, its backlog is full."""
+        if code == 1:
+            self._frames_lost(1)
+        else:
+            self._count_drop(
+                "playback_backlog",
+                "the bot is not reading its socket; frames of speech are dropped until it does",
+            )
 
     def _frames_lost(self, frames: int) -> None:
-        self._unwritten.clear()  # never written: no latency to time
+        self.latency_probe.lost()  # never written: no latency to time
         self._count_drop("playback_socket_closed", "a frame of speech was lost", frames)
 
     # lifecycle
