@@ -60,7 +60,7 @@ def test_what_the_pacer_held_on_purpose_is_not_counted_and_drops_shift_the_input
 
 
 def test_a_lost_write_times_nothing_and_clear_forgets_the_stream():
-    probe, playout, clock = probe_of()
+    probe, _playout, _clock = probe_of()
     probe.arrived((FRAME, 100.0))
     probe.sent(FRAME)
     probe.lost()
@@ -75,7 +75,7 @@ def test_a_lost_write_times_nothing_and_clear_forgets_the_stream():
 
 
 def test_the_rings_keep_their_bound_and_forget_the_oldest():
-    probe, playout, clock = probe_of(kept=4)
+    probe, _playout, clock = probe_of(kept=4)
     for i in range(10):
         probe.arrived(((i + 1) * FRAME, 100.0 + i))  # only the last 4 kept: from 106.0
     probe.sent(FRAME)  # input 0..479 was forgotten: timed from the oldest kept
@@ -114,7 +114,7 @@ def test_a_probe_times_a_playouts_sends_and_nothing_else():
 
 
 def test_the_sender_writes_times_what_was_queued_and_hands_on_what_was_refused():
-    probe, playout, clock = probe_of()
+    probe, _playout, clock = probe_of()
     written: list[tuple[bytes, int]] = []
     codes = iter([0, 1, 2])
     refused: list[int] = []
