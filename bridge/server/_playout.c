@@ -77,6 +77,13 @@ static int has_pacer(PlayoutCore *o) {
     return 0;
 }
 
+static int has_queue(PlayoutCore *o) {
+    if (o->queue != NULL)
+        return 1;
+    PyErr_SetString(PyExc_RuntimeError, "the playout has no queue");
+    return 0;
+}
+
 /* Write one message now and account it: the pacer's clock, the samples out, on_sent. */
 static int send_message(PlayoutCore *o, PyObject *send, double now, PyObject *message,
                         const Py_buffer *view) {
@@ -114,7 +121,7 @@ static int passes_through(PlayoutCore *o, PyObject *utterance_id, Py_ssize_t n,
     Py_ssize_t waiting = queued(o);
     if (waiting != 0)
         return waiting < 0 ? -1 : 0;
-    if (!has_pacer(o) || now_of(o, now) < 0)
+    if (!has_pacer(o) || !has_queue(o) || now_of(o, now) < 0)
         return -1;
     Pacer *p = o->pacer;
     if (n < o->prebuffer && pacer_lead_at(p, *now) == 0)

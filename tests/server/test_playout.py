@@ -381,3 +381,19 @@ async def test_only_little_endian_s16_passes_through_and_other_two_byte_arrays_a
     with pytest.raises(TypeError, match="s16"):
         playout._send_message(sink.send, time.monotonic(), np.zeros(FRAME, np.float16))
     stream.close()
+
+
+def test_a_bare_playout_core_says_what_it_lacks_instead_of_crashing():
+    from bridge.server._playout import PlayoutCore
+
+    core = PlayoutCore()
+    with pytest.raises(RuntimeError, match="no pacer"):
+        core.delay()
+    core.frame_size = core._message_samples = FRAME
+    core._running = True
+    core._sink = lambda: print
+    with pytest.raises(RuntimeError, match="no pacer"):
+        core.put(1, np.zeros(FRAME, np.int16))
+    core.pacer = Playout(RATE, 20, lead_ms=40, capacity_s=0.2, max_pending=4).pacer
+    with pytest.raises(RuntimeError, match="no queue"):
+        core.put(1, np.zeros(FRAME, np.int16))
