@@ -149,30 +149,48 @@ static int passes_through(PlayoutCore *o, PyObject *utterance_id, Py_ssize_t n,
     return ok;
 }
 
+/* obj's buffer, held in *view, if it is one plain block of s16le samples: 1; else 0 and
+ * nothing held (an array the queue converts). */
+static int s16_view(PyObject *obj, Py_buffer *view) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (s16_block(view))
+        return 1;
+    PyBuffer_Release(view);
+    return 0;
+}
+
+/* put()'s way for samples that cannot pass through: the subclass's _queue. */
+static PyObject *queue_samples(PlayoutCore *o, PyObject *utterance_id, PyObject *samples) {
+    PyObject *call[] = {(PyObject *)o, utterance_id, samples};
+    return PyObject_VectorcallMethod(QUEUE, call, 3, NULL);
+}
+
+/* put() of samples whose s16 block is held in view (released here). */
+static PyObject *put_block(PlayoutCore *o, PyObject *utterance_id, PyObject *samples,
+                           Py_buffer *view) {
+    PyObject *send = NULL;
+    double now = 0.0;
+    int through = passes_through(o, utterance_id, view->len / 2, &send, &now);
+    if (through > 0) {
+        int sent = send_message(o, send, now, samples, view);
+        Py_DECREF(send);
+        PyBuffer_Release(view);
+        return sent < 0 ? NULL : PyLong_FromLong(0);
+    }
+    PyBuffer_Release(view);
+    return through < 0 ? NULL : queue_samples(o, utterance_id, samples);
+}
+
 static PyObject *PlayoutCore_put(PlayoutCore *o, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2)
         return PyErr_Format(PyExc_TypeError, "put(utterance_id, samples) takes 2 arguments");
     Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-        PyErr_Clear(); /* not a plain s16 block: the queue takes any array */
-    else if (!s16_block(&view))
-        PyBuffer_Release(&view);
-    else {
-        PyObject *send = NULL;
-        double now = 0.0;
-        int through = passes_through(o, args[0], view.len / 2, &send, &now);
-        if (through > 0) {
-            int sent = send_message(o, send, now, args[1], &view);
-            Py_DECREF(send);
-            PyBuffer_Release(&view);
-            return sent < 0 ? NULL : PyLong_FromLong(0);
-        }
-        PyBuffer_Release(&view);
-        if (through < 0)
-            return NULL;
-    }
-    PyObject *call[] = {(PyObject *)o, args[0], args[1]};
-    return PyObject_VectorcallMethod(QUEUE, call, 3, NULL);
+    if (s16_view(args[1], &view))
+        return put_block(o, args[0], args[1], &view);
+    return queue_samples(o, args[0], args[1]); /* the queue takes any array */
 }
 
 static PyObject *PlayoutCore_send_message(PlayoutCore *o, PyObject *const *args,
@@ -204,18 +222,6 @@ static PyObject *PlayoutCore_delay(PlayoutCore *o, PyObject *unused) {
     Pacer *p = o->pacer;
     double ahead = (double)(waiting + o->frame_size) / p->sample_rate + pacer_lead_at(p, now);
     return PyFloat_FromDouble(pacer_later(0.0, ahead - p->lead));
-}
-
-/* Whether obj is one plain block of s16le samples (put() would send it as it is). */
-static int is_s16_block(PyObject *obj) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        return 0;
-    }
-    int block = s16_block(&view);
-    PyBuffer_Release(&view);
-    return block;
 }
 
 static PyObject *PlayoutCore_get_pacer(PlayoutCore *o, void *unused) {
@@ -331,11 +337,10 @@ typedef struct {
 static PyObject *WRITE; /* "_write" */
 
 static PyObject *StreamCore_write(StreamCore *s, PyObject *audio) {
+    Py_buffer view;
     if (!s->closed && !s->resamples && s->playout != NULL && s->utterance_id != NULL &&
-        PyObject_TypeCheck(s->playout, &PlayoutCoreType) && is_s16_block(audio)) {
-        PyObject *args[] = {s->utterance_id, audio};
-        return PlayoutCore_put((PlayoutCore *)s->playout, args, 2);
-    }
+        PyObject_TypeCheck(s->playout, &PlayoutCoreType) && s16_view(audio, &view))
+        return put_block((PlayoutCore *)s->playout, s->utterance_id, audio, &view);
     return PyObject_CallMethodOneArg((PyObject *)s, WRITE, audio);
 }
 
