@@ -12,7 +12,6 @@ speech waits for the call.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import Counter
@@ -213,8 +212,7 @@ class Session:
         )
         for runner, rate, frame in self._listeners:
             pipeline.listen(rate, runner.offer, frame)
-        pipeline.on_event = self.floor.hear
-        self.floor.attach(functools.partial(setattr, pipeline, "on_tick"))
+        pipeline.on_event, pipeline.on_tick = self.floor.hear, self.floor.tick
         pipeline.on_larger_chunk, pipeline.on_odd = self._larger_chunk, self._odd_chunk
         pipeline.on_signal = self._signal if self.phase == "connected" else None
         pipeline.on_arrival = self.latency_probe.arrived if self._loopback else None
