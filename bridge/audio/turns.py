@@ -120,6 +120,11 @@ class TurnPolicy:
         """A turn is open: the speaker speaks or pauses within it."""
         return self._start is not None
 
+    @property
+    def awaiting_end(self) -> bool:
+        """A turn is open and its speaker quiet: tick() may end it."""
+        return self._start is not None and not self._speaking
+
     def continues(self, at_ms: float) -> bool:
         """Whether speech starting at at_ms would continue the last turn (not start one)."""
         ended = self._ended

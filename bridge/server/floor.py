@@ -72,9 +72,14 @@ def floor_settings(config: BridgeConfig, responders: list[Responder]) -> FloorSe
     )
 
 
+TickHook = Callable[[], None]
+
+
 class Floor:
-    """Feed it every speech event (hear) and tick it once per chunk; it pauses, resumes and
-    interrupts the playout and publishes turns. `interrupt` is the session's barge-in."""
+    """Feed it every speech event (hear) and, while it asks for them, ticks once per chunk;
+    it pauses, resumes and interrupts the playout and publishes turns. `interrupt` is the
+    session's barge-in. `attach(set_tick)` names where its tick goes (the pipeline's hook):
+    it is given `tick` while a pause or a turn's end is to be decided, None otherwise."""
 
     def __init__(
         self,
@@ -118,10 +123,24 @@ class Floor:
         self.turns_started = 0
         self.turns_continued = 0
         self.false_interruptions = 0  # pauses resumed
+        self._set_tick: Callable[[TickHook | None], None] = _ignore
+        self.ticking = False  # a pause or a turn's end is to be decided on stream time
+
+    def attach(self, set_tick: Callable[[TickHook | None], None]) -> None:
+        """Where the floor's tick goes: set_tick(self.tick) while the floor has something to
+        decide on stream time, set_tick(None) while it has not (a tick would do nothing)."""
+        self._set_tick = set_tick
+        set_tick(self.tick if self.ticking else None)
 
     def release(self) -> None:
         """Its session has ended: forget the session's callbacks (they made a cycle)."""
-        self._offer_all = self._publish = self._interrupt = _ignore
+        self._offer_all = self._publish = self._interrupt = self._set_tick = _ignore
+
+    def _retick(self) -> None:
+        ticking = self.interruption.paused or self.turns.awaiting_end
+        if ticking is not self.ticking:
+            self.ticking = ticking
+            self._set_tick(self.tick if ticking else None)
 
     def hear(self, event: SpeechEvent) -> None:
         """One event of the VAD, in stream order."""
@@ -138,6 +157,7 @@ class Floor:
             self._offer_all("speech_stop", event)
             self._publish("speech_stop", at_ms=event.at_ms, duration_ms=event.duration_ms)
             self._stopped(max(event.at_ms, self._vad.last_voiced_ms))
+        self._retick()
 
     def tick(self) -> None:
         """Stream time moved on (a chunk was heard): decide pauses, end turns."""
@@ -160,6 +180,7 @@ class Floor:
         ended = self.turns.tick(now, self._vad.onset_pending)
         if ended is not None:
             self._tell(ended)
+        self._retick()
 
     def person_speaks(self) -> None:
         """The roster says a person (not the bot) started speaking: speech held as the bot's
@@ -169,6 +190,7 @@ class Floor:
             if self._may_interrupt and self._playout.speaking:
                 self._interrupt("barge-in")
             self._release_held()
+            self._retick()
 
     def _started(self, event: SpeechStarted) -> None:
         if not self.interruption.paused and self._only_self():

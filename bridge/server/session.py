@@ -12,6 +12,7 @@ speech waits for the call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -157,7 +158,7 @@ class Session:
             self._listener(r, sample_rate) for r in self.runners if "audio" in r.responder.hooks
         ]
         self._loopback = any(r.responder.loopback for r in self.runners)
-        self.pipeline = self._new_pipeline()
+        self._replace_pipeline()
         self._hears_bot = [r for r in self.runners if r.responder.hears_bot]
         if self._hears_bot or self.echo_guard is not None:  # else no call a frame sent
             self.playout.on_sent = self._sent
@@ -176,6 +177,13 @@ class Session:
         responder = make(handle)
         handle.owner = responder
         return ResponderRunner(responder, self.config.responder_queue_frames, self.id)
+
+    def _replace_pipeline(self) -> None:
+        """A new pipeline and floor; the old floor is released (it and its pipeline point at
+        each other, and at the session)."""
+        floor = self.floor
+        self.pipeline = self._new_pipeline()
+        floor.release()
 
     def _new_pipeline(self) -> InputPipeline:
         """A pipeline from stream time 0, with its echo guard and the floor on its timeline,
@@ -212,7 +220,8 @@ class Session:
         )
         for runner, rate, frame in self._listeners:
             pipeline.listen(rate, runner.offer, frame)
-        pipeline.on_event, pipeline.on_tick = self.floor.hear, self.floor.tick
+        pipeline.on_event = self.floor.hear
+        self.floor.attach(functools.partial(setattr, pipeline, "on_tick"))
         pipeline.on_larger_chunk, pipeline.on_odd = self._larger_chunk, self._odd_chunk
         pipeline.on_signal = self._signal if self.phase == "connected" else None
         pipeline.on_arrival = self.latency_probe.arrived if self._loopback else None
@@ -246,7 +255,7 @@ class Session:
                 sample_rate,
             )
         self._set_rate(sample_rate)
-        self.pipeline = self._new_pipeline()
+        self._replace_pipeline()
         for link in self.links.values():  # the source socket hands its audio to the new one
             if link.source and link.connection.audio_sink is not None:
                 link.connection.audio_sink = self.audio_sink

@@ -130,15 +130,18 @@ def test_voice_pending_holds_the_endpoint_until_the_maximum_delay():
 
 def test_exact_endpoint_and_continuation_arithmetic():
     policy = TurnPolicy(500, 3000, 1000)
+    assert not policy.awaiting_end  # no turn
     assert policy.speech_started(100) == TurnStarted(100)
     assert policy.tick(200) is None  # speaking
+    assert not policy.awaiting_end
     policy.speech_stopped(900)
+    assert policy.awaiting_end  # quiet in an open turn: a tick may end it
     assert policy.speech_started(1300) is None  # a 400 ms pause inside the turn
     policy.speech_stopped(2000)
     assert policy.pauses.delay_ms == 500  # 1.2 * 400 = 480: the minimum
     assert policy.tick(2499) is None
     assert policy.tick(2500) == TurnEnded(100, 2000, 2500, 500)
-    assert not policy.in_turn
+    assert not policy.in_turn and not policy.awaiting_end
     assert policy.speech_started(3400) == TurnContinued(3400, 100, 1400)
     assert policy.in_turn
     policy.speech_stopped(4000)

@@ -94,6 +94,9 @@ async def test_echo_says_front_center_back_whole_and_the_fixed_policy_splits_it(
         report = await simulate([url], [path], SimulatorOptions(lead_in_s=0.5, gap_s=2.5))
         session = server.sessions.sessions[f"fc-{policy}"]
         assert session.floor.turns_started == replies, policy
+        # the turns ended on ticks (the echo says a turn back at its end); then nothing is
+        # left to decide on stream time, and the pipeline calls no tick a chunk
+        assert not session.floor.ticking and session.pipeline.on_tick is None
         if policy == "adaptive":
             (utterance,) = report.utterances
             assert utterance.echo_correlation is not None and utterance.echo_correlation > 0.99
