@@ -28,9 +28,13 @@ def parse_ramp(text: str) -> list[int]:
 
 
 FRAMINGS = {  # name: (bot generation, chunk ms), speakbridge's ramp, pipecat's ramp
-    "100 ms": (("v2", 100), "50,100,200,400,600,700,800,900,1000,1100,1200", "25,50,75,100,150"),
-    "20 ms": (("custom", 20), "25,50,100,200,250,300,350,400,500", "10,25,50,75"),
-    "10 ms": (("gen3", 10), "25,50,100,150,200,250,300,400", "10,25,50,75"),
+    "100 ms": (
+        ("v2", 100),
+        "50,200,400,800,1000,1200,1600,2000,2500",
+        "25,50,100,150,200,300",
+    ),
+    "20 ms": (("custom", 20), "25,100,200,300,400,500,600,700,800,1000", "10,25,50,75,100,150"),
+    "10 ms": (("gen3", 10), "25,100,200,300,400,500,600,700,800", "10,25,50,75,100"),
 }
 
 
@@ -56,6 +60,8 @@ async def generator_check(sessions: int, args: argparse.Namespace) -> dict:
 
 def failure(step: dict) -> list[str]:
     """Why a step was not sustained; "late ticks" means the generator fell behind."""
+    if "failure" in step:  # no figures: the server did not answer
+        return [step["failure"]]
     reasons = [
         name
         for name, key in (

@@ -322,8 +322,14 @@ class ServerUnderTest:
         return sum(rss_kb(pid) for pid in self.pids())
 
     def stop(self) -> None:
+        """SIGTERM; a server that has not exited in 30 s (a swamped loop) is killed, said."""
         self.process.terminate()
-        self.process.wait(30)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            print(f"{self.kind} did not exit 30 s after SIGTERM: killed", flush=True)
+            self.process.kill()
+            self.process.wait()
 
 
 def serve_command(port: int, workers: int, *extra: str) -> list[str]:
@@ -635,18 +641,27 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     return result
 
 
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
+    path = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
 def machine() -> dict:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    """The machine a run measured. VMs of one CPU name can differ twofold per core (the
+    host's part behind them): the family, model, stepping and cache tell them apart."""
+    info = cpuinfo()
     return {
         "host": socket.gethostname(),
-        "cpu": cpu,
+        "cpu": info.get("model name", platform.processor()),
+        "cpu_id": "-".join(info.get(k, "?") for k in ("cpu family", "model", "stepping")),
+        "cache": info.get("cache size", "?"),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "kernel": platform.release(),
@@ -687,7 +702,11 @@ async def ramp(kind: str, args: argparse.Namespace) -> dict:
     steps = []
     try:
         for n in args.ramp:
-            step = await measured_step(server, kind, n, base_rss, args)
+            try:
+                step = await measured_step(server, kind, n, base_rss, args)
+            except httpx.HTTPError as exc:  # a scrape unanswered: the server is swamped
+                steps.append(unresponsive(kind, n, exc))
+                break
             stolen = stolen_ms(step, args.duration)
             if not step["sustained"] and stolen >= args.retry_steal_ms > 0:
                 print(f"{kind} at {n}: the host stole {stolen} ms of a core; once more", flush=True)
@@ -703,6 +722,14 @@ async def ramp(kind: str, args: argparse.Namespace) -> dict:
         "max_passing_sessions": max([s["sessions"] for s in steps if s["passed"]], default=0),
         "max_sustained_sessions": max([s["sessions"] for s in steps if s["sustained"]], default=0),
     }
+
+
+def unresponsive(kind: str, n: int, exc: Exception) -> dict:
+    """A step the server did not answer its scrape in: failed, with why (no figures)."""
+    step = {"sessions": n, "server": kind, "sustained": False, "passed": False}
+    step["failure"] = f"the server did not answer /metrics: {type(exc).__name__}"
+    print(json.dumps(step), flush=True)
+    return step
 
 
 async def main_async(args: argparse.Namespace) -> dict:

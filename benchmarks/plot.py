@@ -47,6 +47,7 @@ def plot(result: dict, out: Path) -> None:
     cpu_axis = latency_axis.twinx()
     for kind, colour in COLOURS.items():
         steps = result["servers"].get(kind, {}).get("steps", [])
+        steps = [s for s in steps if "failure" not in s]  # an unanswered step has no figures
         if not steps:
             continue
         n = [s["sessions"] for s in steps]

@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from benchmarks.capacity import summary_row, table
+from benchmarks.load import unresponsive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,3 +77,20 @@ def test_a_real_run_ramps_the_server_with_v2_bots_and_writes_the_summary(tmp_pat
     row = result["summary"][0]
     assert row["speakbridge_sustained"] == (3 if step["sustained"] else 0)
     assert result["table"] in run.stdout
+
+
+def test_a_step_the_server_did_not_answer_ends_the_ramp_as_its_failure():
+    swamped = unresponsive("speakbridge", 2500, httpx.ReadTimeout("timed out"))
+    assert swamped == {
+        "sessions": 2500,
+        "server": "speakbridge",
+        "sustained": False,
+        "passed": False,
+        "failure": "the server did not answer /metrics: ReadTimeout",
+    }
+    servers = {"speakbridge": ramp((2000, True, 0.7))}
+    servers["speakbridge"]["steps"].append(swamped)
+    row = summary_row("100 ms", servers)
+    assert row["speakbridge_sustained"] == 2000
+    assert row["speakbridge_failed_at"] == 2500
+    assert row["speakbridge_failed_by"] == ["the server did not answer /metrics: ReadTimeout"]
