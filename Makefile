@@ -50,7 +50,7 @@ test: lint
 demo: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
-# Benchmarks (about 20 minutes; installs pipecat-ai, ~500 MB): micro-benchmarks, then capacity
+# Benchmarks (about 30 minutes; installs pipecat-ai, ~500 MB): micro-benchmarks, then capacity
 # at the framings bots use (100 ms v2 chunks, 20 ms, 10 ms gen3 frames): a ramp of live-echo
 # sessions against a server pinned to one core, then the pipecat peer, each stopping at its
 # first unsustained step, after a check that the generator keeps time at 2000 sessions; the
