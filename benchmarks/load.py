@@ -335,6 +335,7 @@ class ServerUnderTest:
 def serve_command(port: int, workers: int, *extra: str) -> list[str]:
     """`speakbridge serve` on port (worker i on port + i), sessions ending with their socket."""
     serve = [sys.executable, "-m", "bridge", "serve", "--port", str(port)]
+    serve += ["--admit-max-core-share", "0"]  # measure the core past the guard, not the guard
     return [*serve, "--workers", str(workers), "--grace-s", "0", *extra]
 
 

@@ -92,6 +92,11 @@ def plot(result: dict, out: Path) -> None:
     fig.savefig(out)
 
 
+def cpu_pct(step: dict) -> float:
+    """A step's server CPU in %; one the server could not answer (swamped) is drawn at 100."""
+    return 100 * step.get("server_cpu_core_share", 1.0)
+
+
 def plot_capacity(result: dict, out: Path) -> None:
     """Write a PNG: per framing, each server's CPU at every step; a filled marker is a
     sustained step, a cross the first that was not."""
@@ -104,11 +109,11 @@ def plot_capacity(result: dict, out: Path) -> None:
             colour = COLOURS[kind]
             steps = ramp["steps"]
             n = [s["sessions"] for s in steps]
-            axis.plot(n, [100 * s["server_cpu_core_share"] for s in steps], ":", color=colour)
+            axis.plot(n, [cpu_pct(s) for s in steps], ":", color=colour)
             for s in steps:
                 axis.plot(
                     s["sessions"],
-                    100 * s["server_cpu_core_share"],
+                    cpu_pct(s),
                     "o" if s["sustained"] else "x",
                     color=colour,
                     markersize=6 if s["sustained"] else 9,

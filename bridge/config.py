@@ -68,6 +68,16 @@ class BridgeConfig(BaseModel):
     )
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="larger frames close 1009")
     max_sessions: int = Field(1000, ge=1, description="more are refused with 503")
+    admit_max_core_share: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="new sessions get 503 while the event loop used this share of its core "
+        "over the admission window (0: never)",
+    )
+    admit_window_s: float = Field(
+        5.0, ge=1, le=60, description="the window the loop's core share is measured over"
+    )
     gc_reclaim_sessions: int = Field(
         64, ge=1, description="ended sessions a cycle keeps alive before a full collection"
     )

@@ -127,6 +127,17 @@ class BlocksTheLoop(Responder):
             time.sleep(0.6)
 
 
+class BurnsTheCore(Responder):
+    """CPU-bound work on the loop: spins for most of each 20 ms frame it hears."""
+
+    spin_s = 0.014
+
+    async def on_audio(self, frame: np.ndarray) -> None:
+        until = time.thread_time() + self.spin_s
+        while time.thread_time() < until:
+            pass
+
+
 class KeepsACycle(Responder):
     """Holds itself in a reference cycle, as a user's responder may: once its session has
     ended, only a full collection frees it."""

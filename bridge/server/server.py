@@ -37,6 +37,7 @@ from bridge.server.clients import (
     is_trusted,
 )
 from bridge.server.control import serve_control
+from bridge.server.coreload import SAMPLE_EVERY_S, CoreLoad
 from bridge.server.heap import SessionHeap
 from bridge.server.ingress import Ingress, PostLimits, PostRequest, PostResponse
 from bridge.server.limits import AUTH_FAILURES, FailureLimiter, parse_networks
@@ -61,6 +62,7 @@ WEBSOCKETS_LOG.setLevel(logging.WARNING)  # per-connection chatter; sessions log
 LOGGED_PATH_CHARS = 120  # of a refused request's path, in its log line
 OUT_OF_FDS = "socket.accept() out of system resource"  # asyncio's message when accept fails
 OUT_OF_FDS_WARN_EVERY_S = 60.0
+BUSY_WARN_EVERY_S = 60.0  # a loop near its limit may cross it every second: one line a minute
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bound to every address: no URL a bot could use
 
 
@@ -94,6 +96,10 @@ class BridgeServer:
         self.webhooks = WebhookReceiver(_verifier(config), self.bots, config)
         self.collector.more.append(self.webhooks.metric_families)
         self.collector.more.append(self.heap.metric_families)
+        self.core_load = CoreLoad(config.admit_max_core_share, config.admit_window_s)
+        self.collector.more.append(self.core_load.metric_families)
+        self._busy_warned = -BUSY_WARN_EVERY_S
+        self._busy_said = False  # this busy stretch's start was logged
         self.ingress = Ingress(
             self._post,
             PostLimits(
@@ -104,6 +110,7 @@ class BridgeServer:
             ),
         )
         self._summaries: asyncio.Task[None] | None = None
+        self._load_watch: asyncio.Task[None] | None = None
         self._out_of_fds = 0  # failed accepts since the last warning
         self._out_of_fds_warned = -OUT_OF_FDS_WARN_EVERY_S
         self._controls: set[ServerConnection] = set()  # open control-channel connections
@@ -151,6 +158,7 @@ class BridgeServer:
         )
         self.watchdog.start()
         self._summaries = asyncio.create_task(self._summarize_refusals(), name="refusal-log")
+        self._load_watch = asyncio.create_task(self._watch_core_load(), name="core-load")
         # What exists by now (modules, config) lives for good: keep it out of every full
         # collection, whose pause would otherwise hold up frames that are due.
         self.heap.freeze()
@@ -186,8 +194,9 @@ class BridgeServer:
             )
             await self._server.wait_closed()
             await self.watchdog.stop()
-            if self._summaries is not None:
-                self._summaries.cancel()
+            for task in (self._summaries, self._load_watch):
+                if task is not None:
+                    task.cancel()
             self._log_summaries(float("inf"))  # what the last windows counted is not lost
             self._server = None
             self.heap.close()  # what was kept out of collections may be garbage by now
@@ -258,8 +267,8 @@ class BridgeServer:
             route = parse_route(request.path)
             self._authenticate(route.token, route.session_id, route.path_role)
             self.sessions.admit(route)  # first: an ended session's 410 must not become a 503
-            if self.draining and route.session_id not in self.sessions.sessions:
-                raise RouteError(503, "the server is draining; connect to another one")
+            if route.session_id not in self.sessions.sessions:
+                self._admit_new_session()
         except RouteError as exc:
             self.totals.refused[exc.status] += 1
             if exc.status in AUTH_FAILURES:  # not 503 or 409: a bot retrying a full server
@@ -268,6 +277,41 @@ class BridgeServer:
             self._log_refusal(address, now, what, f"{exc.status} {exc.detail}")
             return connection.respond(exc.status, exc.detail + "\n")
         return None
+
+    def _admit_new_session(self) -> None:
+        """A new session (not a socket of a held one) is refused while draining or busy."""
+        if self.draining:
+            raise RouteError(503, "the server is draining; connect to another one")
+        if self.core_load.busy:
+            share = f"{self.core_load.share:.0%}"
+            raise RouteError(
+                503, f"the server is busy ({share} of its core); connect to another one"
+            )
+
+    async def _watch_core_load(self) -> None:
+        """Sample the loop's core share every second; say when new sessions start or stop
+        being refused for it (the start at most once a minute)."""
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY_S)
+            if self.core_load.sample():
+                self._log_busy(time.monotonic())
+
+    def _log_busy(self, now: float) -> None:
+        load, limit = self.core_load, self.config.admit_max_core_share
+        if load.busy and now - self._busy_warned >= BUSY_WARN_EVERY_S:
+            self._busy_warned, self._busy_said = now, True
+            log.warning(
+                "busy: the event loop used %.0f%% of its core over the last %.0f s (limit "
+                "%.0f%%): new sessions get 503 until it drops; live ones go on",
+                100 * load.share,
+                self.config.admit_window_s,
+                100 * limit,
+            )
+        elif not load.busy and self._busy_said:
+            self._busy_said = False
+            log.info(
+                "no longer busy (%.0f%% of its core): new sessions are admitted", 100 * load.share
+            )
 
     def _admit_control(self, request: Request) -> None:
         session_id, token = parse_control_route(request.path)
@@ -352,9 +396,11 @@ class BridgeServer:
             self._out_of_fds_warned, self._out_of_fds = now, 0
 
     def _health(self) -> tuple[int, str]:
-        """503 while draining or full: a load balancer's health check sends new sessions on."""
+        """503 while draining, busy or full: a balancer's health check sends new sessions on."""
         if self.draining:
             return 503, "draining\n"
+        if self.core_load.busy:
+            return 503, f"busy ({self.core_load.share:.0%} of its core)\n"
         if len(self.sessions.sessions) >= self.config.max_sessions:
             return 503, f"full ({self.config.max_sessions} sessions)\n"
         return 200, "ok\n"
