@@ -35,6 +35,7 @@ import contextlib
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -44,6 +45,7 @@ import sys
 import time
 import zlib
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +77,41 @@ MASK_KEYS = [os.urandom(4) for _ in range(8)]  # each bot masks with one (benchm
 TIMER_SLACK_S = 0.001  # a phase group may go this much before it is due (the timer's resolution)
 CONNECTS_AT_ONCE = 64  # handshakes in flight while a step opens its bots
 STALL_S = 0.025  # a loop this late holds a frame past most of the bot's 40 ms buffer
+ECHO_FRAME_S = 0.020  # the server's output frame: echoes come at most one a frame
 Scrape = tuple[dict[str, float], dict[str, Histogram]]
+
+
+class Series:
+    """Floats appended one at a time into room made for the whole step. (An array('d')
+    that grows reallocates and copies itself; every bot's grew in step with the others',
+    so all copied in one tick: a generator stall that grew with the step, 80 ms after 4
+    minutes of 400 bots, 270 ms in a 30-minute soak, each heard as underruns everywhere.)
+    Past its room it doubles, which a step sized right never does."""
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, room: int = 64) -> None:
+        self.data = array("d", bytes(8 * max(1, room)))
+        self.size = 0
+
+    def append(self, value: float) -> None:
+        if self.size == len(self.data):
+            self.data.extend(self.data)
+        self.data[self.size] = value
+        self.size += 1
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> float:
+        return self.data[index]  # unchecked past size: the hot path checks len() itself
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.data[: self.size])
+
+    def values(self) -> np.ndarray:
+        """The floats appended so far (a view)."""
+        return np.frombuffer(self.data)[: self.size]
 
 
 @dataclass
@@ -83,10 +119,10 @@ class BotStats:
     """What one simulated bot measured (in arrays: a full GC pass over lists of millions of
     floats takes tens of ms, and would make the generator itself late in a long soak)."""
 
-    rtts: array[float] = field(default_factory=lambda: array("d"))
+    rtts: Series = field(default_factory=Series)
     received: int = 0  # samples
     underruns: int = 0
-    leads: array[float] = field(default_factory=lambda: array("d"))
+    leads: Series = field(default_factory=Series)
 
 
 class DeviceBufferPlayer:
@@ -110,12 +146,16 @@ class Bot:
     """One simulated Meeting BaaS bot: its next chunk sent when its phase group is ticked,
     each echo timed as it is parsed (see benchmarks/wsclient.py)."""
 
-    def __init__(self, frames: list[bytes], first: int, chunk: int, rate: int) -> None:
+    def __init__(
+        self, frames: list[bytes], first: int, chunk: int, rate: int, sends: int = 64
+    ) -> None:
+        """sends: how many chunks the step will send, so its series never grow (Series)."""
         self.frames, self.first, self.chunk, self.rate = frames, first, chunk, rate
         self.client: BotClient | None = None
-        self.sent_at = array("d")
-        self.due_at = array("d")  # when each chunk should have gone: the generator may be late
-        self.stats = BotStats()
+        self.sent_at = Series(sends)
+        self.due_at = Series(sends)  # when each chunk should have gone: the generator may be late
+        echoes = sends * max(1, round(chunk / rate / ECHO_FRAME_S))  # at most a message a frame
+        self.stats = BotStats(Series(echoes), leads=Series(echoes))
         self.player = DeviceBufferPlayer(rate)
         self.measuring = False
         self.measured_from = 0  # index of the first chunk sent while measuring
@@ -146,7 +186,7 @@ class Bot:
 
     def lateness(self) -> np.ndarray:
         """Seconds each chunk left after it was due."""
-        return np.frombuffer(self.sent_at) - np.frombuffer(self.due_at)
+        return self.sent_at.values() - self.due_at.values()
 
 
 class Metronome:
@@ -483,8 +523,10 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     chunk = profile.samples_per_message(rate, args.chunk_ms)
     chunks = loop_chunks(speech(rate), chunk)
     frames = encode_chunks(chunks, MASK_KEYS)  # before the clock starts: sends only write
+    sends = math.ceil((args.warmup + args.duration + 1.0) * rate / chunk) + 16
     bots = [
-        Bot(frames[i % len(MASK_KEYS)], (i * 7919) % len(chunks), chunk, rate) for i in range(n)
+        Bot(frames[i % len(MASK_KEYS)], (i * 7919) % len(chunks), chunk, rate, sends)
+        for i in range(n)
     ]
     await open_bots(server, bots, profile, rate, f"load-{n}")
     gc.collect()
@@ -563,8 +605,8 @@ async def run_step(server: ServerUnderTest, n: int, args: argparse.Namespace) ->
     unsent = sum(bot.client.unsent for bot in bots)  # type: ignore[union-attr]
     await asyncio.gather(*(bot.client.close() for bot in bots))  # type: ignore[union-attr]
     gc.unfreeze()
-    rtts = np.concatenate([np.frombuffer(b.stats.rtts) for b in bots]) * 1000
-    leads = np.concatenate([np.frombuffer(b.stats.leads) for b in bots]) * 1000
+    rtts = np.concatenate([b.stats.rtts.values() for b in bots]) * 1000
+    leads = np.concatenate([b.stats.leads.values() for b in bots]) * 1000
     sends_late = np.concatenate([b.lateness()[b.measured_from :] for b in bots]) * 1000
     underruns = sum(b.stats.underruns for b in bots)
     server_underruns = metrics.get("speakbridge_underruns_total", 0) - metrics0.get(
