@@ -39,7 +39,7 @@ class CoreLoad:
             maxlen=math.ceil(window_s / SAMPLE_EVERY_S) + 1
         )
         self.share = 0.0  # of one core, over the samples held
-        self.busy_since: float | None = None
+        self.busy = False  # the window is full and its share at or above the limit
 
     def sample(self) -> bool:
         """Take a sample; True if `busy` changed with it."""
@@ -47,14 +47,9 @@ class CoreLoad:
         self._samples.append((now, cpu))
         first_at, first_cpu = self._samples[0]
         self.share = (cpu - first_cpu) / (now - first_at) if now > first_at else 0.0
-        was = self.busy_since is not None
-        is_busy = self.limit > 0 and self._window_full and self.share >= self.limit
-        self.busy_since = (self.busy_since or now) if is_busy else None
-        return is_busy is not was
-
-    @property
-    def busy(self) -> bool:
-        return self.busy_since is not None
+        was = self.busy
+        self.busy = self.limit > 0 and self._window_full and self.share >= self.limit
+        return self.busy is not was
 
     @property
     def _window_full(self) -> bool:
