@@ -8,6 +8,11 @@
  * is rare (audio that must queue) stays in Python: the subclass's _queue(utterance_id,
  * samples); so do the sink (`_sink()`, the socket's send) and the queue's own accounting
  * (`queue.pass_through`), which are called from here.
+ *
+ * A live stream's lone frame may wait for the next, so both go in one message (half the
+ * messages, half the sends): while the bot would still have half a frame's lead when the
+ * next comes on time, it is held here, and a timer (the loop's call_later) sends it alone
+ * with that half frame left if the next is late; so the bot plays it when it would have.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -25,6 +30,13 @@ typedef struct {
     PyObject *ring;        /* its ring: `available` says whether anything waits */
     PyObject *on_sent;     /* called with each message once sent, or None */
     PyObject *timer;       /* the timer armed for the next frame due, or None */
+    PyObject *call_later;  /* the loop's call_later while run() is on (holds frames), or None */
+    PyObject *held_id;     /* the utterance whose frames wait for the next, or NULL */
+    PyObject *hold_timer;  /* the timer that lets them go alone, or NULL */
+    char *held;            /* their s16 samples */
+    Py_ssize_t held_n, held_room;
+    double held_at;        /* when they began to wait */
+    double held_for;       /* how long the next message's first frame waited on purpose */
     char paused, running, pumping, awaiting_sink;
     Py_ssize_t frame_size, prebuffer, min_frames, message_samples;
     long long samples_out;
@@ -32,7 +44,25 @@ typedef struct {
 } PlayoutCore;
 
 static PyTypeObject *PacerType;
-static PyObject *AVAILABLE, *PASS_THROUGH, *QUEUE; /* interned names */
+static PyObject *AVAILABLE, *PASS_THROUGH, *QUEUE, *CANCEL, *RELEASE_HELD, *WRITE_QUEUE,
+    *WAKE; /* interned names */
+static PyObject *FROMBUFFER, *S16; /* numpy.frombuffer, "<i2" */
+
+/* An array of the s16 samples in data (read-only: it shares the bytes). */
+static PyObject *as_samples(PyObject *data) {
+    PyObject *args[] = {data, S16};
+    return PyObject_Vectorcall(FROMBUFFER, args, 2, NULL);
+}
+
+/* An array of a copy of n s16 samples at buf. */
+static PyObject *as_samples_of(const char *buf, Py_ssize_t n) {
+    PyObject *data = PyBytes_FromStringAndSize(buf, n * 2);
+    if (data == NULL)
+        return NULL;
+    PyObject *samples = as_samples(data);
+    Py_DECREF(data);
+    return samples;
+}
 
 static int now_of(PlayoutCore *o, double *now) {
     PyObject *t = o->clock == NULL ? NULL : PyObject_CallNoArgs(o->clock);
@@ -84,34 +114,54 @@ static int has_queue(PlayoutCore *o) {
     return 0;
 }
 
-/* Write one message now and account it: the pacer's clock, the samples out, on_sent. */
-static int send_message(PlayoutCore *o, PyObject *send, double now, PyObject *message,
-                        const Py_buffer *view) {
+/* Write one message's bytes now (a new reference, taken) and account them: the pacer's
+ * clock, the samples out, on_sent (with message, or with an array made of data). */
+static int send_data(PlayoutCore *o, PyObject *send, double now, PyObject *data,
+                     PyObject *message) {
     Pacer *p = o->pacer;
     double allowed = pacer_allowed_at(p, o->frame_size);
     o->allowed_at = now < allowed ? now : allowed;
-    PyObject *data = PyBytes_FromStringAndSize(view->buf, view->len);
-    if (data == NULL)
-        return -1;
     PyObject *done = PyObject_CallOneArg(send, data);
-    Py_DECREF(data);
-    if (done == NULL)
+    o->held_for = 0.0;
+    if (done == NULL) {
+        Py_DECREF(data);
         return -1;
+    }
     Py_DECREF(done);
-    long long n = view->len / 2;
+    long long n = PyBytes_GET_SIZE(data) / 2;
     pacer_sent(p, now, n);
     o->samples_out += n;
-    if (o->on_sent == NULL || o->on_sent == Py_None)
+    if (o->on_sent == NULL || o->on_sent == Py_None) {
+        Py_DECREF(data);
         return 0;
-    done = PyObject_CallOneArg(o->on_sent, message);
+    }
+    if (message == NULL)
+        message = as_samples(data);
+    else
+        Py_INCREF(message);
+    Py_DECREF(data);
+    done = message == NULL ? NULL : PyObject_CallOneArg(o->on_sent, message);
+    Py_XDECREF(message);
     Py_XDECREF(done);
     return done == NULL ? -1 : 0;
 }
 
-/* Whether put() may send n samples on at once, as _pump would in one message; 1 with
- * *send (a new reference) and *now set, 0 if not, -1 on an error. */
-static int passes_through(PlayoutCore *o, PyObject *utterance_id, Py_ssize_t n,
-                          PyObject **send, double *now) {
+/* Write one message now (its s16 block held in view) and account it. */
+static int send_message(PlayoutCore *o, PyObject *send, double now, PyObject *message,
+                        const Py_buffer *view) {
+    PyObject *data = PyBytes_FromStringAndSize(view->buf, view->len);
+    return data == NULL ? -1 : send_data(o, send, now, data, message);
+}
+
+/* put()'s way for samples that cannot pass through: the subclass's _queue. */
+static PyObject *queue_samples(PlayoutCore *o, PyObject *utterance_id, PyObject *samples) {
+    PyObject *call[] = {(PyObject *)o, utterance_id, samples};
+    return PyObject_VectorcallMethod(QUEUE, call, 3, NULL);
+}
+
+/* Whether n samples may go out now, as _pump would send them in one message: 1 with *now
+ * set, 0 if not, -1 on an error. */
+static int may_pass(PlayoutCore *o, Py_ssize_t n, double *now) {
     Py_ssize_t frame = o->frame_size;
     if (!n || frame <= 0 || n % frame || n > o->message_samples)
         return 0;
@@ -129,8 +179,12 @@ static int passes_through(PlayoutCore *o, PyObject *utterance_id, Py_ssize_t n,
     Py_ssize_t first = n / frame < o->min_frames ? n / frame : o->min_frames;
     if (pacer_send_at(p, *now, (long long)first * frame) > *now)
         return 0;
-    if (pacer_frames_due(p, *now, frame) * frame < n)
-        return 0;
+    return pacer_frames_due(p, *now, frame) * frame >= n;
+}
+
+/* The send for n samples of utterance_id passing through, their accounting done: 1 with
+ * *send (a new reference), 0 if there is no sink or the utterance is gone, -1 on an error. */
+static int open_send(PlayoutCore *o, PyObject *utterance_id, Py_ssize_t n, PyObject **send) {
     *send = o->sink == NULL ? Py_NewRef(Py_None) : PyObject_CallNoArgs(o->sink);
     if (*send == NULL)
         return -1;
@@ -149,6 +203,115 @@ static int passes_through(PlayoutCore *o, PyObject *utterance_id, Py_ssize_t n,
     return ok;
 }
 
+/* Whether a live stream's n samples, free to go now, should wait for its next frame: fewer
+ * than min_frames, and the bot still has half a frame's lead when that comes on time. */
+static int holds(PlayoutCore *o, Py_ssize_t n, double now) {
+    if (o->min_frames < 2 || n / o->frame_size >= o->min_frames ||
+        n + o->frame_size > o->message_samples || o->call_later == NULL ||
+        o->call_later == Py_None)
+        return 0;
+    return pacer_lead_at(o->pacer, now) * o->pacer->sample_rate >= n + o->frame_size / 2.0;
+}
+
+static void cancel_hold_timer(PlayoutCore *o) {
+    PyObject *timer = o->hold_timer;
+    o->hold_timer = NULL;
+    if (timer == NULL)
+        return;
+    PyObject *done = PyObject_CallMethodNoArgs(timer, CANCEL);
+    if (done == NULL)
+        PyErr_WriteUnraisable(timer); /* the timer then finds nothing held */
+    Py_XDECREF(done);
+    Py_DECREF(timer);
+}
+
+/* Forget the held frames (the timer too); returns how many samples they were. */
+static Py_ssize_t drop_held(PlayoutCore *o) {
+    Py_ssize_t n = o->held_n;
+    o->held_n = 0;
+    Py_CLEAR(o->held_id);
+    cancel_hold_timer(o);
+    return n;
+}
+
+/* Hold a live stream's samples (the block in view) for its next frame, and arm the timer
+ * that lets them go alone while half a frame of lead is still left. */
+static int hold(PlayoutCore *o, PyObject *utterance_id, const Py_buffer *view, double now) {
+    Py_ssize_t room = o->message_samples * 2;
+    if (o->held_room < room) {
+        char *held = PyMem_Realloc(o->held, room);
+        if (held == NULL)
+            return PyErr_NoMemory(), -1;
+        o->held = held;
+        o->held_room = room;
+    }
+    Pacer *p = o->pacer;
+    double wait = pacer_lead_at(p, now) - (double)o->frame_size / p->sample_rate / 2;
+    PyObject *release = PyObject_GetAttr((PyObject *)o, RELEASE_HELD);
+    PyObject *delay = PyFloat_FromDouble(wait);
+    PyObject *args[] = {delay, release};
+    PyObject *timer = release == NULL || delay == NULL ? NULL
+                                                       : PyObject_Vectorcall(o->call_later, args, 2, NULL);
+    Py_XDECREF(release);
+    Py_XDECREF(delay);
+    if (timer == NULL)
+        return -1;
+    memcpy(o->held, view->buf, view->len);
+    o->held_n = view->len / 2;
+    o->held_id = Py_NewRef(utterance_id);
+    o->held_at = now;
+    o->hold_timer = timer;
+    return 0;
+}
+
+/* Send the held frames with the block in view as one message, if they may all go now:
+ * 1 sent, 0 not (nothing changed), -1 on an error. */
+static int join_held(PlayoutCore *o, PyObject *utterance_id, const Py_buffer *view) {
+    Py_ssize_t n = o->held_n + view->len / 2;
+    double now = 0.0;
+    int same = PyObject_RichCompareBool(o->held_id, utterance_id, Py_EQ);
+    int through = same <= 0 ? same : may_pass(o, n, &now);
+    PyObject *send = NULL;
+    if (through > 0)
+        through = open_send(o, utterance_id, n, &send);
+    if (through <= 0)
+        return through;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, n * 2);
+    if (data == NULL) {
+        Py_DECREF(send);
+        return -1;
+    }
+    memcpy(PyBytes_AS_STRING(data), o->held, o->held_n * 2);
+    memcpy(PyBytes_AS_STRING(data) + o->held_n * 2, view->buf, view->len);
+    o->held_for = now - o->held_at;
+    drop_held(o);
+    int sent = send_data(o, send, now, data, NULL);
+    Py_DECREF(send);
+    return sent < 0 ? -1 : 1;
+}
+
+/* The held frames go to the queue (its write: nothing wakes), in front of what comes next;
+ * the wait they had counts as on purpose. Returns the samples the queue did not take (none:
+ * it was empty when they were held, and all that comes after them comes through here), or
+ * -1 on an error. */
+static Py_ssize_t unhold(PlayoutCore *o) {
+    if (!o->held_n)
+        return 0;
+    double now;
+    if (!has_queue(o) || now_of(o, &now) < 0)
+        return -1;
+    PyObject *samples = as_samples_of(o->held, o->held_n);
+    PyObject *args[] = {o->queue, o->held_id, samples};
+    PyObject *taken = samples == NULL ? NULL : PyObject_VectorcallMethod(WRITE_QUEUE, args, 3, NULL);
+    Py_XDECREF(samples);
+    Py_ssize_t n = taken == NULL ? -1 : PyLong_AsSsize_t(taken);
+    Py_XDECREF(taken);
+    if (n < 0)
+        return -1;
+    o->held_for = now - o->held_at;
+    return drop_held(o) - n;
+}
+
 /* obj's buffer, held in *view, if it is one plain block of s16le samples: 1; else 0 and
  * nothing held (an array the queue converts). */
 static int s16_view(PyObject *obj, Py_buffer *view) {
@@ -162,26 +325,47 @@ static int s16_view(PyObject *obj, Py_buffer *view) {
     return 0;
 }
 
-/* put()'s way for samples that cannot pass through: the subclass's _queue. */
-static PyObject *queue_samples(PlayoutCore *o, PyObject *utterance_id, PyObject *samples) {
-    PyObject *call[] = {(PyObject *)o, utterance_id, samples};
-    return PyObject_VectorcallMethod(QUEUE, call, 3, NULL);
+/* put() of n samples whose s16 block is in view, with nothing held: sent on, held for
+ * the next frame, or 0 if they must queue; -1 on an error. */
+static int pass_block(PlayoutCore *o, PyObject *utterance_id, PyObject *samples,
+                      const Py_buffer *view) {
+    Py_ssize_t n = view->len / 2;
+    double now = 0.0;
+    int through = may_pass(o, n, &now);
+    if (through > 0 && holds(o, n, now))
+        return hold(o, utterance_id, view, now) < 0 ? -1 : 1;
+    PyObject *send = NULL;
+    if (through > 0)
+        through = open_send(o, utterance_id, n, &send);
+    if (through <= 0)
+        return through;
+    int sent = send_message(o, send, now, samples, view);
+    Py_DECREF(send);
+    return sent < 0 ? -1 : 1;
+}
+
+/* put()'s way when the held frames (if any) cannot go with these samples: both queue, the
+ * held first; returns how many samples did not fit. */
+static PyObject *queue_after_held(PlayoutCore *o, PyObject *utterance_id, PyObject *samples) {
+    Py_ssize_t held_lost = unhold(o);
+    if (held_lost < 0)
+        return NULL;
+    PyObject *lost = queue_samples(o, utterance_id, samples);
+    if (lost == NULL || !held_lost)
+        return lost;
+    Py_ssize_t n = PyLong_AsSsize_t(lost);
+    Py_DECREF(lost);
+    return n < 0 && PyErr_Occurred() ? NULL : PyLong_FromSsize_t(n + held_lost);
 }
 
 /* put() of samples whose s16 block is held in view (released here). */
 static PyObject *put_block(PlayoutCore *o, PyObject *utterance_id, PyObject *samples,
                            Py_buffer *view) {
-    PyObject *send = NULL;
-    double now = 0.0;
-    int through = passes_through(o, utterance_id, view->len / 2, &send, &now);
-    if (through > 0) {
-        int sent = send_message(o, send, now, samples, view);
-        Py_DECREF(send);
-        PyBuffer_Release(view);
-        return sent < 0 ? NULL : PyLong_FromLong(0);
-    }
+    int done = o->held_n ? join_held(o, utterance_id, view) : pass_block(o, utterance_id, samples, view);
     PyBuffer_Release(view);
-    return through < 0 ? NULL : queue_samples(o, utterance_id, samples);
+    if (done != 0)
+        return done < 0 ? NULL : PyLong_FromLong(0);
+    return queue_after_held(o, utterance_id, samples);
 }
 
 static PyObject *PlayoutCore_put(PlayoutCore *o, PyObject *const *args, Py_ssize_t nargs) {
@@ -190,7 +374,27 @@ static PyObject *PlayoutCore_put(PlayoutCore *o, PyObject *const *args, Py_ssize
     Py_buffer view;
     if (s16_view(args[1], &view))
         return put_block(o, args[0], args[1], &view);
-    return queue_samples(o, args[0], args[1]); /* the queue takes any array */
+    return queue_after_held(o, args[0], args[1]); /* the queue takes any array */
+}
+
+/* _unhold(): the held frames go to the queue now (before a pause, an interrupt, a close);
+ * returns the samples it did not take. */
+static PyObject *PlayoutCore_unhold(PlayoutCore *o, PyObject *unused) {
+    Py_ssize_t lost = unhold(o);
+    return lost < 0 ? NULL : PyLong_FromSsize_t(lost);
+}
+
+/* _release_held(): the hold timer's callback: the next frame is late, the held go alone. */
+static PyObject *PlayoutCore_release_held(PlayoutCore *o, PyObject *unused) {
+    Py_CLEAR(o->hold_timer); /* it has fired */
+    if (unhold(o) < 0)
+        return NULL;
+    return PyObject_CallMethodNoArgs((PyObject *)o, WAKE);
+}
+
+/* _drop_held(): forget the held frames (the session ended); returns how many samples. */
+static PyObject *PlayoutCore_drop_held(PlayoutCore *o, PyObject *unused) {
+    return PyLong_FromSsize_t(drop_held(o));
 }
 
 static PyObject *PlayoutCore_send_message(PlayoutCore *o, PyObject *const *args,
@@ -220,7 +424,8 @@ static PyObject *PlayoutCore_delay(PlayoutCore *o, PyObject *unused) {
     if (waiting < 0 || !has_pacer(o) || now_of(o, &now) < 0)
         return NULL;
     Pacer *p = o->pacer;
-    double ahead = (double)(waiting + o->frame_size) / p->sample_rate + pacer_lead_at(p, now);
+    double ahead =
+        (double)(waiting + o->held_n + o->frame_size) / p->sample_rate + pacer_lead_at(p, now);
     return PyFloat_FromDouble(pacer_later(0.0, ahead - p->lead));
 }
 
@@ -245,6 +450,9 @@ static int PlayoutCore_traverse(PlayoutCore *o, visitproc visit, void *arg) {
     Py_VISIT(o->ring);
     Py_VISIT(o->on_sent);
     Py_VISIT(o->timer);
+    Py_VISIT(o->call_later);
+    Py_VISIT(o->held_id);
+    Py_VISIT(o->hold_timer);
     return 0;
 }
 
@@ -256,12 +464,16 @@ static int PlayoutCore_clear(PlayoutCore *o) {
     Py_CLEAR(o->ring);
     Py_CLEAR(o->on_sent);
     Py_CLEAR(o->timer);
+    Py_CLEAR(o->call_later);
+    Py_CLEAR(o->held_id);
+    Py_CLEAR(o->hold_timer);
     return 0;
 }
 
 static void PlayoutCore_dealloc(PlayoutCore *o) {
     PyObject_GC_UnTrack(o);
     PlayoutCore_clear(o);
+    PyMem_Free(o->held);
     Py_TYPE(o)->tp_free((PyObject *)o);
 }
 
@@ -272,6 +484,10 @@ static PyMemberDef PlayoutCore_members[] = {
     {"_ring", T_OBJECT, offsetof(PlayoutCore, ring), 0, "the queue's ring (its `available`)"},
     {"on_sent", T_OBJECT, offsetof(PlayoutCore, on_sent), 0, "called with each message sent"},
     {"_timer", T_OBJECT, offsetof(PlayoutCore, timer), 0, "the timer armed, or None"},
+    {"_call_later", T_OBJECT, offsetof(PlayoutCore, call_later), 0,
+     "the loop's call_later while run() is on (a live frame may wait for the next), or None"},
+    {"held_samples", T_PYSSIZET, offsetof(PlayoutCore, held_n), READONLY,
+     "samples of a live stream waiting for its next frame, to go in one message with it"},
     {"paused", T_BOOL, offsetof(PlayoutCore, paused), 0, "pause() holds the speech"},
     {"_running", T_BOOL, offsetof(PlayoutCore, running), 0, "run() is on: frames go out"},
     {"_pumping", T_BOOL, offsetof(PlayoutCore, pumping), 0, "_pump is sending"},
@@ -304,6 +520,14 @@ static PyMethodDef PlayoutCore_methods[] = {
     {"_send_message", (PyCFunction)(void (*)(void))PlayoutCore_send_message, METH_FASTCALL,
      "_send_message(send, now, message): write one message and account it (on_sent gets "
      "the message itself: copy to keep)."},
+    {"_unhold", (PyCFunction)PlayoutCore_unhold, METH_NOARGS,
+     "_unhold(): the frames held for the next go to the queue now (before a pause, an "
+     "interrupt, a close); returns the samples it did not take."},
+    {"_release_held", (PyCFunction)PlayoutCore_release_held, METH_NOARGS,
+     "_release_held(): the hold timer's callback: the held frames queue, and _wake() "
+     "sends them."},
+    {"_drop_held", (PyCFunction)PlayoutCore_drop_held, METH_NOARGS,
+     "_drop_held(): forget the held frames (the session ended); returns their samples."},
     {"delay", (PyCFunction)PlayoutCore_delay, METH_NOARGS,
      "delay(): seconds a frame queued now would wait to be sent: the queue, and the lead if "
      "full."},
@@ -393,7 +617,8 @@ static PyTypeObject StreamCoreType = {
 /* The added latency of a loopback (a live echo): output sample j is input sample j plus
  * what the loopback dropped, so each message sent is timed from the read of the chunk
  * that brought its first sample (or from when the pacer let it go, if it held it for the
- * lead), until the socket's write: what the bridge adds, not what pacing means to add.
+ * lead), less the time a frame waited on purpose for the next (held_for), until the
+ * socket's write: what the bridge adds, not what pacing means to add.
  * Session.latency_probe is one; the arrivals and the messages awaiting their write are
  * rings of a bound named at construction (the oldest is forgotten when one is full). */
 typedef struct {
@@ -492,7 +717,7 @@ static void probe_sent(LatencyProbe *l, long long samples) {
         l->unwritten_len--;
     }
     l->unwritten[(l->first_unwritten + l->unwritten_len++) % l->kept] =
-        pacer_later(read_at, o->allowed_at);
+        pacer_later(read_at + o->held_for, o->allowed_at);
 }
 
 static PyObject *LatencyProbe_sent(LatencyProbe *l, PyObject *samples) {
@@ -718,6 +943,13 @@ static int intern(PyObject **name, const char *text) {
 }
 
 PyMODINIT_FUNC PyInit__playout(void) {
+    if (FROMBUFFER == NULL) {
+        PyObject *numpy = PyImport_ImportModule("numpy");
+        FROMBUFFER = numpy == NULL ? NULL : PyObject_GetAttrString(numpy, "frombuffer");
+        Py_XDECREF(numpy);
+        if (FROMBUFFER == NULL)
+            return NULL;
+    }
     if (PacerType == NULL) {
         PyObject *pacer = PyImport_ImportModule("bridge.audio._pacer");
         if (pacer == NULL)
@@ -733,6 +965,9 @@ PyMODINIT_FUNC PyInit__playout(void) {
     }
     if (intern(&AVAILABLE, "available") < 0 || intern(&PASS_THROUGH, "pass_through") < 0 ||
         intern(&QUEUE, "_queue") < 0 || intern(&WRITE, "_write") < 0 ||
+        intern(&CANCEL, "cancel") < 0 || intern(&RELEASE_HELD, "_release_held") < 0 ||
+        intern(&S16, "<i2") < 0 || intern(&WRITE_QUEUE, "write") < 0 ||
+        intern(&WAKE, "_wake") < 0 ||
         PyType_Ready(&PlayoutCoreType) < 0 || PyType_Ready(&StreamCoreType) < 0 ||
         PyType_Ready(&LatencyProbeType) < 0 || PyType_Ready(&SpeechSenderType) < 0)
         return NULL;

@@ -7,7 +7,10 @@ a timer callback when it comes due later (no task switch per message). The frame
 moment go in one message, of at most `message_ms`: a bot sending 100 ms chunks to a live echo
 gets one or two messages a chunk back, not five. Speech queued ahead waits to fill messages
 of `min_message_ms` (40: the lead at the bot then swings between 40 and 80 ms, not 60 and
-80), half the messages of 20 ms frames; a live stream's lone frame goes at once.
+80), half the messages of 20 ms frames. So does a live stream's lone frame, when the bot
+would still have half a frame's lead as the next one comes (a prebuffer of 60 ms for 20 ms
+frames; not at the default 40): it waits for that one, or for a timer that sends it alone
+with that half frame left; the bot plays it when it would have. Else it goes at once.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class Playout(PlayoutCore):
         self._sink: Callable[[], Send | None] = _no_sink  # set by run()
         self._running = False  # run() is on: frames go out
         self._timer: asyncio.TimerHandle | None = None  # armed for the next frame due
+        self._call_later = None  # the loop's, while run() is on: a live frame may wait
         self._sink_wanted = asyncio.Event()  # a frame is ready and there is no sink: run() waits
         self._awaiting_sink = False  # the event is set (read by the C pass-through)
         self._pumping = False
@@ -228,6 +232,7 @@ class Playout(PlayoutCore):
 
     def end_stream(self, stream: SpeechStream) -> None:
         """Close a stream's utterance (what is queued still plays) and let later speech in."""
+        self._unhold()
         stream.closed = True
         self._streams.discard(stream)
         for report in self.queue.close(stream.utterance.id):
@@ -240,6 +245,7 @@ class Playout(PlayoutCore):
         seconds already sent that the bot still plays (at most the lead)."""
         if self.paused:
             return self.pacer.lead_at(self._clock())
+        self._unhold()
         self.paused = True
         return self.pacer.pause(self._clock())
 
@@ -253,6 +259,7 @@ class Playout(PlayoutCore):
         """Drop all queued and pending speech; returns a report for each utterance cut short.
         A paused playout is no longer paused: there is nothing left to resume."""
         self.paused = False
+        self._unhold()
         reports = self.queue.clear()
         for report in reports:
             self._settle(report)
@@ -271,6 +278,7 @@ class Playout(PlayoutCore):
         The frames go from the code that queues them and from timer callbacks, not this task."""
         self._sink = sink
         self._running = True
+        self._call_later = asyncio.get_running_loop().call_later
         try:
             while True:
                 self._sink_wanted.clear()
@@ -280,6 +288,8 @@ class Playout(PlayoutCore):
                 await sink_ready.wait()
         finally:
             self._running = False
+            self._call_later = None
+            self._unhold()
             self._cancel_timer()
 
     def _wake(self) -> None:
@@ -345,6 +355,7 @@ class Playout(PlayoutCore):
         """Its session has ended: forget the session's callbacks (they made a cycle)."""
         self.on_sent = self.on_finished = None
         self._sink = _no_sink
+        self._drop_held()
 
     def _check_pending(self) -> None:
         if len(self._pending) + len(self._streams) >= self._max_pending:
