@@ -761,6 +761,7 @@ async def ramp(kind: str, args: argparse.Namespace) -> dict:
     finally:
         server.stop()
     return {
+        "prebuffer_ms": args.prebuffer_ms,
         "steps": steps,
         "max_passing_sessions": max([s["sessions"] for s in steps if s["passed"]], default=0),
         "max_sustained_sessions": max([s["sessions"] for s in steps if s["sustained"]], default=0),

@@ -18,6 +18,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 COLOURS = {  # server kinds a load result may hold
     "speakbridge": "tab:blue",
+    "speakbridge_paired": "tab:purple",  # capacity's ramp at a 60 ms prebuffer
     "pipecat": "tab:orange",
     "floor-websockets": "tab:grey",
     "floor-picows": "tab:green",

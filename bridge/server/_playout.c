@@ -283,8 +283,7 @@ static int join_held(PlayoutCore *o, PyObject *utterance_id, const Py_buffer *vi
     }
     memcpy(PyBytes_AS_STRING(data), o->held, o->held_n * 2);
     memcpy(PyBytes_AS_STRING(data) + o->held_n * 2, view->buf, view->len);
-    o->held_for = now - o->held_at;
-    drop_held(o);
+    drop_held(o); /* the probe times the pair from the read of the frame that completed it */
     int sent = send_data(o, send, now, data, NULL);
     Py_DECREF(send);
     return sent < 0 ? -1 : 1;
@@ -616,9 +615,9 @@ static PyTypeObject StreamCoreType = {
 
 /* The added latency of a loopback (a live echo): output sample j is input sample j plus
  * what the loopback dropped, so each message sent is timed from the read of the chunk
- * that brought its first sample (or from when the pacer let it go, if it held it for the
- * lead), less the time a frame waited on purpose for the next (held_for), until the
- * socket's write: what the bridge adds, not what pacing means to add.
+ * that brought its last sample (it could not go before; or from when the pacer let it go,
+ * if it held it for the lead; a frame that waited for the next in vain, less that wait:
+ * held_for), until the socket's write: what the bridge adds, not what pacing means to add.
  * Session.latency_probe is one; the arrivals and the messages awaiting their write are
  * rings of a bound named at construction (the oldest is forgotten when one is full). */
 typedef struct {

@@ -51,12 +51,27 @@ def test_the_summary_names_the_largest_sustained_step_its_cpu_and_where_it_faile
     never = summary_row("10 ms", {"speakbridge": ramp((25, False, 0.5), failing="dropped")})
     assert never["speakbridge_failed_by"] == ["dropped"]
     assert table([row, never]).splitlines() == [
-        "| framing | speakbridge sustained | CPU | pipecat sustained |",
-        "|---|---|---|---|",
-        "| 100 ms | 200 (fails at 400: underruns, CPU) | 45 % "
+        "| framing | speakbridge sustained | CPU | 60 ms prebuffer | CPU | pipecat sustained |",
+        "|---|---|---|---|---|---|",
+        "| 100 ms | 200 (fails at 400: underruns, CPU) | 45 % | - | - "
         "| 25 (fails at 50: late ticks, CPU) |",
-        "| 10 ms | 0 (fails at 25: dropped) | - | not run |",
+        "| 10 ms | 0 (fails at 25: dropped) | - | - | - | not run |",
     ]
+
+
+def test_the_ratio_to_pipecat_takes_the_better_of_speakbridges_two_ramps():
+    servers = {
+        "speakbridge": ramp((100, True, 0.5), (200, False, 0.95), failing="underruns"),
+        "speakbridge_paired": ramp((100, True, 0.4), (200, True, 0.8)),
+        "pipecat": ramp((10, True, 0.5), (25, False, 0.95), failing="underruns"),
+    }
+    row = summary_row("20 ms", servers)
+    assert (row["speakbridge_sustained"], row["speakbridge_paired_sustained"]) == (100, 200)
+    assert row["ratio"] == 20.0
+    assert table([row]).splitlines()[2] == (
+        "| 20 ms | 100 (fails at 200: underruns, CPU) | 50 % | 200 | 80 % "
+        "| 10 (fails at 25: underruns, CPU) |"
+    )
 
 
 def test_a_real_run_ramps_the_server_with_v2_bots_and_writes_the_summary(tmp_path):
@@ -76,7 +91,24 @@ def test_a_real_run_ramps_the_server_with_v2_bots_and_writes_the_summary(tmp_pat
     assert step["round_trip_ms"] is not None  # the bots heard them and matched them to sends
     row = result["summary"][0]
     assert row["speakbridge_sustained"] == (3 if step["sustained"] else 0)
+    assert "speakbridge_paired" not in framing["servers"]  # 100 ms chunks go whole already
     assert result["table"] in run.stdout
+
+
+def test_at_20_ms_speakbridge_also_ramps_at_a_60_ms_prebuffer_and_pairs_its_frames(tmp_path):
+    out = tmp_path / "capacity.json"
+    command = [sys.executable, "-m", "benchmarks.capacity", "--framing", "20 ms", "--no-peer"]
+    command += ["--generator-check", "0", "--speakbridge-ramp", "3", "--duration", "3"]
+    command += ["--warmup", "1", "--out", str(out)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    servers = json.loads(out.read_text())["framings"]["20 ms"]["servers"]
+    assert servers["speakbridge"]["prebuffer_ms"] == 0.0
+    assert servers["speakbridge_paired"]["prebuffer_ms"] == 60.0
+    (plain,), (paired,) = servers["speakbridge"]["steps"], servers["speakbridge_paired"]["steps"]
+    assert paired["frames_measured"] > 0 and plain["frames_measured"] > 0
+    # the bot's player holds about the 60 ms more the server sent ahead
+    assert paired["player_lead_ms"]["p50"] > plain["player_lead_ms"]["p50"] + 30
 
 
 def test_a_step_the_server_did_not_answer_ends_the_ramp_as_its_failure():
