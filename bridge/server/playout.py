@@ -9,8 +9,9 @@ gets one or two messages a chunk back, not five. Speech queued ahead waits to fi
 of `min_message_ms` (40: the lead at the bot then swings between 40 and 80 ms, not 60 and
 80), half the messages of 20 ms frames. So does a live stream's lone frame, when the bot
 would still have half a frame's lead as the next one comes (a prebuffer of 60 ms for 20 ms
-frames; not at the default 40): it waits for that one, or for a timer that sends it alone
-with that half frame left; the bot plays it when it would have. Else it goes at once.
+frames; not at the default 40): it waits for that one, or for the loop's sweep (a timer
+every SWEEP_EVERY_S while anything is held) to send it alone with about that half frame
+left; the bot plays it when it would have. Else it goes at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterable, Callable
 from enum import Enum
 
@@ -28,7 +30,7 @@ from bridge.audio.pacer import OutputPacer
 from bridge.audio.playback import PlaybackQueue, PlaybackReport
 from bridge.audio.resample import Quality, StreamResampler
 from bridge.codecs.pcm import to_s16
-from bridge.server._playout import PlayoutCore, StreamCore
+from bridge.server._playout import HoldSweep, PlayoutCore, StreamCore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ AudioChunk = bytes | bytearray | memoryview | np.ndarray
 AudioSource = AudioChunk | AsyncIterable[AudioChunk]
 Send = Callable[[bytes], None]  # writes one frame to the bot's socket, or counts it dropped
 RESAMPLE_CHUNK_S = 0.25  # a whole array is resampled this much at a time, between awaits
+SWEEP_EVERY_S = 0.005  # a held frame goes alone within half of this of its time
+_sweeps: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HoldSweep] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class TooManyPending(RuntimeError):
@@ -278,7 +284,9 @@ class Playout(PlayoutCore):
         The frames go from the code that queues them and from timer callbacks, not this task."""
         self._sink = sink
         self._running = True
-        self._call_later = asyncio.get_running_loop().call_later
+        loop = asyncio.get_running_loop()
+        self._call_later = loop.call_later
+        self._sweep = _sweep_of(loop)
         try:
             while True:
                 self._sink_wanted.clear()
@@ -288,8 +296,8 @@ class Playout(PlayoutCore):
                 await sink_ready.wait()
         finally:
             self._running = False
-            self._call_later = None
             self._unhold()
+            self._call_later = self._sweep = None
             self._cancel_timer()
 
     def _wake(self) -> None:
@@ -429,6 +437,14 @@ class Playout(PlayoutCore):
 
 def _no_sink() -> Send | None:
     return None
+
+
+def _sweep_of(loop: asyncio.AbstractEventLoop) -> HoldSweep:
+    """The loop's HoldSweep: one timer for every playout's held frames on it."""
+    sweep = _sweeps.get(loop)
+    if sweep is None:
+        sweep = _sweeps[loop] = HoldSweep(SWEEP_EVERY_S)
+    return sweep
 
 
 async def _slices(audio: AudioChunk, rate: int) -> AsyncIterable[np.ndarray]:

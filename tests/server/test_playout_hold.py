@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from bridge.server._playout import LatencyProbe, SpeechSender
+from bridge.server._playout import HoldSweep, LatencyProbe, SpeechSender
 from bridge.server.histogram import LATENCY_BUCKETS_S
 from bridge.server.playout import Playout
 
@@ -197,3 +197,44 @@ async def test_the_wait_for_the_next_frame_is_not_counted_as_added_latency():
     assert sum(chunks) == 30 * FRAME and probe.count == len(chunks)  # each message timed
     assert probe.sum > 0  # no message timed as sent before its last sample came
     assert probe.sum / probe.count < 0.003  # not the ~10 ms a held frame waits on average
+
+
+async def test_a_loops_playouts_share_one_sweep_that_lets_each_late_frame_go():
+    """Forty live streams on one loop, each holding a frame at once: one sweep (one timer)
+    sends each alone in time when no next frame comes, and is empty after."""
+    playouts = [playout_of(prebuffer_ms=60) for _ in range(40)]
+    sinks = [Sink(p) for p in playouts]
+    tasks = [
+        asyncio.create_task(p.run(lambda s=s: s.send, s.ready))
+        for p, s in zip(playouts, sinks, strict=True)
+    ]
+    await asyncio.sleep(0)
+    streams = [await p.open_stream() for p in playouts]
+    start = time.monotonic()
+    for i in range(4):  # the prebuffer, then a frame each can hold
+        await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
+        for stream in streams:
+            stream.write(frame_of(i))
+    sweep = playouts[0]._sweep
+    assert all(p._sweep is sweep for p in playouts)
+    assert sweep.holding == sum(1 for p in playouts if p.held_samples) >= 30
+    await asyncio.sleep(0.06)  # no next frame: each goes alone with lead to spare
+    assert sweep.holding == 0
+    for playout, sink in zip(playouts, sinks, strict=True):
+        assert np.array_equal(sink.samples(), np.concatenate([frame_of(i) for i in range(4)]))
+        assert playout.pacer.underruns == 0 and min(sink.lead_before[1:]) > 0
+    for task in tasks:
+        task.cancel()
+
+
+async def test_a_playouts_sweep_cannot_change_while_it_holds_a_frame(live):
+    playout, _, stream = live
+    await start_holding(playout, stream, time.monotonic())
+    with pytest.raises(RuntimeError, match="frames are held"):
+        playout._sweep = None
+    with pytest.raises(TypeError, match="HoldSweep"):
+        playout._sweep = object()
+    with pytest.raises(ValueError, match="positive"):
+        HoldSweep(0)
+    stream.close()  # the held frame goes to the queue, and out
+    assert playout.held_samples == 0 and playout._sweep.holding == 0
