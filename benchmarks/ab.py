@@ -10,7 +10,9 @@ round, the order reversed every other round (A B, B A, A B...) so that a drift w
 every revision alike. The summary gives, per revision and step, the median server CPU share
 with its range over the rounds; its ratio to the first revision's, of the medians and round
 by round (a pair runs minutes apart: the tighter measure); the median p99 latencies, the
-underruns and how many rounds passed. Everything after `--` goes to benchmarks.load.
+underruns and how many rounds passed. Everything after `--` goes to benchmarks.load;
+`--args REVISION="..."` adds arguments for one revision's ramps only (a setting weighed
+against another revision's default: `--args HEAD="--prebuffer-ms 60"`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -181,6 +184,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("revisions", nargs="+", help="git revisions, or . for the working tree")
     parser.add_argument("--rounds", type=int, default=4, help="ramps per revision")
     parser.add_argument("--label", action="append", default=[], help="REVISION=what it is")
+    parser.add_argument(
+        "--args",
+        action="append",
+        default=[],
+        help='REVISION="ARGS": more benchmarks.load arguments for that revision only',
+    )
     parser.add_argument("--out", type=Path, help="write the runs and the summary here (JSON)")
     args = parser.parse_args(argv[:split])
     load_args = argv[split + 1 :]
@@ -193,6 +202,20 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, load_args
 
 
+def revision_args(given: list[str], resolved: dict[str, str], root: Path) -> dict[str, list[str]]:
+    """--args REVISION="ARGS" as {commit: [arg, ...]}, for revisions being compared."""
+    extra: dict[str, list[str]] = {}
+    for item in given:
+        name, _, text = item.partition("=")
+        commit = resolved.get(name) or resolve(name, root)
+        if commit not in resolved.values():
+            raise SystemExit(f"--args {item!r}: {name} is not one of the revisions compared")
+        if "--out" in (words := shlex.split(text)):
+            raise SystemExit("benchmarks.load's --out is set per run")
+        extra[commit] = words
+    return extra
+
+
 def main(argv: list[str] | None = None) -> dict:
     args, load_args = parse_args(sys.argv[1:] if argv is None else argv)
     root = Path(git("rev-parse", "--show-toplevel"))
@@ -200,12 +223,14 @@ def main(argv: list[str] | None = None) -> dict:
     if len(set(revisions)) < len(revisions):
         raise SystemExit(f"revisions {args.revisions} name the same commit twice: {revisions}")
     labels = dict(label.split("=", 1) for label in args.label)
+    extra = revision_args(args.args, dict(zip(args.revisions, revisions, strict=True)), root)
     runs = []
     with checkouts(revisions, root) as trees, tempfile.TemporaryDirectory() as scratch:
         for round_index in range(args.rounds):
             for revision in order(revisions, round_index):
                 print(f"round {round_index + 1}/{args.rounds}: {revision}", flush=True)
-                result = run_ramp(trees[revision], load_args, Path(scratch) / "run.json")
+                ramp_args = [*load_args, *extra.get(revision, [])]
+                result = run_ramp(trees[revision], ramp_args, Path(scratch) / "run.json")
                 runs.append(
                     {
                         "revision": revision,
@@ -225,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
             for r, given in zip(revisions, args.revisions, strict=True)
         },
         "load_args": load_args,
+        "revision_args": extra,
         "rounds": args.rounds,
         "summary": summary,
         "runs": runs,

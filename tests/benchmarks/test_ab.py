@@ -86,6 +86,27 @@ def test_a_real_ab_runs_each_revision_from_its_own_tree_and_cleans_up(tmp_path, 
     assert report["summary"]["."]["2"]["rounds"] == 2
 
 
+def test_one_revisions_own_arguments_reach_only_its_ramps(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "ab.json"
+    argv = ["HEAD", ".", "--rounds", "1", "--args", ".=--prebuffer-ms 60", "--out", str(out)]
+    argv += ["--", "--bot", "custom", "--chunk-ms", "20", "--ramp", "2", "--duration", "2"]
+    argv += ["--warmup", "0.5", "--no-pin"]
+    report = main(argv)
+    assert report["revision_args"] == {".": ["--prebuffer-ms", "60"]}
+    by_revision = {run["revision"]: run["steps"][0] for run in report["runs"]}
+    head = git("rev-parse", "--short=7", "HEAD", cwd=ROOT)
+    # the server sent 60 ms ahead only in the tree's ramp: the bots' players hold it
+    lead = {r: step["player_lead_ms"]["p50"] for r, step in by_revision.items()}
+    assert lead["."] > lead[head] + 30
+
+
+def test_arguments_for_a_revision_not_compared_are_refused(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit, match="not one of the revisions compared"):
+        main(["HEAD", ".", "--args", "HEAD~1=--prebuffer-ms 60", "--", "--ramp", "2"])
+
+
 def test_the_same_commit_twice_is_refused(monkeypatch):
     monkeypatch.chdir(ROOT)
     with pytest.raises(SystemExit, match="same commit twice"):
