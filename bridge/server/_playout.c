@@ -629,6 +629,8 @@ static PyMemberDef PlayoutCore_members[] = {
     {"_timer", T_OBJECT, offsetof(PlayoutCore, timer), 0, "the timer armed, or None"},
     {"_call_later", T_OBJECT, offsetof(PlayoutCore, call_later), 0,
      "the loop's call_later while run() is on (a live frame may wait for the next), or None"},
+    {"_held_for", T_DOUBLE, offsetof(PlayoutCore, held_for), 0,
+     "seconds the next message's first frame waited on purpose (the probe's)"},
     {"held_samples", T_PYSSIZET, offsetof(PlayoutCore, held_n), READONLY,
      "samples of a live stream waiting for its next frame, to go in one message with it"},
     {"paused", T_BOOL, offsetof(PlayoutCore, paused), 0, "pause() holds the speech"},

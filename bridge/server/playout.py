@@ -265,8 +265,9 @@ class Playout(PlayoutCore):
         """Drop all queued and pending speech; returns a report for each utterance cut short.
         A paused playout is no longer paused: there is nothing left to resume."""
         self.paused = False
-        self._unhold()
+        self._unhold()  # so its report counts the held frame as cut
         reports = self.queue.clear()
+        self._held_for = 0.0  # that frame's wait is not the next message's
         for report in reports:
             self._settle(report)
         for task, utterance in list(self._pending.items()):
