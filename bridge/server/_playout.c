@@ -219,14 +219,18 @@ static int holds(PlayoutCore *o, Py_ssize_t n, double now) {
     return pacer_lead_at(o->pacer, now) * o->pacer->sample_rate >= n + o->frame_size / 2.0;
 }
 
-/* The frames held across one loop's playouts: a list through the playouts (each leaves
- * it before it is freed), and one timer, armed while the list is not empty, that sends
- * alone the frames whose next did not come in time. */
+/* The frames held across one loop's playouts: a list through the playouts in the order
+ * they began to wait (each leaves it before it is freed), and one timer, armed while the
+ * list is not empty, that sends alone the frames whose next did not come in time. A
+ * sweep reads the clock of the first (a loop's playouts share time.monotonic) and stops
+ * at the first frame held too recently to be due: walking the whole list, a cache miss a
+ * playout, took 1.1 % of the core at 450 sessions. */
 struct HoldSweep {
     PyObject_HEAD
-    PlayoutCore *first;
+    PlayoutCore *first, *last;
     PyObject *timer; /* armed for the next sweep, or NULL */
     double every;    /* seconds between sweeps */
+    double min_wait; /* the shortest wait a frame held has had to wait (0: none held yet) */
 };
 
 static PyTypeObject HoldSweepType;
@@ -264,6 +268,8 @@ static void unlist(PlayoutCore *o) {
         w->first = o->next;
     if (o->next != NULL)
         o->next->prev = o->prev;
+    else if (w != NULL && w->last == o)
+        w->last = o->prev;
     o->prev = o->next = NULL;
     if (w != NULL && w->first == NULL)
         cancel_sweep_timer(w); /* nothing held: no timer keeps the loop */
@@ -299,12 +305,17 @@ static int hold(PlayoutCore *o, PyObject *utterance_id, const Py_buffer *view, d
     o->held_n = view->len / 2;
     o->held_id = Py_NewRef(utterance_id);
     o->held_at = now;
-    o->held_until = now + pacer_lead_at(p, now) - (double)o->frame_size / p->sample_rate / 2;
-    o->prev = NULL;
-    o->next = w->first;
-    if (w->first != NULL)
-        w->first->prev = o;
-    w->first = o;
+    double wait = pacer_lead_at(p, now) - (double)o->frame_size / p->sample_rate / 2;
+    o->held_until = now + wait;
+    if (w->min_wait == 0.0 || wait < w->min_wait)
+        w->min_wait = wait;
+    o->next = NULL;
+    o->prev = w->last;
+    if (w->last != NULL)
+        w->last->next = o;
+    else
+        w->first = o;
+    w->last = o;
     return 0;
 }
 
@@ -430,24 +441,28 @@ static PyObject *PlayoutCore_unhold(PlayoutCore *o, PyObject *unused) {
 /* Send alone the held frames of the playouts in w's list whose wait is up (within half a
  * sweep); a playout's error is reported and the others go on. */
 static void sweep_due(HoldSweep *w) {
+    double now;
+    if (w->first == NULL)
+        return;
+    if (now_of(w->first, &now) < 0) {
+        PyErr_WriteUnraisable((PyObject *)w->first);
+        return;
+    }
+    double soon = now + w->every / 2, recent = soon - w->min_wait;
     Py_ssize_t n = 0;
-    for (PlayoutCore *o = w->first; o != NULL; o = o->next)
-        n++;
+    for (PlayoutCore *o = w->first; o != NULL && o->held_at <= recent; o = o->next)
+        n++; /* the rest began to wait too recently to be due */
     PlayoutCore **due = PyMem_Malloc((n ? n : 1) * sizeof *due);
     if (due == NULL) {
         PyErr_NoMemory();
         PyErr_WriteUnraisable((PyObject *)w);
         return;
     }
-    Py_ssize_t k = 0;
-    for (PlayoutCore *o = w->first; o != NULL; o = o->next) {
-        double now;
-        if (now_of(o, &now) < 0)
-            PyErr_WriteUnraisable((PyObject *)o);
-        else if (o->held_until <= now + w->every / 2)
+    Py_ssize_t k = 0, i = 0;
+    for (PlayoutCore *o = w->first; i < n; o = o->next, i++)
+        if (o->held_until <= soon)
             due[k++] = (PlayoutCore *)Py_NewRef(o);
-    }
-    for (Py_ssize_t i = 0; i < k; i++) { /* sending may end holds: each is checked again */
+    for (i = 0; i < k; i++) { /* sending may end holds: each is checked again */
         PlayoutCore *o = due[i];
         if (o->held_n && o->sweep == w) {
             PyObject *woke = unhold(o) < 0 ? NULL : PyObject_CallMethodNoArgs((PyObject *)o, WAKE);
