@@ -52,9 +52,10 @@ demo: setup
 
 # Benchmarks (about 30 minutes; installs pipecat-ai, ~500 MB): micro-benchmarks, then capacity
 # at the framings bots use (100 ms v2 chunks, 20 ms, 10 ms gen3 frames): a ramp of live-echo
-# sessions against a server pinned to one core, then the pipecat peer, each stopping at its
-# first unsustained step, after a check that the generator keeps time at 2000 sessions; the
-# table, JSON and plot land in benchmarks/results/.
+# sessions against a server pinned to one core (at 20 and 10 ms a second ramp at a 60 ms
+# prebuffer: paired frames), then the pipecat peer, each stopping at its first unsustained
+# step, after a check that the generator keeps time at 2000 sessions; the table, JSON and
+# plot land in benchmarks/results/.
 RESULT := benchmarks/results/$(shell date +%F)-$(shell hostname)
 bench: setup
 	$(VENV)/bin/pip install -q -e '.[bench,peer]'
