@@ -42,7 +42,8 @@ typedef struct PlayoutCore {
     Py_ssize_t held_n, held_room;
     double held_at;        /* when they began to wait */
     double held_until;     /* when the sweep lets them go alone */
-    double held_for;       /* how long the next message's first frame waited on purpose */
+    double held_for;       /* how long the frame that ends at held_end waited on purpose */
+    long long held_end;    /* samples_out once that frame is sent (the probe's) */
     char paused, running, pumping, awaiting_sink;
     Py_ssize_t frame_size, prebuffer, min_frames, message_samples;
     long long samples_out;
@@ -209,14 +210,17 @@ static int open_send(PlayoutCore *o, PyObject *utterance_id, Py_ssize_t n, PyObj
     return ok;
 }
 
+static double hold_margin(PlayoutCore *o);
+
 /* Whether a live stream's n samples, free to go now, should wait for its next frame: fewer
- * than min_frames, and the bot still has half a frame's lead when that comes on time. */
+ * than min_frames, and the bot still has the margin (half a frame) when that comes on time. */
 static int holds(PlayoutCore *o, Py_ssize_t n, double now) {
     if (o->min_frames < 2 || n / o->frame_size >= o->min_frames ||
         n + o->frame_size > o->message_samples || o->sweep == NULL ||
         o->call_later == NULL || o->call_later == Py_None)
         return 0;
-    return pacer_lead_at(o->pacer, now) * o->pacer->sample_rate >= n + o->frame_size / 2.0;
+    Pacer *p = o->pacer;
+    return pacer_lead_at(p, now) >= (double)n / p->sample_rate + hold_margin(o);
 }
 
 /* The frames held across one loop's playouts: a list through the playouts in the order
@@ -235,22 +239,31 @@ struct HoldSweep {
 
 static PyTypeObject HoldSweepType;
 
+/* Cancel the sweep's timer; callable with an exception set (a playout freed or cleared
+ * while it held frames), which it keeps. */
 static void cancel_sweep_timer(HoldSweep *w) {
     PyObject *timer = w->timer;
     w->timer = NULL;
     if (timer == NULL)
         return;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
     PyObject *done = PyObject_CallMethodNoArgs(timer, CANCEL);
     if (done == NULL)
         PyErr_WriteUnraisable(timer); /* it then sweeps an empty list */
     Py_XDECREF(done);
     Py_DECREF(timer);
+    PyErr_Restore(type, value, traceback);
 }
 
 /* Arm the sweep's timer through call_later (the loop's), unless it is armed. */
 static int arm_sweep(HoldSweep *w, PyObject *call_later) {
     if (w->timer != NULL)
         return 0;
+    if (call_later == NULL || call_later == Py_None || !(w->every > 0)) {
+        PyErr_SetString(PyExc_RuntimeError, "a hold sweep needs a loop's call_later and an interval");
+        return -1;
+    }
     PyObject *sweep = PyObject_GetAttr((PyObject *)w, SWEEP);
     PyObject *delay = PyFloat_FromDouble(w->every);
     PyObject *args[] = {delay, sweep};
@@ -258,6 +271,13 @@ static int arm_sweep(HoldSweep *w, PyObject *call_later) {
     Py_XDECREF(sweep);
     Py_XDECREF(delay);
     return w->timer == NULL ? -1 : 0;
+}
+
+/* The lead a held frame goes alone with, at the latest: half a frame, or a sweep's interval
+ * if longer (10 ms frames: a sweep may come that much after a frame's time). */
+static double hold_margin(PlayoutCore *o) {
+    double half = (double)o->frame_size / o->pacer->sample_rate / 2;
+    return pacer_later(half, o->sweep->every);
 }
 
 static void unlist(PlayoutCore *o) {
@@ -305,7 +325,7 @@ static int hold(PlayoutCore *o, PyObject *utterance_id, const Py_buffer *view, d
     o->held_n = view->len / 2;
     o->held_id = Py_NewRef(utterance_id);
     o->held_at = now;
-    double wait = pacer_lead_at(p, now) - (double)o->frame_size / p->sample_rate / 2;
+    double wait = pacer_lead_at(p, now) - hold_margin(o);
     o->held_until = now + wait;
     if (w->min_wait == 0.0 || wait < w->min_wait)
         w->min_wait = wait;
@@ -336,9 +356,19 @@ static int join_held(PlayoutCore *o, PyObject *utterance_id, const Py_buffer *vi
         Py_DECREF(send);
         return -1;
     }
+    if (o->held_n + view->len / 2 != n) { /* a callback above cut the held frames */
+        Py_DECREF(send);
+        Py_DECREF(data);
+        PyErr_SetString(PyExc_RuntimeError, "the held frames changed while being sent");
+        return -1;
+    }
     memcpy(PyBytes_AS_STRING(data), o->held, o->held_n * 2);
     memcpy(PyBytes_AS_STRING(data) + o->held_n * 2, view->buf, view->len);
-    drop_held(o); /* the probe times the pair from the read of the frame that completed it */
+    /* the probe times a pair from the read of the frame that completed it; the held frame
+     * alone (a close's empty flush) from its own read, less its wait */
+    o->held_for = view->len ? 0.0 : now - o->held_at;
+    o->held_end = o->samples_out + n;
+    drop_held(o);
     int sent = send_data(o, send, now, data, NULL);
     Py_DECREF(send);
     return sent < 0 ? -1 : 1;
@@ -360,9 +390,17 @@ static Py_ssize_t unhold(PlayoutCore *o) {
     Py_XDECREF(samples);
     Py_ssize_t n = taken == NULL ? -1 : PyLong_AsSsize_t(taken);
     Py_XDECREF(taken);
-    if (n < 0)
+    if (n < 0 && PyErr_Occurred()) {
+        drop_held(o); /* queued or not, never held as well: sent at most once */
         return -1;
-    o->held_for = now - o->held_at;
+    }
+    Py_ssize_t queued_ahead = queued(o);
+    if (queued_ahead < 0) {
+        drop_held(o);
+        return -1;
+    }
+    o->held_for = now - o->held_at; /* for the message that ends with it, if one does */
+    o->held_end = o->samples_out + queued_ahead;
     return drop_held(o) - n;
 }
 
@@ -440,12 +478,37 @@ static PyObject *PlayoutCore_unhold(PlayoutCore *o, PyObject *unused) {
 
 /* Send alone the held frames of the playouts in w's list whose wait is up (within half a
  * sweep); a playout's error is reported and the others go on. */
+/* Send o's held frames alone (through its queue); an error is reported and they are
+ * dropped, so they are not tried again every sweep. */
+static void let_go(PlayoutCore *o) {
+    PyObject *woke = unhold(o) < 0 ? NULL : PyObject_CallMethodNoArgs((PyObject *)o, WAKE);
+    if (woke == NULL) {
+        PyErr_WriteUnraisable((PyObject *)o);
+        drop_held(o);
+    }
+    Py_XDECREF(woke);
+}
+
+/* Let every held frame of w's list go now: what a sweep that cannot read the clock or arm
+ * its timer does, so no frame waits for a sweep that will not come. */
+static void let_all_go(HoldSweep *w) {
+    Py_ssize_t n = 0;
+    for (PlayoutCore *o = w->first; o != NULL; o = o->next)
+        n++;
+    for (; n > 0 && w->first != NULL; n--) { /* at most those listed now */
+        PlayoutCore *o = (PlayoutCore *)Py_NewRef(w->first);
+        let_go(o);
+        Py_DECREF(o);
+    }
+}
+
 static void sweep_due(HoldSweep *w) {
     double now;
     if (w->first == NULL)
         return;
     if (now_of(w->first, &now) < 0) {
         PyErr_WriteUnraisable((PyObject *)w->first);
+        let_all_go(w);
         return;
     }
     double soon = now + w->every / 2, recent = soon - w->min_wait;
@@ -462,16 +525,10 @@ static void sweep_due(HoldSweep *w) {
     for (PlayoutCore *o = w->first; i < n; o = o->next, i++)
         if (o->held_until <= soon)
             due[k++] = (PlayoutCore *)Py_NewRef(o);
-    for (i = 0; i < k; i++) { /* sending may end holds: each is checked again */
+    for (i = 0; i < k; i++) { /* sending may end holds, or start new ones: each is checked again */
         PlayoutCore *o = due[i];
-        if (o->held_n && o->sweep == w) {
-            PyObject *woke = unhold(o) < 0 ? NULL : PyObject_CallMethodNoArgs((PyObject *)o, WAKE);
-            if (woke == NULL) {
-                PyErr_WriteUnraisable((PyObject *)o);
-                drop_held(o); /* not again every sweep */
-            }
-            Py_XDECREF(woke);
-        }
+        if (o->held_n && o->sweep == w && o->held_until <= soon)
+            let_go(o);
         Py_DECREF(o);
     }
     PyMem_Free(due);
@@ -480,8 +537,10 @@ static void sweep_due(HoldSweep *w) {
 static PyObject *HoldSweep_sweep(HoldSweep *w, PyObject *unused) {
     Py_CLEAR(w->timer); /* it has fired */
     sweep_due(w);
-    if (w->first != NULL && arm_sweep(w, w->first->call_later) < 0)
-        return NULL; /* the loop reports it; the next hold arms it again */
+    if (w->first != NULL && arm_sweep(w, w->first->call_later) < 0) {
+        PyErr_WriteUnraisable((PyObject *)w);
+        let_all_go(w);
+    }
     Py_RETURN_NONE;
 }
 
@@ -894,7 +953,7 @@ static void probe_sent(LatencyProbe *l, long long samples) {
         l->unwritten_len--;
     }
     l->unwritten[(l->first_unwritten + l->unwritten_len++) % l->kept] =
-        pacer_later(read_at + o->held_for, o->allowed_at);
+        pacer_later(read_at + (sent - l->dropped == o->held_end ? o->held_for : 0.0), o->allowed_at);
 }
 
 static PyObject *LatencyProbe_sent(LatencyProbe *l, PyObject *samples) {

@@ -74,14 +74,19 @@ def test_the_ratio_to_pipecat_takes_the_better_of_speakbridges_two_ramps():
     )
 
 
-def test_a_real_run_ramps_the_server_with_v2_bots_and_writes_the_summary(tmp_path):
+def run_capacity(tmp_path: Path, framing: str, duration: float) -> tuple[dict, str]:
+    """A real capacity run of one framing, 3 sessions, no peer: its result and stdout."""
     out = tmp_path / "capacity.json"
-    command = [sys.executable, "-m", "benchmarks.capacity", "--framing", "100 ms", "--no-peer"]
-    command += ["--generator-check", "0", "--speakbridge-ramp", "3", "--duration", "2"]
-    command += ["--warmup", "1", "--out", str(out)]
+    command = [sys.executable, "-m", "benchmarks.capacity", "--framing", framing, "--no-peer"]
+    command += ["--generator-check", "0", "--speakbridge-ramp", "3"]
+    command += ["--duration", str(duration), "--warmup", "1", "--out", str(out)]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text()), run.stdout
+
+
+def test_a_real_run_ramps_the_server_with_v2_bots_and_writes_the_summary(tmp_path):
+    result, stdout = run_capacity(tmp_path, "100 ms", 2)
     framing = result["framings"]["100 ms"]
     assert framing["bot"] == "v2"
     (step,) = framing["servers"]["speakbridge"]["steps"]
@@ -92,17 +97,11 @@ def test_a_real_run_ramps_the_server_with_v2_bots_and_writes_the_summary(tmp_pat
     row = result["summary"][0]
     assert row["speakbridge_sustained"] == (3 if step["sustained"] else 0)
     assert "speakbridge_paired" not in framing["servers"]  # 100 ms chunks go whole already
-    assert result["table"] in run.stdout
+    assert result["table"] in stdout
 
 
 def test_at_20_ms_speakbridge_also_ramps_at_a_60_ms_prebuffer_and_pairs_its_frames(tmp_path):
-    out = tmp_path / "capacity.json"
-    command = [sys.executable, "-m", "benchmarks.capacity", "--framing", "20 ms", "--no-peer"]
-    command += ["--generator-check", "0", "--speakbridge-ramp", "3", "--duration", "3"]
-    command += ["--warmup", "1", "--out", str(out)]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    servers = json.loads(out.read_text())["framings"]["20 ms"]["servers"]
+    servers = run_capacity(tmp_path, "20 ms", 3)[0]["framings"]["20 ms"]["servers"]
     assert servers["speakbridge"]["prebuffer_ms"] == 0.0
     assert servers["speakbridge_paired"]["prebuffer_ms"] == 60.0
     (plain,), (paired,) = servers["speakbridge"]["steps"], servers["speakbridge_paired"]["steps"]

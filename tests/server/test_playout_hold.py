@@ -2,6 +2,7 @@
 message; a timer sends it alone if the next is late; pause, interrupt and close see it."""
 
 import asyncio
+import sys
 import time
 
 import numpy as np
@@ -238,3 +239,94 @@ async def test_a_playouts_sweep_cannot_change_while_it_holds_a_frame(live):
         HoldSweep(0)
     stream.close()  # the held frame goes to the queue, and out
     assert playout.held_samples == 0 and playout._sweep.holding == 0
+
+
+class Probed:
+    """A playout whose sends go through a SpeechSender and a latency probe, as an echo's."""
+
+    def __init__(self) -> None:
+        self.playout = playout_of(prebuffer_ms=60)
+        self.probe = LatencyProbe(self.playout, LATENCY_BUCKETS_S, 64, time.monotonic)
+        self.chunks: list[int] = []
+        self.heard = 0
+        self.sender = SpeechSender(self.write, 1 << 20, lambda code: None, self.probe)
+
+    def write(self, data: bytes, limit: int) -> int:
+        self.chunks.append(len(data) // 2)
+        return 0
+
+    def arrive(self, stream, frame: np.ndarray) -> None:
+        self.heard += len(frame)
+        self.probe.arrived((self.heard, time.monotonic()))
+        stream.write(frame)
+        self.probe.written()
+
+    def observed_since(self, count: int, total: float) -> tuple[int, float]:
+        self.probe.written()
+        return self.probe.count - count, self.probe.sum - total
+
+
+async def probed_stream(probed: Probed):
+    ready = asyncio.Event()
+    ready.set()
+    task = asyncio.create_task(probed.playout.run(lambda: probed.sender, ready))
+    await asyncio.sleep(0)
+    return task, await probed.playout.open_stream()
+
+
+async def hold_one(probed: Probed, stream) -> None:
+    start = time.monotonic()
+    for i in range(20):
+        await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
+        probed.arrive(stream, frame_of(i))
+        if probed.playout.held_samples:
+            return
+    raise AssertionError("no frame was held")
+
+
+async def test_a_frame_a_close_sends_alone_is_timed_from_its_read_less_its_wait():
+    probed = Probed()
+    task, stream = await probed_stream(probed)
+    await hold_one(probed, stream)
+    count, total = probed.probe.count, probed.probe.sum
+    await asyncio.sleep(0.012)  # it waits; then the stream ends, and it goes alone
+    stream.close()
+    n, added = probed.observed_since(count, total)
+    assert n == 1 and 0 <= added < 0.003  # not the 12 ms it waited
+    task.cancel()
+
+
+async def test_a_held_frame_queued_by_a_pause_lends_its_wait_to_no_other_message():
+    """After pause and resume the bot is dry: the held frame goes in the prebuffer's
+    message, timed from the read of its last frame (no wait of its own to take off)."""
+    probed = Probed()
+    task, stream = await probed_stream(probed)
+    await hold_one(probed, stream)
+    probed.playout.pause()
+    await asyncio.sleep(0.1)
+    probed.playout.resume()
+    count, total = probed.probe.count, probed.probe.sum
+    base = probed.heard // FRAME
+    for i in range(2):  # with the held one, the 60 ms prebuffer: one message
+        probed.arrive(stream, frame_of(base + i))
+    n, added = probed.observed_since(count, total)
+    assert n == 1 and probed.chunks[-1] == 3 * FRAME
+    assert 0 <= added < 0.003  # never negative: the held frame's wait is not taken off it
+    stream.close()
+    task.cancel()
+
+
+async def test_a_sweep_that_cannot_rearm_lets_every_held_frame_go_not_strands_them(
+    live, monkeypatch
+):
+    playout, sink, stream = live
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    written = await start_holding(playout, stream, time.monotonic())
+    del playout._call_later  # the sweep's next timer has no loop to ask
+    await asyncio.sleep(0.05)
+    assert [str(r.exc_value) for r in reported] == [
+        "a hold sweep needs a loop's call_later and an interval"
+    ]  # said once, not every 5 ms
+    assert playout.held_samples == 0 and playout._sweep.holding == 0
+    assert np.array_equal(sink.samples(), np.concatenate([frame_of(i) for i in range(written)]))
