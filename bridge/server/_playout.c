@@ -10,9 +10,10 @@
  * (`queue.pass_through`), which are called from here.
  *
  * A live stream's lone frame may wait for the next, so both go in one message (half the
- * messages, half the sends): while the bot would still have half a frame's lead when the
- * next comes on time, it is held here, and the loop's HoldSweep sends it alone with about
- * that half frame left if the next is late; so the bot plays it when it would have. One
+ * messages, half the sends): while the bot would still have a margin of lead (half a
+ * frame, or a sweep's interval if longer: hold_margin) when the next comes on time, it is
+ * held here, and the loop's HoldSweep sends it alone with about that margin left if the
+ * next is late; so the bot plays it when it would have. One
  * sweep a loop, every few milliseconds while anything is held: a timer a hold (call_later
  * and cancel, 2.4 us) cost a quarter of what the pair saves.
  */
