@@ -735,6 +735,19 @@ def stolen_ms(step: dict, duration_s: float) -> int:
     return worst
 
 
+def disturbance(step: dict, args: argparse.Namespace) -> str | None:
+    """Why a step says little about the server, if it does: the host stole
+    `--retry-steal-ms` of a core, or the generator fell late with time to spare."""
+    if args.retry_steal_ms <= 0:
+        return None
+    stolen = stolen_ms(step, args.duration)
+    if stolen >= args.retry_steal_ms:
+        return f"the host stole {stolen} ms of a core"
+    if step["late_ticks"] and step["generator_cpu_core_share"] < SUSTAINED_CPU_SHARE:
+        return f"the generator fell late {step['late_ticks']} times below its CPU bound"
+    return None
+
+
 async def ramp(kind: str, args: argparse.Namespace) -> dict:
     """Run the ramp against one server kind; returns its steps and capacities."""
     workers = args.workers if kind == "speakbridge" else 1
@@ -750,9 +763,9 @@ async def ramp(kind: str, args: argparse.Namespace) -> dict:
             except httpx.HTTPError as exc:  # a scrape unanswered: the server is swamped
                 steps.append(unresponsive(kind, n, exc))
                 break
-            stolen = stolen_ms(step, args.duration)
-            if not step["sustained"] and stolen >= args.retry_steal_ms > 0:
-                print(f"{kind} at {n}: the host stole {stolen} ms of a core; once more", flush=True)
+            why = disturbance(step, args)
+            if not step["sustained"] and why:
+                print(f"{kind} at {n}: {why}; once more", flush=True)
                 first, step = step, await measured_step(server, kind, n, base_rss, args)
                 step["disturbed_attempt"] = first
             steps.append(step)
@@ -857,8 +870,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=100.0,
         help="run a failed step once more if the host stole this much of the server's or the "
-        "generator's core in one 10 s window of it (the first attempt is kept as "
-        "disturbed_attempt; 0: never, as a soak runs)",
+        "generator's core in one 10 s window of it, or the generator fell late while under "
+        "its CPU bound (the first attempt is kept as disturbed_attempt; 0: never, as a soak "
+        "runs)",
     )
     parser.add_argument(
         "--compare",
